@@ -1,0 +1,67 @@
+/**
+ * Devices = ONNX Runtime execution providers that the installed onnxruntime-node offers on this
+ * platform. Whether one really works is only known by starting a session with it (CUDA needs
+ * provider libraries the npm package does not ship, plus CUDA 12 / cuDNN 9 on the host).
+ */
+import os from 'node:os';
+import type { InferenceSession } from 'onnxruntime-node';
+import { UserError } from '../errors.js';
+import ort from './ort.js';
+import { OrtWorker, SessionStartError } from './ort-worker.js';
+
+export interface DeviceInfo {
+  name: string;
+  /** Shipped inside the npm package (true) or needing an extra install (false). */
+  bundled: boolean;
+}
+
+export function listDevices(): DeviceInfo[] {
+  return ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
+}
+
+export const HOW_TO_GET: Record<string, string> = {
+  cuda: 'install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (downloads the CUDA provider) on a host with CUDA 12 and cuDNN 9',
+  tensorrt: 'install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 and TensorRT 10 on the host',
+  webgpu: 'needs a Vulkan driver (libvulkan.so.1) and a GPU adapter',
+};
+
+export interface SessionSettings {
+  device: string;
+  /** Threads for one inference (intra-op); default: all cores. */
+  threads?: number;
+  /** Large models: memory-map weights instead of pre-packing copies (halves peak RSS). */
+  lowMemory?: boolean;
+}
+
+export function sessionOptions(s: SessionSettings): InferenceSession.SessionOptions {
+  return {
+    executionProviders: [s.device],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: s.threads ?? os.availableParallelism(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    // Failures reach the user as one line through the thrown error; ORT's own log would repeat them.
+    logSeverityLevel: 4,
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    ...(s.lowMemory ? { extra: { session: { disable_prepacking: '1' } } } : {}),
+  };
+}
+
+/** Starts a session for `model` in a worker thread, turning device failures into one clear line. */
+export async function startSession(model: string | Uint8Array, settings: SessionSettings, label: string): Promise<OrtWorker> {
+  const known = listDevices();
+  if (!known.some((d) => d.name === settings.device)) {
+    throw new UserError(`--device ${settings.device} is not offered by this onnxruntime-node (offered: ${known.map((d) => d.name).join(', ')})`);
+  }
+  try {
+    return await OrtWorker.start({ model, options: sessionOptions(settings) });
+  } catch (e) {
+    if (!(e instanceof SessionStartError)) throw e;
+    if (settings.device !== 'cpu') {
+      const how = HOW_TO_GET[settings.device] ?? 'see the onnxruntime-node documentation';
+      throw new UserError(`--device ${settings.device} is not available here (${e.message.split('\n')[0]}); use --device cpu, or ${how}`);
+    }
+    throw new UserError(`cannot load model ${label}: ${e.message.split('\n')[0]}; check that it is an ONNX file (dinofeat convert makes one)`);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Main-thread handle on a session running in a worker thread (see ort-worker-entry.ts).
+ * Requests are answered in order; input buffers are transferred, not copied.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { WireTensor, WorkerInit, WorkerResponse } from './ort-worker-protocol.js';
+
+export type { WireTensor } from './ort-worker-protocol.js';
+
+/** The compiled worker script: workers cannot load .ts under Node 20, so tests build first. */
+function workerScript(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, 'dist', 'model', 'ort-worker-entry.js');
+    if (fs.existsSync(path.join(dir, 'package.json'))) {
+      if (!fs.existsSync(candidate)) throw new Error(`${candidate} is missing: run npm run build`);
+      return candidate;
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find the dinofeat package root');
+    dir = up;
+  }
+}
+
+export class SessionStartError extends Error {}
+
+export class OrtWorker {
+  readonly inputNames: string[];
+  readonly outputNames: string[];
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (o: Record<string, WireTensor>) => void; reject: (e: Error) => void }>();
+  private failure: Error | undefined;
+
+  private constructor(private readonly worker: Worker, ready: { inputNames: string[]; outputNames: string[] }) {
+    this.inputNames = ready.inputNames;
+    this.outputNames = ready.outputNames;
+    worker.on('message', (msg: WorkerResponse) => {
+      if (msg.type === 'result' || msg.type === 'error') {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        if (msg.type === 'result') p?.resolve(msg.outputs);
+        else p?.reject(new Error(msg.message));
+      }
+    });
+    const failAll = (e: Error) => {
+      this.failure = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    worker.on('error', failAll);
+    worker.on('exit', (code) => failAll(new Error(`inference worker exited (code ${code})`)));
+  }
+
+  static start(init: WorkerInit): Promise<OrtWorker> {
+    const worker = new Worker(workerScript(), { workerData: init, env: { ...process.env, ORT_DISABLE_TELEMETRY: process.env.ORT_DISABLE_TELEMETRY ?? '1' } });
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: WorkerResponse) => {
+        worker.off('error', onError);
+        worker.off('message', onMessage);
+        if (msg.type === 'ready') resolve(new OrtWorker(worker, msg));
+        else {
+          void worker.terminate();
+          reject(new SessionStartError(msg.type === 'failed' ? msg.message : 'unexpected message from worker'));
+        }
+      };
+      const onError = (e: Error) => reject(new SessionStartError(e.message));
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+    });
+  }
+
+  /** Runs the session; the feeds' buffers are transferred to the worker (unusable afterwards). */
+  run(feeds: Record<string, WireTensor>, outputs?: string[]): Promise<Record<string, WireTensor>> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const transfer = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'run', id, feeds, outputs }, transfer);
+    });
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  async close(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    this.worker.postMessage({ type: 'close' });
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => void this.worker.terminate().then(() => resolve()), 2000);
+      this.worker.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
