@@ -1,0 +1,114 @@
+/**
+ * The commander program: commands, flags and help text. No logic here: each action parses its
+ * flags into typed options and hands them to src/commands/<name>.ts. Commands are imported
+ * lazily so `--help` does not load ONNX Runtime or sharp.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { isUserError } from './errors.js';
+import { DINOFEAT_VERSION } from './version.js';
+
+/** Exit codes (README "Exit codes"). */
+export const EXIT = { ok: 0, imagesFailed: 1, usage: 2, interrupted: 130 } as const;
+
+export function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a whole number of at least 1 (got ${value})`);
+    return n;
+  };
+}
+
+export function nonNegativeInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a whole number of at least 0 (got ${value})`);
+    return n;
+  };
+}
+
+export function positiveNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a number above 0 (got ${value})`);
+    return n;
+  };
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('dinofeat')
+    .description('Turn folders of images into a DINOv3 / DINOv2 feature cache for diffusion-model training.')
+    .version(DINOFEAT_VERSION, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'dinofeat: ')) });
+
+  const extract = program
+    .command('extract')
+    .description('extract CLS and patch features of every image into Parquet / Arrow shards (resumable)')
+    .argument('[inputs...]', 'image directories, walked recursively')
+    .option('--list <file>', 'file with one image path per line (- for stdin); repeatable', collect)
+    .option('-o, --out <dir>', 'cache directory', './dinofeat-cache')
+    .option('-m, --model <path>', 'model.onnx or a Hugging Face checkpoint directory (default: $DINOFEAT_MODEL, then the default pulled model)')
+    .option('--patch-size <n>', 'patch size of a foreign ONNX export without dinofeat metadata', positiveInt('--patch-size'))
+    .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'))
+    .option('--bucket <WxH>', 'a bucket size (repeatable); one bucket sends every image there', collect)
+    .option('--buckets <preset>', 'bucket preset: sdxl, sd15, or auto (see dinofeat buckets)')
+    .option('--bucket-area <pixels>', 'target area for --buckets auto', positiveInt('--bucket-area'))
+    .option('--bucket-step <n>', 'size step for --buckets auto (a multiple of the patch size)', positiveInt('--bucket-step'))
+    .option('--bucket-min <n>', 'smallest side for --buckets auto', positiveInt('--bucket-min'))
+    .option('--bucket-max <n>', 'largest side for --buckets auto', positiveInt('--bucket-max'))
+    .option('--dino-scale <s>', 'run DINO at this fraction of the bucket size (rounded to the patch size)', positiveNumber('--dino-scale'), 1)
+    .addOption(new Option('--resize <mode>', 'stretch: whole image to the bucket, no crop; cover: scale to cover and centre-crop').choices(['stretch', 'cover']).default('stretch'))
+    .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
+    .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
+    .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
+    .option('-b, --batch-size <n>', 'images per inference batch (per bucket)', positiveInt('--batch-size'), 4)
+    .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
+    .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'))
+    .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'arrow']).default('parquet'))
+    .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(['float16', 'float32']).default('float16'))
+    .option('--registers', 'also store the register tokens')
+    .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
+    .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
+    .option('--retry-failed', 'only re-attempt images listed in errors.jsonl')
+    .option('--num-workers <n>', 'split the images over N workers by a hash of the key', positiveInt('--num-workers'))
+    .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
+    .option('-q, --quiet', 'no progress output, only the summary')
+    .action(async (inputs: string[], opts: Record<string, unknown>) => {
+      const { runExtract } = await import('./commands/extract.js');
+      setExit(await runExtract(inputs, opts as never));
+    });
+  extract.addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).');
+
+  program
+    .command('devices')
+    .description('list the execution providers this onnxruntime-node offers and which ones work here')
+    .action(async () => {
+      const { runDevices } = await import('./commands/devices.js');
+      setExit(await runDevices());
+    });
+
+  return program;
+}
+
+/** Runs the CLI and returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram((c) => (code = c));
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version exit 0; every parse error is a usage error.
+      return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (isUserError(e)) {
+      process.stderr.write(`dinofeat: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Splits last_hidden_state into CLS, registers and patches by the model's token layout (from its
+ * metadata), checking the token count on every batch: a mismatch means the model or the grid is
+ * not what we think, and reshaping anyway would silently scramble the cache.
+ */
+import type { ModelInfo } from './info.js';
+
+export interface TokenGroups {
+  cls: Float32Array;
+  registers: Float32Array;
+  patches: Float32Array;
+}
+
+export class TokenLayoutError extends Error {}
+
+export function splitTokens(
+  hidden: Float32Array,
+  dims: readonly number[],
+  info: Pick<ModelInfo, 'numRegisters' | 'hiddenSize' | 'tokenLayout'>,
+  gridH: number,
+  gridW: number,
+): TokenGroups[] {
+  const [batch, tokens, width] = dims as [number, number, number];
+  const sizes: Record<string, number> = { cls: 1, registers: info.numRegisters, patches: gridH * gridW };
+  const expected = info.tokenLayout.reduce((a, g) => a + (sizes[g] ?? NaN), 0);
+  if (dims.length !== 3 || width !== info.hiddenSize || tokens !== expected) {
+    throw new TokenLayoutError(
+      `model output is [${dims.join(', ')}], expected [${batch}, ${expected}, ${info.hiddenSize}] ` +
+        `(${info.tokenLayout.join(' + ')} = 1 + ${info.numRegisters} + ${gridH}x${gridW} tokens of ${info.hiddenSize})`,
+    );
+  }
+  const out: TokenGroups[] = [];
+  for (let b = 0; b < batch; b++) {
+    const groups: Partial<TokenGroups> = {};
+    let token = b * tokens;
+    for (const g of info.tokenLayout) {
+      const n = sizes[g]!;
+      // slice() copies: each image's rows must outlive the batch buffer (written later, maybe in another shard).
+      groups[g as keyof TokenGroups] = hidden.slice(token * width, (token + n) * width);
+      token += n;
+    }
+    out.push({ cls: groups.cls!, registers: groups.registers ?? new Float32Array(0), patches: groups.patches! });
+  }
+  return out;
+}

@@ -1,0 +1,241 @@
+/**
+ * The staged extract run. One image travels: source → read + hash → (skip if cached) → decode +
+ * resize + normalise → batch (per bucket) → inference (worker thread) → split → shard. Stages
+ * overlap: decoding runs on sharp's threads and the preprocessing worker while the model computes,
+ * and rows are written while the next batch runs. A fixed number of image slots bounds memory.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import pLimit from 'p-limit';
+import type { CacheState } from '../cache/manifest.js';
+import type { ErrorsLog, ErrorStage } from '../cache/errors-log.js';
+import type { FeatureRow } from '../cache/schema.js';
+import type { ShardSink } from '../cache/shard-sink.js';
+import { removeKeys } from '../cache/remove-keys.js';
+import type { ModelInfo } from '../model/info.js';
+import type { OrtWorker } from '../model/ort-worker.js';
+import { splitTokens, TokenLayoutError } from '../model/split.js';
+import type { SourceItem, SourceImage } from '../source/types.js';
+import { workerOfKey, type WorkerSlot } from '../source/partition.js';
+import { Batcher } from './batcher.js';
+import type { Progress } from './progress.js';
+import { Semaphore } from './semaphore.js';
+
+/** What the image stage gives for one image: provenance plus the model-ready tensor. */
+export interface PreparedPixels {
+  width: number;
+  height: number;
+  bucketWidth: number;
+  bucketHeight: number;
+  crop: { x: number; y: number; w: number; h: number };
+  /** [3, bucketHeight, bucketWidth], normalised. */
+  pixels: Float32Array;
+}
+
+/** Failure of one image; the run goes on. */
+export class ImageFailure extends Error {
+  constructor(
+    readonly stage: ErrorStage,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ExtractRunOptions {
+  sources: AsyncIterable<SourceItem>;
+  slot: WorkerSlot;
+  partId: string;
+  model: OrtWorker;
+  info: ModelInfo;
+  prepare: (bytes: Buffer, image: SourceImage) => Promise<PreparedPixels>;
+  state: CacheState;
+  sink: ShardSink;
+  errors: ErrorsLog;
+  keepRegisters: boolean;
+  batchSize: number;
+  /** Images decoded at once (sharp + preprocessing). */
+  decodeConcurrency: number;
+  /** Only these keys (--retry-failed). */
+  onlyKeys?: ReadonlySet<string>;
+  progress: Progress;
+  /** Set when SIGINT/SIGTERM asks the run to stop after the work in flight. */
+  stopRequested: () => boolean;
+}
+
+export interface ExtractStats {
+  found: number;
+  extracted: number;
+  skipped: number;
+  failed: number;
+  replaced: number;
+  perBucket: Record<string, number>;
+  failuresByReason: Record<string, number>;
+  seconds: number;
+  stopped: boolean;
+}
+
+interface Pending extends PreparedPixels {
+  key: string;
+  sha256: string;
+  display: string;
+  bucketKey: string;
+}
+
+/** Errors that end the run (disk full, unwritable output, a model that breaks its contract). */
+class FatalError extends Error {}
+
+export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats> {
+  const started = performance.now();
+  const stats: ExtractStats = {
+    found: 0, extracted: 0, skipped: 0, failed: 0, replaced: 0, perBucket: {}, failuresByReason: {}, seconds: 0, stopped: false,
+  };
+  const decodeLimit = pLimit(o.decodeConcurrency);
+  const maxWaiting = o.batchSize * 4;
+  const batcher = new Batcher<Pending>(o.batchSize, maxWaiting);
+  // Enough slots that partial batches plus images being decoded can never hold all of them.
+  const slots = new Semaphore(maxWaiting + o.decodeConcurrency + 2 * o.batchSize);
+  const seen = new Set<string>();
+  const stale = new Set<string>();
+  let fatal: unknown;
+  const inFlight = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    const t = p.catch((e) => void (fatal ??= e)).finally(() => inFlight.delete(t));
+    inFlight.add(t);
+  };
+  const settle = async () => {
+    while (inFlight.size) await Promise.all([...inFlight]);
+  };
+  let writeChain: Promise<void> = Promise.resolve();
+
+  const report = () => o.progress.update({ done: stats.extracted, failed: stats.failed, skipped: stats.skipped });
+
+  const fail = async (key: string, display: string, stage: ErrorStage, reason: string) => {
+    stats.failed++;
+    const kind = `${stage}: ${reason.split(':')[0]!.slice(0, 60)}`;
+    stats.failuresByReason[kind] = (stats.failuresByReason[kind] ?? 0) + 1;
+    await o.errors.record({ key, path: display, stage, reason });
+    report();
+  };
+
+  const writeBatch = async (batch: Pending[], rows: FeatureRow[]) => {
+    const replacing = batch.filter((p) => stale.has(p.key)).map((p) => p.key);
+    if (replacing.length) {
+      await removeKeys(o.state, o.partId, replacing);
+      stats.replaced += replacing.length;
+    }
+    await o.sink.write(rows);
+    for (const p of batch) {
+      o.errors.resolve(p.key);
+      stats.perBucket[p.bucketKey] = (stats.perBucket[p.bucketKey] ?? 0) + 1;
+    }
+    stats.extracted += rows.length;
+    report();
+  };
+
+  const infer = async (batch: Pending[]) => {
+    const first = batch[0]!;
+    const plane = first.pixels.length;
+    const input = new Float32Array(plane * batch.length);
+    batch.forEach((p, b) => input.set(p.pixels, b * plane));
+    const gridH = Math.floor(first.bucketHeight / o.info.patchSize);
+    const gridW = Math.floor(first.bucketWidth / o.info.patchSize);
+    let rows: FeatureRow[];
+    try {
+      const out = await o.model.run({ pixel_values: { type: 'float32', data: input, dims: [batch.length, 3, first.bucketHeight, first.bucketWidth] } }, ['last_hidden_state']);
+      const hidden = out.last_hidden_state!;
+      const groups = splitTokens(hidden.data as Float32Array, hidden.dims, o.info, gridH, gridW);
+      rows = batch.map((p, b) => ({
+        key: p.key, sha256: p.sha256, width: p.width, height: p.height,
+        bucketWidth: p.bucketWidth, bucketHeight: p.bucketHeight, gridH, gridW,
+        cropX: p.crop.x, cropY: p.crop.y, cropW: p.crop.w, cropH: p.crop.h,
+        cls: groups[b]!.cls, patches: groups[b]!.patches,
+        ...(o.keepRegisters ? { registers: groups[b]!.registers } : {}),
+      }));
+    } catch (e) {
+      if (e instanceof TokenLayoutError) throw new FatalError(`${e.message}: the model does not fit its metadata; check --patch-size/--num-registers or reconvert it`);
+      for (const p of batch) await fail(p.key, p.display, 'infer', e instanceof Error ? e.message.split('\n')[0]! : String(e));
+      slots.release(batch.length);
+      return;
+    }
+    // Writes stay in order and one at a time; inference of the next batch goes on meanwhile.
+    writeChain = writeChain.then(() => writeBatch(batch, rows)).finally(() => slots.release(batch.length));
+    await writeChain;
+  };
+
+  const launchBatches = (batches: Pending[][]) => {
+    for (const b of batches) track(infer(b));
+  };
+
+  const handleImage = async (image: SourceImage) => {
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(image.path);
+    } catch (e) {
+      slots.release(1);
+      return fail(image.key, image.display, 'read', (e as Error).message);
+    }
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const cached = o.state.keyToEntry.get(image.key);
+    if (cached?.sha256 === sha256) {
+      stats.skipped++;
+      o.errors.resolve(image.key);
+      slots.release(1);
+      report();
+      return;
+    }
+    if (cached) stale.add(image.key);
+    let prepared: PreparedPixels;
+    try {
+      prepared = await o.prepare(bytes, image);
+    } catch (e) {
+      slots.release(1);
+      if (!(e instanceof ImageFailure)) throw e;
+      return fail(image.key, image.display, e.stage, e.message);
+    }
+    launchBatches(batcher.add({ ...prepared, key: image.key, sha256, display: image.display, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` }));
+  };
+
+  for await (const item of o.sources) {
+    if (fatal || o.stopRequested()) break;
+    if ('problem' in item) {
+      if (workerOfKey(item.problem.key, o.slot.count) !== o.slot.index) continue;
+      stats.found++;
+      await fail(item.problem.key, item.problem.display, 'source', item.problem.reason);
+      continue;
+    }
+    const image = item.image;
+    if (workerOfKey(image.key, o.slot.count) !== o.slot.index) continue;
+    if (o.onlyKeys && !o.onlyKeys.has(image.key)) continue;
+    if (seen.has(image.key)) {
+      await fail(image.key, image.display, 'source', 'duplicate key: two inputs give the same relative path; pass one root or rename');
+      continue;
+    }
+    seen.add(image.key);
+    stats.found++;
+    o.progress.setTotal(stats.found, false);
+    await slots.acquire();
+    track(decodeLimit(() => handleImage(image)));
+  }
+  o.progress.setTotal(stats.found, true);
+  stats.stopped = o.stopRequested() && !fatal;
+
+  // Everything decoded or decoding goes through inference and into shards, also when stopping.
+  await settle();
+  if (!fatal) launchBatches(batcher.drain());
+  await settle();
+  await writeChain.catch((e) => void (fatal ??= e));
+  stats.seconds = (performance.now() - started) / 1000;
+  if (fatal) throw fatal instanceof FatalError ? new RunFailure(fatal.message, stats) : new RunFailure(fatal, stats);
+  return stats;
+}
+
+/** The run could not go on; `stats` says what had been done (committed shards are kept). */
+export class RunFailure extends Error {
+  constructor(
+    readonly cause: unknown,
+    readonly stats: ExtractStats,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
