@@ -1,0 +1,103 @@
+/**
+ * The log of images that failed: one file per part (manifest/errors-<P>.jsonl, so workers never
+ * write the same file) and errors.jsonl, the merged view rebuilt at the end of a run. Failures are
+ * appended as they happen; an image that later succeeds leaves the log at the next save, which
+ * rewrites the file atomically. A failure whose image is by now in the cache is never listed.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from './durable-fs.js';
+import { appendJsonLine, readJsonLines } from './jsonl.js';
+import { ERRORS_FILE, MANIFEST_DIR, PART_ERRORS_NAME, checkPartId, partErrorsPath } from './layout.js';
+
+export type ErrorStage = 'source' | 'read' | 'decode' | 'infer' | 'write';
+
+export interface ErrorEntry {
+  key: string;
+  /** Printable path of the image. */
+  path: string;
+  stage: ErrorStage;
+  reason: string;
+  /** ISO time of the failure. */
+  time: string;
+}
+
+function serialize(entries: Iterable<ErrorEntry>): string {
+  return [...entries].map((e) => `${JSON.stringify(e)}\n`).join('');
+}
+
+/** Latest entry per key, in first-failure order. */
+function latestByKey(entries: Iterable<ErrorEntry>): Map<string, ErrorEntry> {
+  const byKey = new Map<string, ErrorEntry>();
+  for (const e of entries) {
+    const prev = byKey.get(e.key);
+    if (!prev || prev.time <= e.time) byKey.set(e.key, e);
+  }
+  return byKey;
+}
+
+export class ErrorsLog {
+  private dirty = false;
+
+  private constructor(
+    private readonly file: string,
+    private readonly byKey: Map<string, ErrorEntry>,
+  ) {}
+
+  /** Opens part `partId`'s log (the caller holds the part's lock). */
+  static async open(dir: string, partId: string): Promise<ErrorsLog> {
+    const file = partErrorsPath(dir, checkPartId(partId));
+    const parsed = await readJsonLines<ErrorEntry>(file);
+    const log = new ErrorsLog(file, latestByKey(parsed.records));
+    // A torn last line would swallow the next append; rewrite without it.
+    if (parsed.torn) await log.saveNow();
+    return log;
+  }
+
+  get entries(): ReadonlyMap<string, ErrorEntry> {
+    return this.byKey;
+  }
+
+  /** Records a failure now (appended, so it survives a crash that follows). */
+  async record(entry: Omit<ErrorEntry, 'time'> & { time?: string }): Promise<void> {
+    const full: ErrorEntry = { ...entry, time: entry.time ?? new Date().toISOString() };
+    this.byKey.delete(full.key);
+    this.byKey.set(full.key, full);
+    await appendJsonLine(this.file, full, false);
+  }
+
+  /** The image succeeded: it leaves the log at the next save. */
+  resolve(key: string): void {
+    if (this.byKey.delete(key)) this.dirty = true;
+  }
+
+  /** Rewrites the part's log atomically without resolved entries. */
+  async save(): Promise<void> {
+    if (this.dirty) await this.saveNow();
+  }
+
+  private async saveNow(): Promise<void> {
+    await writeFileAtomic(this.file, serialize(this.byKey.values()));
+    this.dirty = false;
+  }
+}
+
+/**
+ * All parts' failures, latest per key, minus images now in the cache (`cached`): what
+ * --retry-failed retries and what errors.jsonl lists.
+ */
+export async function readErrors(dir: string, cached: { has(key: string): boolean } = new Set()): Promise<ErrorEntry[]> {
+  const names = await fs.readdir(path.join(dir, MANIFEST_DIR)).catch(() => [] as string[]);
+  const all: ErrorEntry[] = [];
+  for (const name of names.sort()) {
+    if (PART_ERRORS_NAME.test(name)) all.push(...(await readJsonLines<ErrorEntry>(path.join(dir, MANIFEST_DIR, name))).records);
+  }
+  return [...latestByKey(all).values()].filter((e) => !cached.has(e.key));
+}
+
+/** Rebuilds errors.jsonl from all parts; returns what it lists. */
+export async function writeMergedErrors(dir: string, cached: { has(key: string): boolean }): Promise<ErrorEntry[]> {
+  const entries = await readErrors(dir, cached);
+  await writeFileAtomic(path.join(dir, ERRORS_FILE), serialize(entries));
+  return entries;
+}

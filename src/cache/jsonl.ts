@@ -1,0 +1,78 @@
+/**
+ * JSON Lines files that are appended to and must survive a crash mid-append: each record is one
+ * write of one line. A crash can only damage the last line, which reading ignores; damage before
+ * it means the file was edited, and that is reported rather than guessed around.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { rethrowIoError } from './durable-fs.js';
+
+export interface ParsedLines<T> {
+  records: T[];
+  /** Byte length of the complete lines; less than the file size when the last line is torn. */
+  validBytes: number;
+  torn: boolean;
+}
+
+export function parseJsonLines<T>(text: string, file: string): ParsedLines<T> {
+  const records: T[] = [];
+  let pos = 0;
+  let torn = false;
+  while (pos < text.length) {
+    const nl = text.indexOf('\n', pos);
+    const line = text.slice(pos, nl < 0 ? text.length : nl);
+    let record: T | undefined;
+    try {
+      record = JSON.parse(line) as T;
+    } catch {
+      record = undefined;
+    }
+    if (record === undefined || record === null || nl < 0) {
+      const last = nl < 0 || text.slice(nl + 1).trim() === '';
+      if (!last) throw new UserError(`${file} is corrupt at byte ${Buffer.byteLength(text.slice(0, pos))}; restore it or rerun with --overwrite`);
+      torn = true;
+      break;
+    }
+    records.push(record);
+    pos = nl + 1;
+  }
+  return { records, validBytes: Buffer.byteLength(text.slice(0, pos)), torn };
+}
+
+/** Reads a JSON Lines file; a missing file reads as empty. */
+export async function readJsonLines<T>(file: string): Promise<ParsedLines<T>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], validBytes: 0, torn: false };
+    throw e;
+  }
+  return parseJsonLines<T>(text, file);
+}
+
+/** Appends one record as one line; `durable` waits for it to reach the disk. */
+export async function appendJsonLine(file: string, record: unknown, durable: boolean): Promise<void> {
+  try {
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const handle = await fs.open(file, 'a');
+    try {
+      await handle.write(`${JSON.stringify(record)}\n`);
+      if (durable) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (e) {
+    rethrowIoError(e, file);
+  }
+}
+
+/** Cuts a torn last line off, so the next append starts on a fresh line. */
+export async function truncateTornLine(file: string, validBytes: number): Promise<void> {
+  try {
+    await fs.truncate(file, validBytes);
+  } catch (e) {
+    rethrowIoError(e, file);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * An exclusive lock per (cache dir, part) that survives crashes: a file created with O_EXCL that
+ * names its holder (pid, host, start time). A lock whose process is gone from this host is stale
+ * and taken over; a live one, or one from another host, refuses with the way out.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { lockPath } from './layout.js';
+import { rethrowIoError } from './durable-fs.js';
+
+export interface LockHolder {
+  pid: number;
+  hostname: string;
+  /** ISO time the holder took the lock. */
+  startedAt: string;
+  /** Kernel start time of the holder process (Linux), to tell a reused pid from the holder. */
+  procStart?: string;
+}
+
+export interface HeldLock {
+  path: string;
+  /** Set when a stale lock was taken over: say so to the user. */
+  note?: string;
+  release(): Promise<void>;
+}
+
+/** /proc/<pid>/stat field 22; undefined where there is no procfs. */
+async function processStartTime(pid: number | 'self'): Promise<string | undefined> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may contain spaces: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Why the holder is gone, or undefined when it may still be running. */
+async function staleReason(holder: LockHolder): Promise<string | undefined> {
+  if (holder.hostname !== os.hostname()) return undefined;
+  if (!pidAlive(holder.pid)) return `pid ${holder.pid} is no longer running`;
+  const now = await processStartTime(holder.pid);
+  if (holder.procStart && now && now !== holder.procStart) return `pid ${holder.pid} now belongs to another process`;
+  return undefined;
+}
+
+async function readHolder(file: string): Promise<LockHolder | undefined> {
+  try {
+    const holder = JSON.parse(await fs.readFile(file, 'utf8')) as LockHolder;
+    return Number.isInteger(holder.pid) && typeof holder.hostname === 'string' ? holder : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw e;
+    return undefined; // empty or torn: its creator died between creating and writing it
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Only one process at a time may judge and remove a stale lock, or two could each remove the other's new one. */
+async function withTakeoverMutex<T>(file: string, fn: () => Promise<T>): Promise<T | undefined> {
+  const mutex = `${file}.takeover`;
+  try {
+    await (await fs.open(mutex, 'wx')).close();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // A taker that crashed mid-takeover leaves the mutex behind; it is only ever held for milliseconds.
+    const age = Date.now() - (await fs.stat(mutex).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+    if (age > 10_000) await fs.rm(mutex, { force: true });
+    return undefined;
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(mutex, { force: true });
+  }
+}
+
+export async function acquireLock(dir: string, partId: string): Promise<HeldLock> {
+  const file = lockPath(dir, partId);
+  try {
+    await fs.mkdir(path.dirname(file), { recursive: true });
+  } catch (e) {
+    rethrowIoError(e, path.dirname(file));
+  }
+  const me: LockHolder = {
+    pid: process.pid,
+    hostname: os.hostname(),
+    startedAt: new Date().toISOString(),
+    procStart: await processStartTime('self'),
+  };
+  const notes: string[] = [];
+  for (let attempt = 0; attempt < 50; attempt++) {
+    if (await tryCreate(file, me)) {
+      return { path: file, note: notes.length ? notes.join('; ') : undefined, release: () => releaseLock(file, me) };
+    }
+    let holder: LockHolder | undefined;
+    try {
+      holder = await readHolder(file);
+    } catch {
+      continue; // released meanwhile: try again
+    }
+    const age = Date.now() - (await fs.stat(file).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+    const reason = holder ? await staleReason(holder) : age > 5_000 ? 'its lock file is empty' : undefined;
+    if (!reason) {
+      if (!holder) {
+        await sleep(100); // being written right now
+        continue;
+      }
+      throw new UserError(
+        `cache ${dir} is in use by pid ${holder.pid} on ${holder.hostname} (started ${holder.startedAt}); ` +
+          `wait, or remove ${file} if that process is gone`,
+      );
+    }
+    const judged = JSON.stringify(holder);
+    const took = await withTakeoverMutex(file, async () => {
+      const again = await readHolder(file).catch(() => undefined);
+      if (JSON.stringify(again) !== judged) return false; // someone else got there first
+      await fs.rm(file, { force: true });
+      return true;
+    });
+    if (took) {
+      notes.push(`took over the lock of ${holder ? `pid ${holder.pid} (started ${holder.startedAt})` : 'a crashed run'}: ${reason}`);
+    } else {
+      await sleep(20);
+    }
+  }
+  throw new UserError(`could not take the lock ${file}; remove it if no dinofeat process is using ${dir}`);
+}
+
+async function tryCreate(file: string, me: LockHolder): Promise<boolean> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    rethrowIoError(e, file);
+  }
+  try {
+    await handle.writeFile(JSON.stringify(me));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return true;
+}
+
+/** Removes the lock only if it is still ours (a takeover by someone else must not be undone). */
+async function releaseLock(file: string, me: LockHolder): Promise<void> {
+  const holder = await readHolder(file).catch(() => undefined);
+  if (holder && holder.pid === me.pid && holder.startedAt === me.startedAt) await fs.rm(file, { force: true });
+}

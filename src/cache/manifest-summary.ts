@@ -1,0 +1,98 @@
+/**
+ * manifest.json, the cache's summary for people and loaders (shards with rows, bytes and
+ * checksums; counts; rows per bucket), rebuilt from the journals at the end of a run, and merge:
+ * the same after a multi-worker run, plus what is missing (gaps) or stored twice (duplicates).
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { isUserError } from '../errors.js';
+import { readCacheConfig, type CacheConfig } from './cache-config.js';
+import { writeFileAtomic } from './durable-fs.js';
+import { readErrors, writeMergedErrors } from './errors-log.js';
+import { MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from './layout.js';
+import { acquireLock } from './lock.js';
+import { CacheState, readAllJournals, repairPart, type DuplicateKey } from './manifest.js';
+
+export interface ManifestSummary extends CacheConfig {
+  updatedAt: string;
+  counts: { shards: number; rows: number; bytes: number; failed: number; duplicates: number };
+  /** Rows per model input size ("<width>x<height>"). */
+  buckets: Record<string, number>;
+  shards: Array<{ file: string; part: string; rows: number; bytes: number; sha256: string }>;
+}
+
+/** Rebuilds manifest.json and errors.jsonl from all parts' journals and error logs. */
+export async function writeManifest(dir: string, state?: CacheState): Promise<ManifestSummary> {
+  const config = await readCacheConfig(dir);
+  if (!config) throw new Error(`${dir} has no cache.json; create the cache before summarising it`);
+  const current = state ?? (await CacheState.read(dir));
+  const failed = await writeMergedErrors(dir, current.keyToEntry);
+  const shards = [...current.shards.values()].sort((a, b) => (a.file < b.file ? -1 : 1));
+  const buckets: Record<string, number> = {};
+  for (const s of shards) for (const [b, n] of Object.entries(s.buckets)) buckets[b] = (buckets[b] ?? 0) + n;
+  const summary: ManifestSummary = {
+    ...config,
+    updatedAt: new Date().toISOString(),
+    counts: {
+      shards: shards.length,
+      rows: shards.reduce((n, s) => n + s.rows, 0),
+      bytes: shards.reduce((n, s) => n + s.bytes, 0),
+      failed: failed.length,
+      duplicates: current.duplicates.length,
+    },
+    buckets,
+    shards: shards.map(({ file, part, rows, bytes, sha256 }) => ({ file, part, rows, bytes, sha256 })),
+  };
+  await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  return summary;
+}
+
+export interface MergeReport {
+  summary: ManifestSummary;
+  /** Expected keys neither stored nor logged as failed (e.g. a worker that never ran). */
+  gaps: string[];
+  /** Keys stored by more than one shard. */
+  duplicates: DuplicateKey[];
+  /** Leftovers of crashed workers that merge deleted (unjournaled shards, temp files). */
+  removed: string[];
+  /** Parts still locked by a running worker: not repaired, their summary may still change. */
+  busyParts: string[];
+}
+
+/**
+ * Builds the global manifest after all workers ran. Each part is repaired under its lock first,
+ * so crashed workers' leftovers go; a part whose worker is still running is reported as busy.
+ */
+export async function mergeCache(dir: string, expectedKeys?: Iterable<string>): Promise<MergeReport> {
+  const journals = await readAllJournals(dir);
+  const parts = new Set(journals.keys());
+  for (const name of await fs.readdir(path.join(dir, SHARDS_DIR)).catch(() => [] as string[])) {
+    const part = parseShardName(name.endsWith(TMP_SUFFIX) ? name.slice(0, -TMP_SUFFIX.length) : name)?.partId;
+    if (part) parts.add(part);
+  }
+  const removed: string[] = [];
+  const busyParts: string[] = [];
+  for (const part of [...parts].sort()) {
+    let lock;
+    try {
+      lock = await acquireLock(dir, part);
+    } catch (e) {
+      if (!isUserError(e)) throw e;
+      busyParts.push(part);
+      continue;
+    }
+    try {
+      removed.push(...(await repairPart(dir, part, journals.get(part) ?? { records: [], validBytes: 0, torn: false })));
+    } finally {
+      await lock.release();
+    }
+  }
+  const state = await CacheState.read(dir);
+  const summary = await writeManifest(dir, state);
+  const gaps: string[] = [];
+  if (expectedKeys) {
+    const failed = new Set((await readErrors(dir, state.keyToEntry)).map((e) => e.key));
+    for (const key of expectedKeys) if (!state.keyToEntry.has(key) && !failed.has(key)) gaps.push(key);
+  }
+  return { summary, gaps, duplicates: state.duplicates, removed, busyParts };
+}

@@ -1,0 +1,254 @@
+/**
+ * The single source of truth for what a shard holds: column names and physical types, the
+ * key/value metadata, and how one FeatureRow becomes column values (EncodedRow) and back.
+ * Writers, readers, validate and inspect all go through this module, so a column cannot be
+ * spelled two ways.
+ *
+ * Physical encoding (chosen by measurement, see notes/cache-measurements.md):
+ * - `patches` and `registers`: one binary value per row holding little-endian float16 (default)
+ *   or float32, row-major [grid_h*grid_w, hidden] / [num_registers, hidden]. Typed list columns
+ *   of this size write 100-300x slower in every JS writer measured.
+ * - `cls`: a list<float32> of `hidden` values in both dtypes: it costs ~30 µs per row to write,
+ *   keeps full precision, and DuckDB / pyarrow see a plain float array they can compute with.
+ */
+import os from 'node:os';
+import type { ModelInfo } from '../model/info.js';
+import { UserError } from '../errors.js';
+import { float16ToFloat32, float32ToFloat16 } from '../convert/half.js';
+
+export type ShardFormat = 'parquet' | 'arrow';
+export const SHARD_FORMATS: readonly ShardFormat[] = ['parquet', 'arrow'];
+export const SHARD_EXTENSIONS: Readonly<Record<ShardFormat, string>> = { parquet: '.parquet', arrow: '.arrow' };
+
+export type TensorDtype = 'float16' | 'float32';
+export const TENSOR_DTYPES: readonly TensorDtype[] = ['float16', 'float32'];
+export const DTYPE_BYTES: Readonly<Record<TensorDtype, number>> = { float16: 2, float32: 4 };
+
+/** Bumped when columns or their meaning change, so readers can refuse shards they do not understand. */
+export const SCHEMA_VERSION = 1;
+
+/** One image's features as the pipeline produces them. */
+export interface FeatureRow {
+  /** Path relative to its input root, '/' separators. */
+  key: string;
+  /** Hex sha256 of the file bytes. */
+  sha256: string;
+  /** Upright original size. */
+  width: number;
+  height: number;
+  /** Model input size. */
+  bucketWidth: number;
+  bucketHeight: number;
+  gridH: number;
+  gridW: number;
+  /** Crop box in upright source pixels. */
+  cropX: number;
+  cropY: number;
+  cropW: number;
+  cropH: number;
+  /** [hidden] */
+  cls: Float32Array;
+  /** [numRegisters * hidden], only when registers are kept. */
+  registers?: Float32Array;
+  /** [gridH * gridW * hidden], row-major. */
+  patches: Float32Array;
+}
+
+export const STRING_COLUMNS = ['key', 'sha256'] as const;
+export const INT_COLUMNS = [
+  'width', 'height', 'bucket_width', 'bucket_height', 'grid_h', 'grid_w',
+  'crop_x', 'crop_y', 'crop_w', 'crop_h',
+] as const;
+export type StringColumn = (typeof STRING_COLUMNS)[number];
+export type IntColumn = (typeof INT_COLUMNS)[number];
+export type TensorColumn = 'registers' | 'patches';
+export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn;
+
+/** A row as stored: one property per physical column, named as the column is. */
+export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: number } & {
+  cls: Float32Array;
+  /** Present exactly when the shard keeps registers. */
+  registers?: Uint8Array;
+  patches: Uint8Array;
+};
+
+type IntField = 'width' | 'height' | 'bucketWidth' | 'bucketHeight' | 'gridH' | 'gridW' | 'cropX' | 'cropY' | 'cropW' | 'cropH';
+const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
+  width: 'width', height: 'height', bucket_width: 'bucketWidth', bucket_height: 'bucketHeight',
+  grid_h: 'gridH', grid_w: 'gridW', crop_x: 'cropX', crop_y: 'cropY', crop_w: 'cropW', crop_h: 'cropH',
+};
+
+/** Columns of a shard, in file order. */
+export function shardColumns(registersKept: boolean): readonly ColumnName[] {
+  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches'];
+}
+
+/** A JSON-serialisable object; plain `object` so callers' interfaces (which lack index signatures) fit. */
+export type JsonObject = object;
+
+/** What every shard records about how it was made (Parquet footer / Arrow schema metadata). */
+export interface ShardMeta {
+  dinofeatVersion: string;
+  dtype: TensorDtype;
+  hiddenSize: number;
+  /** The model's register count; the column exists only when `registersKept`. */
+  numRegisters: number;
+  registersKept: boolean;
+  model: ModelInfo;
+  preprocessing: JsonObject;
+  fingerprint: string;
+}
+
+export const META_KEYS = {
+  schemaVersion: 'dinofeat.schema_version',
+  dinofeatVersion: 'dinofeat.version',
+  dtype: 'dinofeat.dtype',
+  layout: 'dinofeat.layout',
+  hiddenSize: 'dinofeat.hidden_size',
+  numRegisters: 'dinofeat.num_registers',
+  registersKept: 'dinofeat.registers_kept',
+  model: 'dinofeat.model',
+  preprocessing: 'dinofeat.preprocessing',
+  fingerprint: 'dinofeat.fingerprint',
+} as const;
+
+/** Human-readable layout string, stored in the metadata so a reader needs no documentation. */
+export function layoutDescription(dtype: TensorDtype, registersKept: boolean): string {
+  const parts = [
+    `patches: [grid_h*grid_w, hidden] row-major little-endian ${dtype}`,
+    ...(registersKept ? [`registers: [num_registers, hidden] row-major little-endian ${dtype}`] : []),
+    'cls: list<float32>[hidden]',
+  ];
+  return parts.join('; ');
+}
+
+export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
+  return {
+    [META_KEYS.schemaVersion]: String(SCHEMA_VERSION),
+    [META_KEYS.dinofeatVersion]: meta.dinofeatVersion,
+    [META_KEYS.dtype]: meta.dtype,
+    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept),
+    [META_KEYS.hiddenSize]: String(meta.hiddenSize),
+    [META_KEYS.numRegisters]: String(meta.numRegisters),
+    [META_KEYS.registersKept]: String(meta.registersKept),
+    [META_KEYS.model]: JSON.stringify(meta.model),
+    [META_KEYS.preprocessing]: JSON.stringify(meta.preprocessing),
+    [META_KEYS.fingerprint]: meta.fingerprint,
+  };
+}
+
+/** Parses shard metadata; `source` names the file in the error when something is missing. */
+export function metaFromKeyValue(kv: ReadonlyMap<string, string>, source: string): ShardMeta {
+  const get = (key: string): string => {
+    const v = kv.get(key);
+    if (v === undefined) throw new ShardFormatError(`${source}: metadata key ${key} is missing`);
+    return v;
+  };
+  const version = Number(get(META_KEYS.schemaVersion));
+  if (version !== SCHEMA_VERSION) {
+    throw new ShardFormatError(`${source}: schema version ${version}, this dinofeat reads ${SCHEMA_VERSION}`);
+  }
+  const dtype = get(META_KEYS.dtype);
+  if (!(TENSOR_DTYPES as readonly string[]).includes(dtype)) {
+    throw new ShardFormatError(`${source}: unknown dtype ${dtype}`);
+  }
+  return {
+    dinofeatVersion: get(META_KEYS.dinofeatVersion),
+    dtype: dtype as TensorDtype,
+    hiddenSize: Number(get(META_KEYS.hiddenSize)),
+    numRegisters: Number(get(META_KEYS.numRegisters)),
+    registersKept: get(META_KEYS.registersKept) === 'true',
+    model: JSON.parse(get(META_KEYS.model)) as ModelInfo,
+    preprocessing: JSON.parse(get(META_KEYS.preprocessing)) as JsonObject,
+    fingerprint: get(META_KEYS.fingerprint),
+  };
+}
+
+/** A shard whose contents do not follow this schema (foreign, corrupt, or from another version). */
+export class ShardFormatError extends UserError {}
+
+// Tensors are stored as the host's typed-array bytes; every platform Node ships for is little-endian,
+// and this guard turns a silent byte-order mix-up into a loud failure if that ever changes.
+if (os.endianness() !== 'LE') throw new Error('dinofeat shards assume a little-endian host');
+
+export function encodeTensor(values: Float32Array, dtype: TensorDtype): Uint8Array {
+  const typed = dtype === 'float16' ? float32ToFloat16(values) : values;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+/** Decodes stored tensor bytes; copies first when a reader hands out an unaligned view. */
+export function decodeTensor(bytes: Uint8Array, dtype: TensorDtype): Float32Array {
+  const size = DTYPE_BYTES[dtype];
+  if (bytes.byteLength % size !== 0) {
+    throw new ShardFormatError(`tensor of ${bytes.byteLength} bytes is not a whole number of ${dtype} values`);
+  }
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  if (dtype === 'float32') {
+    return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
+  }
+  return float16ToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
+}
+
+/** Shape facts a row must satisfy; a mismatch is a pipeline bug, caught before it reaches disk. */
+export interface RowShape {
+  hiddenSize: number;
+  numRegisters: number;
+  registersKept: boolean;
+}
+
+export function checkRowShape(row: FeatureRow, shape: RowShape): void {
+  const fail = (what: string): never => {
+    throw new Error(`row ${row.key}: ${what}`);
+  };
+  if (row.cls.length !== shape.hiddenSize) fail(`cls has ${row.cls.length} values, expected ${shape.hiddenSize}`);
+  const patches = row.gridH * row.gridW * shape.hiddenSize;
+  if (row.patches.length !== patches) {
+    fail(`patches has ${row.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
+  }
+  if (shape.registersKept) {
+    const registers = shape.numRegisters * shape.hiddenSize;
+    if (row.registers?.length !== registers) {
+      fail(`registers has ${row.registers?.length ?? 0} values, expected ${shape.numRegisters}x${shape.hiddenSize}`);
+    }
+  }
+  for (const column of INT_COLUMNS) {
+    const v = row[INT_FIELDS[column]];
+    if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) fail(`${column} = ${v} is not a non-negative int32`);
+  }
+}
+
+export function encodeRow(row: FeatureRow, meta: RowShape & { dtype: TensorDtype }): EncodedRow {
+  checkRowShape(row, meta);
+  const encoded = {
+    key: row.key,
+    sha256: row.sha256,
+    cls: row.cls,
+    patches: encodeTensor(row.patches, meta.dtype),
+  } as EncodedRow;
+  for (const column of INT_COLUMNS) encoded[column] = row[INT_FIELDS[column]];
+  if (meta.registersKept) encoded.registers = encodeTensor(row.registers!, meta.dtype);
+  return encoded;
+}
+
+export function decodeRow(row: EncodedRow, dtype: TensorDtype): FeatureRow {
+  const decoded = {
+    key: row.key,
+    sha256: row.sha256,
+    cls: row.cls,
+    patches: decodeTensor(row.patches, dtype),
+  } as FeatureRow;
+  for (const column of INT_COLUMNS) decoded[INT_FIELDS[column]] = row[column];
+  if (row.registers) decoded.registers = decodeTensor(row.registers, dtype);
+  return decoded;
+}
+
+/** Bytes a row adds to a shard, near enough to decide when to start the next shard. */
+export function encodedRowBytes(row: EncodedRow): number {
+  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength +
+    row.key.length + row.sha256.length + 4 * INT_COLUMNS.length + 32;
+}
+
+/** The bucket a row counts under in summaries: the model input size. */
+export function bucketLabel(row: Pick<EncodedRow, 'bucket_width' | 'bucket_height'>): string {
+  return `${row.bucket_width}x${row.bucket_height}`;
+}
