@@ -1,0 +1,81 @@
+/**
+ * Hugging Face checkpoint directory (config.json + safetensors) → ONNX model that follows the
+ * contract: input pixel_values [batch, 3, height, width], outputs last_hidden_state and
+ * pooler_output, and metadata_props describing the model for everything downstream.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { infoToMetadata, type ModelInfo, type Precision } from '../model/info.js';
+import { GraphBuilder } from '../onnx/builder.js';
+import { writeModel } from '../onnx/writer.js';
+import { DINOFEAT_VERSION } from '../version.js';
+import { readVitSpec } from './config.js';
+import { buildDinov2 } from './dinov2-graph.js';
+import { buildDinov3 } from './dinov3-graph.js';
+import { openCheckpoint } from './safetensors.js';
+import { MS_DOMAIN, type BuildContext } from './vit-blocks.js';
+
+export interface ConvertOptions {
+  precision: Precision;
+  /** Hugging Face repo id, recorded in the metadata when known. */
+  sourceRepo?: string;
+  /** Bytes written so far and the total, for a progress bar. */
+  onProgress?: (written: number, total: number) => void;
+}
+
+export interface ConvertResult {
+  info: ModelInfo;
+  modelPath: string;
+  dataPath?: string;
+  bytes: number;
+  seconds: number;
+}
+
+export async function convertCheckpoint(dir: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const started = performance.now();
+  const spec = readVitSpec(dir);
+  const ckpt = openCheckpoint(dir);
+  try {
+    const info: ModelInfo = {
+      family: spec.family,
+      patchSize: spec.patchSize,
+      numRegisters: spec.numRegisters,
+      hiddenSize: spec.hiddenSize,
+      tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+      imageMean: spec.imageMean,
+      imageStd: spec.imageStd,
+      resample: spec.resample,
+      precision: opts.precision,
+      weightsSha256: await ckpt.sha256(),
+      ...(opts.sourceRepo ? { sourceRepo: opts.sourceRepo } : {}),
+    };
+    const g = new GraphBuilder(`${spec.modelType}-${opts.precision}`);
+    const c: BuildContext = { g, ckpt, spec, precision: opts.precision };
+    if (spec.family === 'dinov3') buildDinov3(c);
+    else buildDinov2(c);
+
+    const outDir = path.dirname(path.resolve(outPath));
+    try {
+      fs.mkdirSync(outDir, { recursive: true });
+      fs.accessSync(outDir, fs.constants.W_OK);
+    } catch {
+      throw new UserError(`cannot write to ${outDir}: choose a writable --out path`);
+    }
+    const total = g.initializers.reduce((a, t) => a + (t.data instanceof Uint8Array ? t.data.length : t.data.size), 0);
+    let written = 0;
+    const result = writeModel(g, outPath, {
+      opsets: { '': 18, [MS_DOMAIN]: 1 },
+      metadata: infoToMetadata(info),
+      producerVersion: DINOFEAT_VERSION,
+      docString: `Converted by dinofeat ${DINOFEAT_VERSION} from ${opts.sourceRepo ?? path.resolve(dir)}`,
+      onBytes: (n) => {
+        written += n;
+        opts.onProgress?.(Math.min(written, total), total);
+      },
+    });
+    return { info, modelPath: result.modelPath, dataPath: result.dataPath, bytes: result.bytes, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    ckpt.close();
+  }
+}
