@@ -72,11 +72,14 @@ export class OrtWorker {
     });
   }
 
-  /** Runs the session; the feeds' buffers are transferred to the worker (unusable afterwards). */
+  /** Runs the session; feeds that own their whole buffer are transferred (unusable afterwards). */
   run(feeds: Record<string, WireTensor>, outputs?: string[]): Promise<Record<string, WireTensor>> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const transfer = Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+    // Only buffers a feed owns whole are moved; views into shared memory (Node's Buffer pool) are copied.
+    const transfer = Object.values(feeds)
+      .filter((t) => t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength)
+      .map((t) => t.data.buffer as ArrayBuffer);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ type: 'run', id, feeds, outputs }, transfer);

@@ -1,0 +1,179 @@
+/**
+ * Aspect-ratio buckets: which model input size each image gets. Pure functions. Every size the
+ * model sees is a multiple of its patch size (from the model metadata), so the patch grid covers
+ * the input exactly; the image is assigned the bucket of nearest aspect ratio (log scale).
+ */
+import { UserError } from '../errors.js';
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+export interface Bucket extends Size {
+  /** The trainer's bucket this DINO input size was derived from (differs with --dino-scale). */
+  trainer: Size;
+}
+
+/** Crop box in upright source pixels. */
+export interface CropBox {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export type ResizeMode = 'stretch' | 'cover';
+
+/**
+ * SDXL's 1024² aspect-ratio buckets (64-aligned, about one megapixel each), as listed in the SDXL
+ * paper's appendix and used by the common trainers. Width x height.
+ */
+const SDXL: ReadonlyArray<readonly [number, number]> = [
+  [512, 2048], [512, 1984], [512, 1920], [512, 1856], [576, 1792], [576, 1728], [576, 1664], [640, 1600],
+  [640, 1536], [704, 1472], [704, 1408], [704, 1344], [768, 1344], [768, 1280], [832, 1216], [832, 1152],
+  [896, 1152], [896, 1088], [960, 1088], [960, 1024], [1024, 1024], [1024, 960], [1088, 960], [1088, 896],
+  [1152, 896], [1152, 832], [1216, 832], [1280, 768], [1344, 768], [1344, 704], [1408, 704], [1472, 704],
+  [1536, 640], [1600, 640], [1664, 576], [1728, 576], [1792, 576], [1856, 512], [1920, 512], [1984, 512], [2048, 512],
+];
+
+export interface AutoBucketOptions {
+  /** Target area in pixels (default 1024²). */
+  area?: number;
+  /** Both sides are multiples of this (default 64; must be a multiple of the patch size). */
+  step?: number;
+  minSide?: number;
+  maxSide?: number;
+  /** Longest / shortest side at most (default 4). */
+  maxAspect?: number;
+}
+
+export const PRESETS = ['sdxl', 'sd15', 'auto'] as const;
+export type Preset = (typeof PRESETS)[number];
+
+export function parseSize(text: string, flag = '--bucket'): Size {
+  const m = /^(\d+)\s*[x×X]\s*(\d+)$/.exec(text.trim());
+  if (!m) throw new UserError(`${flag} ${text}: expected WIDTHxHEIGHT, e.g. 832x1216`);
+  const size = { width: Number(m[1]), height: Number(m[2]) };
+  if (size.width < 1 || size.height < 1) throw new UserError(`${flag} ${text}: both sides must be at least 1`);
+  return size;
+}
+
+function nearestMultiples(n: number, p: number): number[] {
+  if (n % p === 0) return [n];
+  const lo = Math.floor(n / p) * p;
+  return [...new Set([lo, lo + p].filter((v) => v >= p))];
+}
+
+/** An explicit bucket must already be a multiple of the patch size: say which sizes are. */
+export function checkAligned(size: Size, patch: number, flag = '--bucket'): void {
+  if (size.width % patch === 0 && size.height % patch === 0) return;
+  const options: string[] = [];
+  for (const w of nearestMultiples(size.width, patch)) for (const h of nearestMultiples(size.height, patch)) options.push(`${w}x${h}`);
+  throw new UserError(`${flag} ${size.width}x${size.height} is not a multiple of the model's patch size ${patch}: use ${options.join(' or ')}`);
+}
+
+/** `--buckets auto`: every (w, h) on the step grid whose area is closest below the target. */
+export function autoBuckets(o: AutoBucketOptions = {}): Size[] {
+  const area = o.area ?? 1024 * 1024;
+  const step = o.step ?? 64;
+  const minSide = o.minSide ?? step * Math.max(1, Math.round(Math.sqrt(area) / step / 2));
+  const maxSide = o.maxSide ?? step * Math.round((Math.sqrt(area) * 2) / step);
+  const maxAspect = o.maxAspect ?? 4;
+  const out: Size[] = [];
+  for (let w = Math.ceil(minSide / step) * step; w <= maxSide; w += step) {
+    const h = Math.floor(area / w / step) * step;
+    if (h < minSide || h > maxSide) continue;
+    if (Math.max(w / h, h / w) > maxAspect) continue;
+    out.push({ width: w, height: h });
+  }
+  if (out.length === 0) throw new UserError(`--buckets auto made no buckets for area ${area}, step ${step}, sides ${minSide}..${maxSide}: widen the limits`);
+  return out;
+}
+
+export function presetBuckets(preset: Preset, auto: AutoBucketOptions = {}): Size[] {
+  switch (preset) {
+    case 'sdxl':
+      return SDXL.map(([width, height]) => ({ width, height }));
+    case 'sd15':
+      return autoBuckets({ area: 512 * 512, step: 64, minSide: 256, maxSide: 1024 });
+    case 'auto':
+      return autoBuckets(auto);
+  }
+}
+
+/**
+ * The DINO input size for a trainer bucket: scaled by --dino-scale and rounded to the patch size.
+ * With scale 1 an explicit bucket must already be aligned (checked by the caller); presets made
+ * for 64-aligned latents are rounded for a patch size such as 14.
+ */
+export function dinoBucket(trainer: Size, scale: number, patch: number): Bucket {
+  const round = (v: number) => Math.max(patch, Math.round((v * scale) / patch) * patch);
+  return { width: round(trainer.width), height: round(trainer.height), trainer };
+}
+
+/** Nearest aspect ratio on a log scale; ties go to the larger area, then the wider bucket. */
+export function assignBucket(size: Size, buckets: readonly Bucket[]): Bucket {
+  const target = Math.log(size.width / size.height);
+  let best = buckets[0]!;
+  let bestDist = Infinity;
+  for (const b of buckets) {
+    const dist = Math.abs(Math.log(b.trainer.width / b.trainer.height) - target);
+    const better = dist < bestDist - 1e-12 ||
+      (Math.abs(dist - bestDist) <= 1e-12 && (b.width * b.height > best.width * best.height || (b.width * b.height === best.width * best.height && b.width > best.width)));
+    if (better) {
+      best = b;
+      bestDist = dist;
+    }
+  }
+  return best;
+}
+
+/** stretch: the whole image (no crop). cover: the centred box of the bucket's aspect. */
+export function cropBox(size: Size, bucket: Size, mode: ResizeMode): CropBox {
+  if (mode === 'stretch') return { x: 0, y: 0, w: size.width, h: size.height };
+  const scale = Math.max(bucket.width / size.width, bucket.height / size.height);
+  const w = Math.min(size.width, Math.max(1, Math.round(bucket.width / scale)));
+  const h = Math.min(size.height, Math.max(1, Math.round(bucket.height / scale)));
+  return { x: Math.floor((size.width - w) / 2), y: Math.floor((size.height - h) / 2), w, h };
+}
+
+export function formatBucketTable(buckets: readonly Bucket[], patch: number): string {
+  const rows = buckets.map((b) => [
+    `${b.trainer.width}x${b.trainer.height}`,
+    `${b.width}x${b.height}`,
+    `${b.height / patch}x${b.width / patch}`,
+    (b.trainer.width / b.trainer.height).toFixed(3),
+    String(1 + (b.width / patch) * (b.height / patch)),
+  ]);
+  const head = ['bucket', 'dino input', 'grid (h x w)', 'aspect', 'tokens (cls+patches)'];
+  const widths = head.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k]!.length)));
+  const line = (r: string[]) => r.map((c, k) => c.padEnd(widths[k]!)).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+export interface BucketFlags {
+  bucket?: readonly string[];
+  buckets?: string;
+  auto?: AutoBucketOptions;
+  dinoScale: number;
+}
+
+/** The run's buckets from flags: explicit sizes, a preset, or SDXL's list by default. */
+export function resolveBuckets(flags: BucketFlags, patch: number): Bucket[] {
+  if (flags.bucket?.length && flags.buckets) throw new UserError('use either --bucket or --buckets, not both');
+  if (flags.bucket?.length) {
+    return flags.bucket.map((text) => {
+      const size = parseSize(text);
+      if (flags.dinoScale === 1) checkAligned(size, patch);
+      return dinoBucket(size, flags.dinoScale, patch);
+    });
+  }
+  const preset = (flags.buckets ?? 'sdxl') as Preset;
+  if (!PRESETS.includes(preset)) throw new UserError(`--buckets ${flags.buckets}: unknown preset; use one of ${PRESETS.join(', ')}`);
+  if (preset === 'auto' && flags.auto?.step !== undefined && flags.auto.step % patch !== 0) {
+    throw new UserError(`--bucket-step ${flags.auto.step} is not a multiple of the model's patch size ${patch}`);
+  }
+  const auto = { step: patch * 4, ...flags.auto };
+  return presetBuckets(preset, auto).map((s) => dinoBucket(s, flags.dinoScale, patch));
+}
