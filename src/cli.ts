@@ -41,7 +41,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('Turn folders of images into a DINOv3 / DINOv2 feature cache for diffusion-model training.')
     .version(DINOFEAT_VERSION, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'dinofeat: ')) });
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'dinofeat: ')) })
+    // Before any subcommand is added, so they inherit it: parse errors reach main() as exceptions.
+    .exitOverride();
 
   const extract = program
     .command('extract')
@@ -82,6 +84,45 @@ function buildProgram(setExit: (code: number) => void): Command {
   extract.addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).');
 
   program
+    .command('convert')
+    .description('convert a Hugging Face DINOv3 / DINOv2 checkpoint (config.json + safetensors) to ONNX')
+    .argument('<checkpoint-dir>', 'directory with config.json and model.safetensors (or a sharded index)')
+    .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)')
+    .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(['fp32', 'fp16', 'int8', 'int4']).default('fp32'))
+    .option('--source-repo <id>', 'Hugging Face repo id to record in the model metadata')
+    .action(async (dir: string, opts: Record<string, unknown>) => {
+      const { runConvert } = await import('./commands/convert.js');
+      setExit(await runConvert(dir, opts as never));
+    });
+
+  program
+    .command('buckets')
+    .description('print the bucket table: trainer size, DINO input, patch grid, tokens')
+    .option('--bucket <WxH>', 'a bucket size (repeatable)', collect)
+    .option('--buckets <preset>', 'sdxl, sd15 or auto')
+    .option('--bucket-area <pixels>', 'target area for --buckets auto', positiveInt('--bucket-area'))
+    .option('--bucket-step <n>', 'size step for --buckets auto', positiveInt('--bucket-step'))
+    .option('--dino-scale <s>', 'DINO input as a fraction of the bucket', positiveNumber('--dino-scale'), 1)
+    .option('-m, --model <model.onnx>', 'take the patch size from this model')
+    .option('--patch-size <n>', 'patch size (default 16, DINOv3)', positiveInt('--patch-size'))
+    .action(async (opts: Record<string, unknown>) => {
+      const { runBuckets } = await import('./commands/buckets.js');
+      const o = opts as { bucketArea?: number; bucketStep?: number; dinoScale: number };
+      setExit(await runBuckets({ ...o, auto: { area: o.bucketArea, step: o.bucketStep } }));
+    });
+
+  program
+    .command('merge')
+    .description('build the global manifest of a multi-worker cache; report gaps and overlaps')
+    .argument('<cache-dir>', 'the shared output directory')
+    .option('--images <dir>', 'image directory the workers read, to report images no worker stored (repeatable)', collect)
+    .option('--list <file>', 'image list the workers read (repeatable)', collect)
+    .action(async (out: string, opts: Record<string, unknown>) => {
+      const { runMerge } = await import('./commands/merge.js');
+      setExit(await runMerge(out, opts as never));
+    });
+
+  program
     .command('devices')
     .description('list the execution providers this onnxruntime-node offers and which ones work here')
     .action(async () => {
@@ -96,7 +137,6 @@ function buildProgram(setExit: (code: number) => void): Command {
 export async function main(argv: string[]): Promise<number> {
   let code: number = EXIT.ok;
   const program = buildProgram((c) => (code = c));
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
     return code;

@@ -96,7 +96,7 @@ export function createProgress(opts: { label: string; stream?: NodeJS.WriteStrea
       }
     },
     stop() {
-      line();
+      // The run's summary follows; a last progress line would only repeat it.
     },
   };
 }

@@ -1,0 +1,92 @@
+/**
+ * ModelInfo for an ONNX file: from dinofeat's metadata_props when present; for a foreign export,
+ * from a Hugging Face config.json (+ preprocessor_config.json) beside it or one directory up
+ * (the Hub layout onnx/model.onnx), with --patch-size / --num-registers overriding either.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { readVitSpec } from '../convert/config.js';
+import { readOnnxHeader } from '../onnx/metadata-reader.js';
+import { METADATA_KEYS, PRECISIONS, type ModelInfo, type Precision } from './info.js';
+
+export interface InfoOverrides {
+  patchSize?: number;
+  registers?: number;
+}
+
+function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | undefined {
+  if (meta[METADATA_KEYS.patchSize] === undefined) return undefined;
+  const num = (key: string) => {
+    const v = Number(meta[key]);
+    if (!Number.isFinite(v)) throw new UserError(`${file}: metadata ${key}=${meta[key]} is not a number; reconvert the model with dinofeat convert`);
+    return v;
+  };
+  const triple = (key: string) => JSON.parse(meta[key] ?? '[]') as [number, number, number];
+  const precision = meta[METADATA_KEYS.precision] as Precision;
+  return {
+    family: meta[METADATA_KEYS.family] === 'dinov2' ? 'dinov2' : 'dinov3',
+    patchSize: num(METADATA_KEYS.patchSize),
+    numRegisters: num(METADATA_KEYS.numRegisters),
+    hiddenSize: num(METADATA_KEYS.hiddenSize),
+    tokenLayout: (meta[METADATA_KEYS.tokenLayout] ?? 'cls,registers,patches').split(','),
+    imageMean: triple(METADATA_KEYS.imageMean),
+    imageStd: triple(METADATA_KEYS.imageStd),
+    resample: meta[METADATA_KEYS.resample] === 'bicubic' ? 'bicubic' : 'bilinear',
+    precision: PRECISIONS.includes(precision) ? precision : 'fp32',
+    ...(meta[METADATA_KEYS.sourceRepo] ? { sourceRepo: meta[METADATA_KEYS.sourceRepo] } : {}),
+    ...(meta[METADATA_KEYS.weightsSha256] ? { weightsSha256: meta[METADATA_KEYS.weightsSha256] } : {}),
+  };
+}
+
+function fromConfigBeside(file: string): ModelInfo | undefined {
+  const here = path.dirname(path.resolve(file));
+  for (const dir of [here, path.dirname(here)]) {
+    if (!fs.existsSync(path.join(dir, 'config.json'))) continue;
+    const spec = readVitSpec(dir);
+    return {
+      family: spec.family,
+      patchSize: spec.patchSize,
+      numRegisters: spec.numRegisters,
+      hiddenSize: spec.hiddenSize,
+      tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+      imageMean: spec.imageMean,
+      imageStd: spec.imageStd,
+      resample: spec.resample,
+      precision: 'fp32',
+    };
+  }
+  return undefined;
+}
+
+export function loadModelInfo(onnxPath: string, overrides: InfoOverrides = {}): ModelInfo {
+  if (!fs.existsSync(onnxPath)) throw new UserError(`model ${onnxPath} not found: pass an .onnx file (dinofeat convert / pull make one)`);
+  let meta: Record<string, string>;
+  try {
+    meta = readOnnxHeader(onnxPath).metadata;
+  } catch {
+    throw new UserError(`${onnxPath} is not an ONNX model (cannot parse it); convert a checkpoint with dinofeat convert`);
+  }
+  const found = fromMetadata(meta, onnxPath) ?? fromConfigBeside(onnxPath);
+  if (!found && (overrides.patchSize === undefined || overrides.registers === undefined)) {
+    throw new UserError(`${onnxPath} has no dinofeat metadata and no config.json beside it: pass --patch-size and --num-registers (and note mean/std default to ImageNet's)`);
+  }
+  const base: ModelInfo = found ?? {
+    family: 'dinov3',
+    patchSize: overrides.patchSize!,
+    numRegisters: overrides.registers!,
+    hiddenSize: 0, // learnt from the first output; see resolveHiddenSize
+    tokenLayout: overrides.registers! > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+    imageMean: [0.485, 0.456, 0.406],
+    imageStd: [0.229, 0.224, 0.225],
+    resample: 'bilinear',
+    precision: 'fp32',
+  };
+  const numRegisters = overrides.registers ?? base.numRegisters;
+  return {
+    ...base,
+    patchSize: overrides.patchSize ?? base.patchSize,
+    numRegisters,
+    tokenLayout: numRegisters > 0 ? base.tokenLayout : base.tokenLayout.filter((g) => g !== 'registers'),
+  };
+}
