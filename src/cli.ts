@@ -123,6 +123,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     });
 
   program
+    .command('test-model')
+    .description('write the small deterministic test model (random weights, NOT a real model) and its ONNX file')
+    .argument('<dir>', 'output directory: <dir>/checkpoint and <dir>/model.onnx')
+    .addOption(new Option('--size <size>', 'tiny (hidden 64, 2 layers) or vits16 (real ViT-S/16 shapes, 21.6M parameters)').choices(['tiny', 'vits16']).default('tiny'))
+    .action(async (dir: string, opts: Record<string, unknown>) => {
+      const { runTestModel } = await import('./commands/test-model.js');
+      setExit(await runTestModel(dir, opts as never));
+    });
+
+  program
     .command('devices')
     .description('list the execution providers this onnxruntime-node offers and which ones work here')
     .action(async () => {
