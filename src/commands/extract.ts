@@ -98,7 +98,7 @@ function printSummary(stats: ExtractStats, out: string, bytes: number, quiet: bo
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
-  lines.push(`  cache: ${out} (${(bytes / 2 ** 20).toFixed(1)} MiB in shards)`);
+  lines.push(`  cache: ${out} (${(bytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
   if (!quiet || stats.failed) process.stdout.write(`${lines.join('\n')}\n`);
 }
 
