@@ -96,7 +96,9 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   // Enough slots that partial batches plus images being decoded can never hold all of them.
   const slots = new Semaphore(maxWaiting + o.decodeConcurrency + 2 * o.batchSize);
   const seen = new Set<string>();
+  /** Keys whose bytes changed since they were stored; `pendingRemoval` still holds their old rows. */
   const stale = new Set<string>();
+  const pendingRemoval = new Set<string>();
   let fatal: unknown;
   const inFlight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
@@ -119,11 +121,14 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   };
 
   const writeBatch = async (batch: Pending[], rows: FeatureRow[]) => {
-    const replacing = batch.filter((p) => stale.has(p.key)).map((p) => p.key);
-    if (replacing.length) {
-      await removeKeys(o.state, o.partId, replacing);
-      stats.replaced += replacing.length;
+    // An old row must leave before its replacement is written. Rewriting a shard is costly, so
+    // every stale key known by now goes in one rewrite (those not yet re-extracted are simply
+    // missing until their batch is written; after a crash they are extracted again).
+    if (batch.some((p) => pendingRemoval.has(p.key))) {
+      await removeKeys(o.state, o.partId, pendingRemoval);
+      pendingRemoval.clear();
     }
+    stats.replaced += batch.filter((p) => stale.has(p.key)).length;
     await o.sink.write(rows);
     for (const p of batch) {
       o.errors.resolve(p.key);
@@ -184,7 +189,10 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       report();
       return;
     }
-    if (cached) stale.add(image.key);
+    if (cached) {
+      stale.add(image.key);
+      pendingRemoval.add(image.key);
+    }
     let prepared: PreparedPixels;
     try {
       prepared = await o.prepare(bytes, image);
@@ -225,6 +233,8 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   if (!fatal) launchBatches(batcher.drain());
   await settle();
   await writeChain.catch((e) => void (fatal ??= e));
+  // Changed images that then failed to decode lose their old row too: the cache reflects the files.
+  if (!fatal && pendingRemoval.size) await removeKeys(o.state, o.partId, pendingRemoval).catch((e) => void (fatal ??= e));
   stats.seconds = (performance.now() - started) / 1000;
   if (fatal) throw fatal instanceof FatalError ? new RunFailure(fatal.message, stats) : new RunFailure(fatal, stats);
   return stats;
