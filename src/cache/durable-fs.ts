@@ -40,9 +40,23 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+let tempCounter = 0;
+
+/** `<file>.<pid>-<n>.tmp`: the temp name writeFileAtomic uses; see isAtomicTempOf. */
+export function atomicTempName(file: string): string {
+  return `${file}.${process.pid}-${tempCounter++}.tmp`;
+}
+
+/** Whether `name` (a base name) is a leftover temp file of writeFileAtomic for `file`. */
+export function isAtomicTempOf(name: string, file: string): boolean {
+  const base = path.basename(file);
+  return name.startsWith(`${base}.`) && /^\.\d+-\d+\.tmp$/.test(name.slice(base.length));
+}
+
 /** Replaces `file` with `data` so that readers see the old or the new contents, never a mix. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp`;
+  // Unique per writer: workers of one cache may rebuild manifest.json / errors.jsonl at once.
+  const tmp = atomicTempName(file);
   try {
     const handle = await fs.open(tmp, 'w');
     try {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { appendJournal, mentionedFiles, readJournal, replayJournal, type ParsedJournal, type ReplaceRecord, type ShardRecord } from './journal.js';
 import { truncateTornLine } from './jsonl.js';
 import { JOURNAL_NAME, MANIFEST_DIR, SHARDS_DIR, TMP_SUFFIX, checkPartId, journalPath, parseShardName, partErrorsPath, shardFile } from './layout.js';
-import { fsyncDir } from './durable-fs.js';
+import { fsyncDir, isAtomicTempOf } from './durable-fs.js';
 import type { ShardFormat } from './schema.js';
 
 export interface ShardEntry extends ShardRecord {
@@ -89,8 +89,10 @@ export async function repairPart(dir: string, partId: string, journal: ParsedJou
     await fs.rm(path.join(dir, file), { force: true });
     removed.push(file);
   }
-  const errorsTmp = `${partErrorsPath(dir, partId)}${TMP_SUFFIX}`;
-  await fs.rm(errorsTmp, { force: true });
+  const errorsFile = partErrorsPath(dir, partId);
+  for (const name of await fs.readdir(path.dirname(errorsFile)).catch(() => [] as string[])) {
+    if (isAtomicTempOf(name, errorsFile)) await fs.rm(path.join(path.dirname(errorsFile), name), { force: true });
+  }
   if (removed.length) await fsyncDir(shardsDir);
   return removed;
 }

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { convertCheckpoint } from '../src/convert/convert.js';
+import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
+import { workerOfKey } from '../src/source/partition.js';
+
+const CLI = path.resolve('bin/dinofeat.js');
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+test('three workers over one directory store every image exactly once; merge reports a missing worker as gaps', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'workers-'));
+  const images = path.join(dir, 'images');
+  fs.mkdirSync(path.join(images, 'sub'), { recursive: true });
+  const keys: string[] = [];
+  for (let k = 0; k < 24; k++) {
+    const key = `${k % 3 === 0 ? 'sub/' : ''}img${k}.png`;
+    keys.push(key);
+    await sharp({ create: { width: 40 + k * 3, height: 60 - k, channels: 3, background: { r: k * 10, g: 255 - k * 10, b: 128 } } }).png().toFile(path.join(images, key));
+  }
+  writeTestCheckpoint(path.join(dir, 'ckpt'), TINY_TEST_MODEL);
+  const model = path.join(dir, 'model.onnx');
+  await convertCheckpoint(path.join(dir, 'ckpt'), model, { precision: 'fp32' });
+  const out = path.join(dir, 'cache');
+  const common = ['extract', images, '--model', model, '--out', out, '--bucket', '64x64', '--quiet'];
+
+  // Workers 0 and 2 by flags and by the SLURM environment, concurrently; worker 1 never runs.
+  const results = await Promise.all([
+    run([...common, '--num-workers', '3', '--worker-index', '0']),
+    run(common, { SLURM_ARRAY_TASK_ID: '2', SLURM_ARRAY_TASK_COUNT: '3' }),
+  ]);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+
+  const missing = keys.filter((k) => workerOfKey(k, 3) === 1).sort();
+  assert.ok(missing.length > 0 && missing.length < keys.length);
+  const merged = await run(['merge', out, '--images', images]);
+  assert.equal(merged.code, 1, 'gaps make merge exit 1');
+  assert.match(merged.stdout, new RegExp(`gaps: ${missing.length} images neither stored nor failed`));
+
+  // The missing worker runs later (RANK/WORLD_SIZE this time); then nothing is missing.
+  const last = await run(common, { RANK: '1', WORLD_SIZE: '3' });
+  assert.equal(last.code, 0, last.stderr);
+  const final = await run(['merge', out, '--images', images]);
+  assert.equal(final.code, 0, final.stdout + final.stderr);
+  assert.match(final.stdout, /gaps: 0 images/);
+
+  const db = await (await DuckDBInstance.create()).connect();
+  const rows = (await db.runAndReadAll(`SELECT key, count(*) AS n FROM read_parquet('${out}/shards/*.parquet') GROUP BY key ORDER BY key`)).getRowObjects();
+  assert.deepEqual(rows.map((r) => r.key), [...keys].sort());
+  assert.ok(rows.every((r) => Number(r.n) === 1));
+  // Each worker wrote its own shards: three parts.
+  const parts = new Set(fs.readdirSync(path.join(out, 'shards')).map((f) => f.split('-')[1]));
+  assert.deepEqual([...parts].sort(), ['0_of_3', '1_of_3', '2_of_3']);
+  const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.counts.rows, keys.length);
+});
