@@ -96,6 +96,27 @@ function buildProgram(setExit: (code: number) => void): Command {
     });
 
   program
+    .command('pull')
+    .description('download a checkpoint from the Hugging Face Hub, convert it to ONNX and cache it under $DINOFEAT_HOME')
+    .argument('<repo-id>', 'e.g. facebook/dinov3-vits16-pretrain-lvd1689m (see dinofeat models)')
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .addOption(new Option('--precision <p>', 'weights of the converted model').choices(['fp32', 'fp16', 'int8', 'int4']).default('fp32'))
+    .option('--default', 'make it the default model even if one exists')
+    .addHelpText('after', '\nHF_TOKEN: token for gated repos (DINOv3: accept the licence on the Hub first). HF_ENDPOINT: a mirror. DINOFEAT_HOME: where models go (default ~/.cache/dinofeat).')
+    .action(async (repo: string, opts: Record<string, unknown>) => {
+      const { runPull } = await import('./commands/pull.js');
+      setExit(await runPull(repo, opts as never));
+    });
+
+  program
+    .command('models')
+    .description('known DINOv3 / DINOv2 checkpoints and which are pulled here')
+    .action(async () => {
+      const { formatRegistry } = await import('./model/registry.js');
+      process.stdout.write(formatRegistry());
+    });
+
+  program
     .command('buckets')
     .description('print the bucket table: trainer size, DINO input, patch grid, tokens')
     .option('--bucket <WxH>', 'a bucket size (repeatable)', collect)

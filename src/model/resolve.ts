@@ -14,7 +14,8 @@ export async function resolveModelPath(flag: string | undefined, env: NodeJS.Pro
   const given = flag ?? env.DINOFEAT_MODEL;
   if (!given) {
     const fallback = defaultModelPath(env);
-    if (fs.existsSync(fallback)) return fallback;
+    // Through the symlink's target: ORT finds a big model's .onnx.data beside the real file.
+    if (fs.existsSync(fallback)) return fs.realpathSync(fallback);
     throw new UserError('no model given: pass --model model.onnx (or a checkpoint directory), set DINOFEAT_MODEL, or run dinofeat pull facebook/dinov3-vits16-pretrain-lvd1689m');
   }
   const st = fs.statSync(given, { throwIfNoEntry: false });

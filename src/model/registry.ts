@@ -1,0 +1,93 @@
+/**
+ * Checkpoints dinofeat knows: Hugging Face ids with their size and licence, for `dinofeat models`
+ * and for `pull` to say what it is fetching. Sizes are from the released config.json files
+ * (ARCH_FACTS §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pulledModelDir } from '../paths.js';
+
+export interface KnownModel {
+  repoId: string;
+  family: 'dinov3' | 'dinov2';
+  /** e.g. ViT-S/16. */
+  arch: string;
+  hiddenSize: number;
+  layers: number;
+  /** Millions of parameters. */
+  paramsM: number;
+  patchSize: number;
+  registers: number;
+  licence: string;
+  /** The Hub asks users to accept the licence before it serves the files (HF_TOKEN needed). */
+  gated: boolean;
+  note?: string;
+}
+
+const DINOV3_LICENCE = 'DINOv3 License';
+
+function dinov3(name: string, arch: string, hiddenSize: number, layers: number, paramsM: number, note?: string): KnownModel {
+  return { repoId: `facebook/dinov3-${name}`, family: 'dinov3', arch, hiddenSize, layers, paramsM, patchSize: 16, registers: 4, licence: DINOV3_LICENCE, gated: true, note };
+}
+
+function dinov2(name: string, arch: string, hiddenSize: number, layers: number, paramsM: number, registers: number): KnownModel {
+  const repo = registers > 0 ? `facebook/dinov2-with-registers-${name}` : `facebook/dinov2-${name}`;
+  return { repoId: repo, family: 'dinov2', arch, hiddenSize, layers, paramsM, patchSize: 14, registers, licence: 'Apache-2.0', gated: false };
+}
+
+const DINOV2_SIZES: [string, string, number, number, number][] = [
+  ['small', 'ViT-S/14', 384, 12, 21],
+  ['base', 'ViT-B/14', 768, 12, 86],
+  ['large', 'ViT-L/14', 1024, 24, 300],
+  ['giant', 'ViT-g/14', 1536, 40, 1100],
+];
+
+export const KNOWN_MODELS: readonly KnownModel[] = [
+  dinov3('vits16-pretrain-lvd1689m', 'ViT-S/16', 384, 12, 21),
+  dinov3('vits16plus-pretrain-lvd1689m', 'ViT-S+/16', 384, 12, 29),
+  dinov3('vitb16-pretrain-lvd1689m', 'ViT-B/16', 768, 12, 86),
+  dinov3('vitl16-pretrain-lvd1689m', 'ViT-L/16', 1024, 24, 300),
+  dinov3('vitl16-pretrain-sat493m', 'ViT-L/16', 1024, 24, 300, 'satellite imagery'),
+  dinov3('vith16plus-pretrain-lvd1689m', 'ViT-H+/16', 1280, 32, 840),
+  dinov3('vit7b16-pretrain-lvd1689m', 'ViT-7B/16', 4096, 40, 6716),
+  dinov3('vit7b16-pretrain-sat493m', 'ViT-7B/16', 4096, 40, 6716, 'satellite imagery'),
+  ...DINOV2_SIZES.map(([n, a, h, l, p]) => dinov2(n, a, h, l, p, 0)),
+  ...DINOV2_SIZES.map(([n, a, h, l, p]) => dinov2(n, a, h, l, p, 4)),
+];
+
+/** Hub ids are case-insensitive. */
+export function findKnownModel(repoId: string): KnownModel | undefined {
+  const id = repoId.toLowerCase();
+  return KNOWN_MODELS.find((m) => m.repoId.toLowerCase() === id);
+}
+
+const formatParams = (m: KnownModel) => (m.paramsM >= 1000 ? `${(m.paramsM / 1000).toFixed(1)}B` : `${m.paramsM}M`);
+
+/** One line about a known model, for pull's output. */
+export function describeModel(m: KnownModel): string {
+  return `${m.family === 'dinov3' ? 'DINOv3' : 'DINOv2'} ${m.arch}${m.note ? ` (${m.note})` : ''}, hidden ${m.hiddenSize}, ${m.layers} layers, ${formatParams(m)} parameters, ${m.licence}${m.gated ? ' (gated: accept it on the Hub and set HF_TOKEN)' : ''}`;
+}
+
+/** Precisions already converted under $DINOFEAT_HOME for any revision of the repo. */
+export function pulledPrecisions(repoId: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const repoDir = path.dirname(pulledModelDir(repoId, 'main', env));
+  if (!fs.existsSync(repoDir)) return [];
+  const found = new Set<string>();
+  for (const entry of fs.readdirSync(repoDir, { withFileTypes: true, recursive: true })) {
+    const m = /^model-(\w+)\.onnx$/.exec(entry.name);
+    if (m && entry.isFile()) found.add(m[1]!);
+  }
+  return [...found].sort();
+}
+
+/** The `dinofeat models` table. */
+export function formatRegistry(env: NodeJS.ProcessEnv = process.env): string {
+  const rows = KNOWN_MODELS.map((m) => {
+    const pulled = pulledPrecisions(m.repoId, env).join(',') || '-';
+    return [m.repoId, m.arch, String(m.hiddenSize), String(m.layers), formatParams(m), String(m.patchSize), String(m.registers), m.gated ? `${m.licence} (gated)` : m.licence, pulled];
+  });
+  const header = ['repo', 'arch', 'hidden', 'layers', 'params', 'patch', 'registers', 'licence', 'pulled'];
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (cells: string[]) => cells.map((x, c) => x.padEnd(widths[c]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line), '', 'dinofeat pull <repo> fetches and converts one; other Hugging Face DINOv3 / DINOv2 checkpoints work too.'].join('\n') + '\n';
+}
