@@ -1,4 +1,4 @@
-/** `dinofeat convert <checkpoint-dir> --out model.onnx [--precision P]`. */
+/** `dinofeat convert <checkpoint-dir> --out model.onnx [--precision P] [--source-repo ID]`. */
 import { convertCheckpoint } from '../convert/convert.js';
 import type { Precision } from '../model/info.js';
 import { byteProgress } from './byte-progress.js';
@@ -10,6 +10,7 @@ export interface ConvertCommandOptions {
 }
 
 export async function runConvert(dir: string, o: ConvertCommandOptions): Promise<number> {
+  // A bar on a terminal for checkpoints big enough to wait for; plain lines otherwise.
   const progress = byteProgress('convert');
   const r = await convertCheckpoint(dir, o.out, { precision: o.precision, sourceRepo: o.sourceRepo, onProgress: progress.update }).finally(progress.stop);
   const mib = (r.bytes / 2 ** 20).toFixed(1);

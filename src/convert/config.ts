@@ -1,12 +1,16 @@
 /**
  * config.json (+ preprocessor_config.json) of a Hugging Face DINOv3 / DINOv2 checkpoint, parsed
- * into the one spec the graph builders use. Values the forward pass depends on come from here;
- * values that only matter in training (layerscale_value, pos_embed_rescale, drop_path) are ignored.
+ * and checked once into the spec the graph builders use. Values the forward pass depends on come
+ * from here; values that only matter in training (layerscale_value, pos_embed_rescale, drop_path)
+ * are ignored (ARCH_FACTS §2-4, §6).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import type { ModelFamily, Resample } from '../model/info.js';
+import type { ModelFamily, ModelInfo, Precision, Resample } from '../model/info.js';
+
+/** MLP activation; 'gelu' is the exact erf form (Hugging Face "gelu"). */
+export type Activation = 'gelu' | 'silu';
 
 export interface VitSpec {
   family: ModelFamily;
@@ -16,19 +20,23 @@ export interface VitSpec {
   numLayers: number;
   numHeads: number;
   headDim: number;
+  /** Width of the MLP's hidden layer (each half of a gated MLP). */
   intermediateSize: number;
   patchSize: number;
   numRegisters: number;
   layerNormEps: number;
+  /** gated: down(act(gate(x)) * up(x)); plain: down(act(up(x))). */
   gatedMlp: boolean;
+  mlpActivation: Activation;
   queryBias: boolean;
   keyBias: boolean;
   valueBias: boolean;
-  /** DINOv3: RoPE base. */
+  /** Bias on the attention output projection. */
+  projBias: boolean;
+  mlpBias: boolean;
+  /** DINOv3: RoPE base (0 for DINOv2). */
   ropeTheta: number;
-  /** DINOv2: side of the learned position grid (image_size / patch_size, 37 for 518). */
-  posGrid: number;
-  /** DINOv2 with registers interpolates its position table with antialias. */
+  /** DINOv2 with registers resizes its position table with antialias (Hugging Face does). */
   posAntialias: boolean;
   imageMean: [number, number, number];
   imageStd: [number, number, number];
@@ -38,66 +46,173 @@ export interface VitSpec {
 type Json = Record<string, unknown>;
 
 function readJson(file: string): Json {
+  let text: string;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Json;
-  } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new UserError(missing ? `${file} not found: a checkpoint directory needs config.json` : `${file} is not valid JSON; download it again`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`${file} not found: a checkpoint directory needs config.json (download it with the weights)`);
   }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Json;
+  } catch {
+    // reported below
+  }
+  throw new UserError(`${file} is not a JSON object; download it again`);
 }
 
-function num(cfg: Json, key: string, file: string, fallback?: number): number {
-  const v = cfg[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`${file}: "${key}" must be a number (got ${JSON.stringify(cfg[key])})`);
-  return v;
+/** Reads typed fields of one JSON file, naming the file and field in every error. */
+class Fields {
+  constructor(
+    private readonly cfg: Json,
+    private readonly file: string,
+  ) {}
+
+  private fail(key: string, want: string): never {
+    throw new UserError(`${this.file}: "${key}" must be ${want} (got ${JSON.stringify(this.cfg[key])})`);
+  }
+
+  number(key: string, fallback?: number): number {
+    const v = this.cfg[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(key, 'a number');
+    return v;
+  }
+
+  int(key: string, min: number, fallback?: number): number {
+    const v = this.number(key, fallback);
+    if (!Number.isInteger(v) || v < min) this.fail(key, `an integer >= ${min}`);
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.cfg[key] ?? fallback;
+    if (typeof v !== 'boolean') this.fail(key, 'true or false');
+    return v;
+  }
+
+  /** patch_size may be written as 16 or [16, 16]; only square patches exist in these models. */
+  patchSize(): number {
+    const v = this.cfg.patch_size;
+    const sides = Array.isArray(v) ? v : [v];
+    if (sides.length < 1 || sides.length > 2 || !sides.every((s) => s === sides[0] && Number.isInteger(s) && (s as number) > 0)) {
+      this.fail('patch_size', 'a positive integer (square patches)');
+    }
+    return sides[0] as number;
+  }
+
+  triple(key: string, fallback: [number, number, number]): [number, number, number] {
+    const v = this.cfg[key];
+    if (v === undefined) return fallback;
+    if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) this.fail(key, 'a list of 3 numbers');
+    return v as [number, number, number];
+  }
 }
 
 const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+/** PIL resample codes used by Hugging Face image processors. */
+const PIL_RESAMPLE: Record<number, Resample> = { 2: 'bilinear', 3: 'bicubic' };
 
-function triple(v: unknown, fallback: [number, number, number]): [number, number, number] {
-  return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as [number, number, number]) : fallback;
+function activation(name: unknown, file: string): Activation {
+  if (name === 'gelu') return 'gelu';
+  if (name === 'silu' || name === 'swish') return 'silu';
+  throw new UserError(`${file}: hidden_act ${JSON.stringify(name)} is not supported; dinofeat builds "gelu" (exact) and "silu" MLPs`);
+}
+
+function familyOf(modelType: string, file: string): ModelFamily {
+  if (modelType === 'dinov3_vit') return 'dinov3';
+  if (modelType === 'dinov2' || modelType === 'dinov2_with_registers') return 'dinov2';
+  throw new UserError(`${file}: model_type "${modelType}" is not supported; dinofeat converts dinov3_vit, dinov2 and dinov2_with_registers checkpoints`);
+}
+
+function readPreprocessing(dir: string, family: ModelFamily): Pick<VitSpec, 'imageMean' | 'imageStd' | 'resample'> {
+  const file = path.join(dir, 'preprocessor_config.json');
+  // Without the file, the processors' defaults: ImageNet statistics; DINOv3 bilinear, DINOv2 bicubic.
+  const pre = new Fields(fs.existsSync(file) ? readJson(file) : {}, file);
+  const code = pre.int('resample', 0, family === 'dinov3' ? 2 : 3);
+  const resample = PIL_RESAMPLE[code];
+  if (!resample) throw new UserError(`${file}: resample ${code} is not supported; dinofeat resizes with 2 (bilinear) or 3 (bicubic)`);
+  return { imageMean: pre.triple('image_mean', IMAGENET_MEAN), imageStd: pre.triple('image_std', IMAGENET_STD), resample };
 }
 
 export function readVitSpec(dir: string): VitSpec {
   const file = path.join(dir, 'config.json');
   const cfg = readJson(file);
   const modelType = String(cfg.model_type ?? '');
-  const family: ModelFamily | undefined = modelType === 'dinov3_vit' ? 'dinov3' : modelType === 'dinov2' || modelType === 'dinov2_with_registers' ? 'dinov2' : undefined;
-  if (!family) throw new UserError(`${file}: model_type "${modelType}" is not supported; dinofeat converts dinov3_vit, dinov2 and dinov2_with_registers checkpoints`);
+  const family = familyOf(modelType, file);
+  const c = new Fields(cfg, file);
 
-  const hiddenSize = num(cfg, 'hidden_size', file);
-  const numHeads = num(cfg, 'num_attention_heads', file);
+  const hiddenSize = c.int('hidden_size', 1);
+  const numHeads = c.int('num_attention_heads', 1);
   if (hiddenSize % numHeads !== 0) throw new UserError(`${file}: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
-  const patchSize = num(cfg, 'patch_size', file);
-  const pre = fs.existsSync(path.join(dir, 'preprocessor_config.json')) ? readJson(path.join(dir, 'preprocessor_config.json')) : {};
-  const mlpRatio = num(cfg, 'mlp_ratio', file, 4);
-  const gated = family === 'dinov3' ? cfg.use_gated_mlp === true : cfg.use_swiglu_ffn === true;
-  // DINOv2 stores no intermediate size: fc1 is hidden*mlp_ratio wide; SwiGLU's hidden width is
-  // int(hidden*mlp_ratio*2/3) rounded up to a multiple of 8 (ARCH_FACTS §6).
-  const intermediateSize = family === 'dinov3'
-    ? num(cfg, 'intermediate_size', file)
-    : gated ? Math.ceil(Math.floor((hiddenSize * mlpRatio * 2) / 3) / 8) * 8 : hiddenSize * mlpRatio;
-  return {
+  const headDim = hiddenSize / numHeads;
+  if (c.int('num_channels', 1, 3) !== 3) throw new UserError(`${file}: num_channels must be 3 (RGB models only)`);
+  const common = {
     family,
     modelType,
     hiddenSize,
-    numLayers: num(cfg, 'num_hidden_layers', file),
+    numLayers: c.int('num_hidden_layers', 1),
     numHeads,
-    headDim: hiddenSize / numHeads,
-    intermediateSize,
-    patchSize,
-    numRegisters: num(cfg, 'num_register_tokens', file, 0),
-    layerNormEps: num(cfg, 'layer_norm_eps', file, family === 'dinov3' ? 1e-5 : 1e-6),
-    gatedMlp: gated,
-    queryBias: family === 'dinov3' ? cfg.query_bias !== false : cfg.qkv_bias !== false,
-    keyBias: family === 'dinov3' ? cfg.key_bias === true : cfg.qkv_bias !== false,
-    valueBias: family === 'dinov3' ? cfg.value_bias !== false : cfg.qkv_bias !== false,
-    ropeTheta: family === 'dinov3' ? num(cfg, 'rope_theta', file, 100) : 0,
-    posGrid: family === 'dinov2' ? Math.floor(num(cfg, 'image_size', file, 518) / patchSize) : 0,
+    headDim,
+    patchSize: c.patchSize(),
+    numRegisters: c.int('num_register_tokens', 0, 0),
+    ...readPreprocessing(dir, family),
+  };
+
+  if (family === 'dinov3') {
+    // RoPE splits each head into 4 equal parts (y/x, cos/sin pairs).
+    if (headDim % 4 !== 0) throw new UserError(`${file}: head size ${headDim} (hidden_size / num_attention_heads) must be a multiple of 4 for RoPE`);
+    return {
+      ...common,
+      intermediateSize: c.int('intermediate_size', 1),
+      layerNormEps: c.number('layer_norm_eps', 1e-5),
+      gatedMlp: c.bool('use_gated_mlp', false),
+      mlpActivation: activation(cfg.hidden_act ?? 'gelu', file),
+      queryBias: c.bool('query_bias', true),
+      keyBias: c.bool('key_bias', false),
+      valueBias: c.bool('value_bias', true),
+      projBias: c.bool('proj_bias', true),
+      mlpBias: c.bool('mlp_bias', true),
+      ropeTheta: c.number('rope_theta', 100),
+      posAntialias: false,
+    };
+  }
+
+  // DINOv2 stores no intermediate size: fc1 is int(hidden * mlp_ratio) wide; the SwiGLU variant
+  // (giant) keeps two thirds of that, rounded up to a multiple of 8 (ARCH_FACTS §6).
+  const swiglu = c.bool('use_swiglu_ffn', false);
+  const plainWidth = Math.floor(hiddenSize * c.number('mlp_ratio', 4));
+  const qkvBias = c.bool('qkv_bias', true);
+  return {
+    ...common,
+    intermediateSize: swiglu ? Math.ceil(Math.floor((plainWidth * 2) / 3) / 8) * 8 : plainWidth,
+    layerNormEps: c.number('layer_norm_eps', 1e-6),
+    gatedMlp: swiglu,
+    // The SwiGLU MLP always uses SiLU; the plain one follows hidden_act.
+    mlpActivation: swiglu ? 'silu' : activation(cfg.hidden_act ?? 'gelu', file),
+    queryBias: qkvBias,
+    keyBias: qkvBias,
+    valueBias: qkvBias,
+    projBias: true,
+    mlpBias: true,
+    ropeTheta: 0,
     posAntialias: modelType === 'dinov2_with_registers',
-    imageMean: triple(pre.image_mean, IMAGENET_MEAN),
-    imageStd: triple(pre.image_std, IMAGENET_STD),
-    resample: (pre.resample ?? (family === 'dinov2' ? 3 : 2)) === 3 ? 'bicubic' : 'bilinear',
+  };
+}
+
+/** The metadata a converted model carries (ModelInfo) for this spec. */
+export function specToInfo(spec: VitSpec, precision: Precision, extra: Pick<ModelInfo, 'sourceRepo' | 'weightsSha256'> = {}): ModelInfo {
+  return {
+    family: spec.family,
+    patchSize: spec.patchSize,
+    numRegisters: spec.numRegisters,
+    hiddenSize: spec.hiddenSize,
+    tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+    imageMean: spec.imageMean,
+    imageStd: spec.imageStd,
+    resample: spec.resample,
+    precision,
+    ...(extra.sourceRepo ? { sourceRepo: extra.sourceRepo } : {}),
+    ...(extra.weightsSha256 ? { weightsSha256: extra.weightsSha256 } : {}),
   };
 }

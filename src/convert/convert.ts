@@ -8,9 +8,10 @@ import path from 'node:path';
 import { UserError } from '../errors.js';
 import { infoToMetadata, type ModelInfo, type Precision } from '../model/info.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { chunkSize } from '../onnx/protobuf.js';
 import { writeModel } from '../onnx/writer.js';
 import { DINOFEAT_VERSION } from '../version.js';
-import { readVitSpec } from './config.js';
+import { readVitSpec, specToInfo } from './config.js';
 import { buildDinov2 } from './dinov2-graph.js';
 import { buildDinov3 } from './dinov3-graph.js';
 import { openCheckpoint } from './safetensors.js';
@@ -37,19 +38,8 @@ export async function convertCheckpoint(dir: string, outPath: string, opts: Conv
   const spec = readVitSpec(dir);
   const ckpt = openCheckpoint(dir);
   try {
-    const info: ModelInfo = {
-      family: spec.family,
-      patchSize: spec.patchSize,
-      numRegisters: spec.numRegisters,
-      hiddenSize: spec.hiddenSize,
-      tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
-      imageMean: spec.imageMean,
-      imageStd: spec.imageStd,
-      resample: spec.resample,
-      precision: opts.precision,
-      weightsSha256: await ckpt.sha256(),
-      ...(opts.sourceRepo ? { sourceRepo: opts.sourceRepo } : {}),
-    };
+    // Build first: it checks every tensor's name and shape, so a wrong checkpoint fails before
+    // the (for large checkpoints, long) hashing and writing.
     const g = new GraphBuilder(`${spec.modelType}-${opts.precision}`);
     const c: BuildContext = { g, ckpt, spec, precision: opts.precision };
     if (spec.family === 'dinov3') buildDinov3(c);
@@ -62,13 +52,14 @@ export async function convertCheckpoint(dir: string, outPath: string, opts: Conv
     } catch {
       throw new UserError(`cannot write to ${outDir}: choose a writable --out path`);
     }
-    const total = g.initializers.reduce((a, t) => a + (t.data instanceof Uint8Array ? t.data.length : t.data.size), 0);
+    const info = specToInfo(spec, opts.precision, { sourceRepo: opts.sourceRepo, weightsSha256: await ckpt.sha256() });
+    const total = g.initializers.reduce((a, t) => a + chunkSize(t.data), 0);
     let written = 0;
     const result = writeModel(g, outPath, {
       opsets: { '': 18, [MS_DOMAIN]: 1 },
       metadata: infoToMetadata(info),
       producerVersion: DINOFEAT_VERSION,
-      docString: `Converted by dinofeat ${DINOFEAT_VERSION} from ${opts.sourceRepo ?? path.resolve(dir)}`,
+      docString: `Converted by dinofeat ${DINOFEAT_VERSION} from ${opts.sourceRepo ?? path.basename(path.resolve(dir))}`,
       onBytes: (n) => {
         written += n;
         opts.onProgress?.(Math.min(written, total), total);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { readVitSpec } from '../convert/config.js';
+import { readVitSpec, specToInfo } from '../convert/config.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
 import { METADATA_KEYS, PRECISIONS, type ModelInfo, type Precision } from './info.js';
 
@@ -15,21 +15,34 @@ export interface InfoOverrides {
   registers?: number;
 }
 
+const layoutFor = (numRegisters: number): string[] => (numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches']);
+
 function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | undefined {
   if (meta[METADATA_KEYS.patchSize] === undefined) return undefined;
-  const num = (key: string) => {
-    const v = Number(meta[key]);
-    if (!Number.isFinite(v)) throw new UserError(`${file}: metadata ${key}=${meta[key]} is not a number; reconvert the model with dinofeat convert`);
-    return v;
+  const bad = (key: string): never => {
+    throw new UserError(`${file}: metadata ${key}=${JSON.stringify(meta[key])} is invalid; reconvert the model with dinofeat convert`);
   };
-  const triple = (key: string) => JSON.parse(meta[key] ?? '[]') as [number, number, number];
+  const int = (key: string) => {
+    const v = Number(meta[key]);
+    return Number.isInteger(v) && v >= 0 ? v : bad(key);
+  };
+  const triple = (key: string): [number, number, number] => {
+    let v: unknown;
+    try {
+      v = JSON.parse(meta[key] ?? '');
+    } catch {
+      return bad(key);
+    }
+    return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as [number, number, number]) : bad(key);
+  };
   const precision = meta[METADATA_KEYS.precision] as Precision;
+  const numRegisters = int(METADATA_KEYS.numRegisters);
   return {
     family: meta[METADATA_KEYS.family] === 'dinov2' ? 'dinov2' : 'dinov3',
-    patchSize: num(METADATA_KEYS.patchSize),
-    numRegisters: num(METADATA_KEYS.numRegisters),
-    hiddenSize: num(METADATA_KEYS.hiddenSize),
-    tokenLayout: (meta[METADATA_KEYS.tokenLayout] ?? 'cls,registers,patches').split(','),
+    patchSize: int(METADATA_KEYS.patchSize),
+    numRegisters,
+    hiddenSize: int(METADATA_KEYS.hiddenSize),
+    tokenLayout: meta[METADATA_KEYS.tokenLayout]?.split(',') ?? layoutFor(numRegisters),
     imageMean: triple(METADATA_KEYS.imageMean),
     imageStd: triple(METADATA_KEYS.imageStd),
     resample: meta[METADATA_KEYS.resample] === 'bicubic' ? 'bicubic' : 'bilinear',
@@ -39,22 +52,11 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
   };
 }
 
+/** A foreign export's precision is unknown; fp32 is what Hugging Face's onnx/model.onnx holds. */
 function fromConfigBeside(file: string): ModelInfo | undefined {
   const here = path.dirname(path.resolve(file));
   for (const dir of [here, path.dirname(here)]) {
-    if (!fs.existsSync(path.join(dir, 'config.json'))) continue;
-    const spec = readVitSpec(dir);
-    return {
-      family: spec.family,
-      patchSize: spec.patchSize,
-      numRegisters: spec.numRegisters,
-      hiddenSize: spec.hiddenSize,
-      tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
-      imageMean: spec.imageMean,
-      imageStd: spec.imageStd,
-      resample: spec.resample,
-      precision: 'fp32',
-    };
+    if (fs.existsSync(path.join(dir, 'config.json'))) return specToInfo(readVitSpec(dir), 'fp32');
   }
   return undefined;
 }
@@ -75,8 +77,8 @@ export function loadModelInfo(onnxPath: string, overrides: InfoOverrides = {}): 
     family: 'dinov3',
     patchSize: overrides.patchSize!,
     numRegisters: overrides.registers!,
-    hiddenSize: 0, // learnt from the first output; see resolveHiddenSize
-    tokenLayout: overrides.registers! > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+    hiddenSize: 0, // learnt from a test run by probeModel (./probe.ts)
+    tokenLayout: layoutFor(overrides.registers!),
     imageMean: [0.485, 0.456, 0.406],
     imageStd: [0.229, 0.224, 0.225],
     resample: 'bilinear',
@@ -87,6 +89,6 @@ export function loadModelInfo(onnxPath: string, overrides: InfoOverrides = {}): 
     ...base,
     patchSize: overrides.patchSize ?? base.patchSize,
     numRegisters,
-    tokenLayout: numRegisters > 0 ? base.tokenLayout : base.tokenLayout.filter((g) => g !== 'registers'),
+    tokenLayout: numRegisters === base.numRegisters ? base.tokenLayout : layoutFor(numRegisters),
   };
 }
