@@ -59,18 +59,21 @@ export function parseSize(text: string, flag = '--bucket'): Size {
   return size;
 }
 
+/** The multiples of p nearest to n, nearest first (both when n lies halfway). */
 function nearestMultiples(n: number, p: number): number[] {
-  if (n % p === 0) return [n];
   const lo = Math.floor(n / p) * p;
-  return [...new Set([lo, lo + p].filter((v) => v >= p))];
+  return [lo, lo + p].filter((v) => v >= p).sort((a, b) => Math.abs(a - n) - Math.abs(b - n) || a - b);
 }
 
-/** An explicit bucket must already be a multiple of the patch size: say which sizes are. */
+/** An explicit bucket must already be a multiple of the patch size: say which sizes are, nearest first. */
 export function checkAligned(size: Size, patch: number, flag = '--bucket'): void {
   if (size.width % patch === 0 && size.height % patch === 0) return;
-  const options: string[] = [];
-  for (const w of nearestMultiples(size.width, patch)) for (const h of nearestMultiples(size.height, patch)) options.push(`${w}x${h}`);
-  throw new UserError(`${flag} ${size.width}x${size.height} is not a multiple of the model's patch size ${patch}: use ${options.join(' or ')}`);
+  const sides = (n: number) => (n % patch === 0 ? [n] : nearestMultiples(n, patch));
+  const options: Size[] = [];
+  for (const width of sides(size.width)) for (const height of sides(size.height)) options.push({ width, height });
+  const distance = (o: Size) => Math.abs(o.width - size.width) + Math.abs(o.height - size.height);
+  options.sort((a, b) => distance(a) - distance(b));
+  throw new UserError(`${flag} ${size.width}x${size.height} is not a multiple of the model's patch size ${patch}: use ${options.map((o) => `${o.width}x${o.height}`).join(' or ')}`);
 }
 
 /** `--buckets auto`: every (w, h) on the step grid whose area is closest below the target. */
@@ -129,13 +132,23 @@ export function assignBucket(size: Size, buckets: readonly Bucket[]): Bucket {
   return best;
 }
 
-/** stretch: the whole image (no crop). cover: the centred box of the bucket's aspect. */
-export function cropBox(size: Size, bucket: Size, mode: ResizeMode): CropBox {
-  if (mode === 'stretch') return { x: 0, y: 0, w: size.width, h: size.height };
-  const scale = Math.max(bucket.width / size.width, bucket.height / size.height);
-  const w = Math.min(size.width, Math.max(1, Math.round(bucket.width / scale)));
-  const h = Math.min(size.height, Math.max(1, Math.round(bucket.height / scale)));
-  return { x: Math.floor((size.width - w) / 2), y: Math.floor((size.height - h) / 2), w, h };
+/**
+ * The region of the upright source that becomes the model input. stretch: the whole image.
+ * cover: the centred box of the trainer bucket's aspect (the region its latent covers; with
+ * --dino-scale the DINO size may differ from it by the rounding to the patch size), spanning
+ * the full width or height, its other side the nearest whole number of pixels. Integer
+ * arithmetic, so the box does not depend on float rounding.
+ */
+export function cropBox(size: Size, bucket: Bucket, mode: ResizeMode): CropBox {
+  const { width: W, height: H } = size;
+  if (mode === 'stretch') return { x: 0, y: 0, w: W, h: H };
+  const { width: bw, height: bh } = bucket.trainer;
+  // round(a / b) for positive integers, halves up.
+  const roundDiv = (a: number, b: number) => Math.floor((2 * a + b) / (2 * b));
+  const wider = W * bh > H * bw;
+  const w = wider ? Math.min(W, Math.max(1, roundDiv(H * bw, bh))) : W;
+  const h = wider ? H : Math.min(H, Math.max(1, roundDiv(W * bh, bw)));
+  return { x: Math.floor((W - w) / 2), y: Math.floor((H - h) / 2), w, h };
 }
 
 export function formatBucketTable(buckets: readonly Bucket[], patch: number): string {

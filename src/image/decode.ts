@@ -2,8 +2,13 @@
  * Decoding with sharp to upright 8-bit sRGB: EXIF orientation applied, CMYK / grey / palette /
  * 16-bit converted, alpha flattened on a background colour, first frame of animations. The pixel
  * limit is checked from the header, before any pixel is decoded (decompression bombs).
+ *
+ * By default the result equals what Hugging Face users get from PIL (Image.open → exif_transpose →
+ * alpha_composite on the background → convert('RGB')), byte for byte; /work/notes/parity.md lists
+ * the measured exceptions (16-bit greyscale, where PIL clips instead of scaling).
  */
 import sharp, { type Metadata } from 'sharp';
+import { UserError } from '../errors.js';
 import type { CropBox, Size } from './buckets.js';
 
 export type IccMode = 'ignore' | 'convert';
@@ -11,7 +16,7 @@ export type IccMode = 'ignore' | 'convert';
 export interface DecodeOptions {
   /** Refuse images with more pixels than this (header check, before decoding). */
   maxPixels: number;
-  /** Colour transparent pixels are flattened on, e.g. '#ffffff'. */
+  /** Colour transparent pixels are flattened on: any colour sharp parses, e.g. '#ffffff'. */
   background: string;
   /**
    * 'ignore' matches Hugging Face's pipeline (PIL drops embedded ICC profiles); 'convert'
@@ -22,10 +27,13 @@ export interface DecodeOptions {
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
-/** Upright size (EXIF orientations 5-8 swap width and height), format and orientation. */
+/** Upright size (EXIF orientations 5-8 swap width and height), format, orientation, colour space. */
 export interface ImageHeader extends Size {
   format: string;
   orientation: number;
+  /** libvips' name for the stored colour space: 'srgb', 'b-w', 'cmyk', 'rgb16', ... */
+  space: string;
+  hasAlpha: boolean;
 }
 
 export interface DecodedImage {
@@ -42,6 +50,7 @@ export class ImageError extends Error {
     message: string,
   ) {
     super(message);
+    this.name = 'ImageError';
   }
 }
 
@@ -67,19 +76,85 @@ export async function readHeader(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPi
   }
   const orientation = meta.orientation ?? 1;
   const swap = orientation >= 5 && orientation <= 8;
-  return { width: swap ? frameHeight : width, height: swap ? width : frameHeight, format: meta.format ?? 'unknown', orientation };
+  return {
+    width: swap ? frameHeight : width, height: swap ? width : frameHeight, format: meta.format ?? 'unknown', orientation,
+    space: meta.space ?? 'srgb', hasAlpha: meta.hasAlpha === true,
+  };
 }
 
-/** Decodes the crop box (upright coordinates) to RGB8. */
-export async function decodeRgb(bytes: Buffer, crop: CropBox, upright: Size, opts: DecodeOptions): Promise<DecodedImage> {
+export type Rgb = readonly [number, number, number];
+
+const backgrounds = new Map<string, Promise<Rgb>>();
+
+/** The background colour as 8-bit RGB; a colour sharp cannot parse is the user's to fix. */
+export function resolveBackground(colour: string): Promise<Rgb> {
+  let rgb = backgrounds.get(colour);
+  if (!rgb) {
+    rgb = (async () => {
+      try {
+        const px = await sharp({ create: { width: 1, height: 1, channels: 3, background: colour } }).raw().toBuffer();
+        return [px[0]!, px[1]!, px[2]!] as const;
+      } catch {
+        throw new UserError(`--background ${colour}: not a colour; use e.g. '#ffffff', 'white' or 'rgb(255,255,255)'`);
+      }
+    })();
+    backgrounds.set(colour, rgb);
+  }
+  return rgb;
+}
+
+/**
+ * RGBA → RGB over an opaque background, rounded to nearest as PIL's alpha_composite does
+ * (libvips' flatten truncates, one level darker on about half the pixels).
+ */
+function flattenOn(rgba: Buffer, bg: Rgb): Buffer {
+  const pixels = rgba.length / 4;
+  const rgb = Buffer.allocUnsafe(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    const a = rgba[p * 4 + 3]!;
+    for (let c = 0; c < 3; c++) rgb[p * 3 + c] = Math.round((rgba[p * 4 + c]! * a + bg[c]! * (255 - a)) / 255);
+  }
+  return rgb;
+}
+
+/**
+ * CMYK → RGB without colour management, as PIL's convert('RGB') does it (so as Hugging Face's
+ * pipeline sees a CMYK JPEG): each channel is (255 − K)(255 − C)/255, rounded the way PIL rounds.
+ * libvips would otherwise apply a CMYK profile even with ignoreIcc (30/255 mean difference).
+ */
+function uncalibratedCmykToRgb(cmyk: Buffer): Buffer {
+  const pixels = cmyk.length / 4;
+  const rgb = Buffer.allocUnsafe(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    const notK = 255 - cmyk[p * 4 + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[p * 4 + c]! * notK + 128;
+      rgb[p * 3 + c] = notK - (((t >> 8) + t) >> 8);
+    }
+  }
+  return rgb;
+}
+
+/** Decodes the crop box (upright coordinates) of the first frame to RGB8. */
+export async function decodeRgb(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions): Promise<DecodedImage> {
+  const background = await resolveBackground(opts.background);
   try {
+    // failOn 'error' (not sharp's default 'warning'): truncated or corrupt data fails, while the
+    // warnings that many real photos raise (extraneous bytes, odd EXIF) do not, as in PIL.
     let img = sharp(bytes, { limitInputPixels: opts.maxPixels, ignoreIcc: opts.icc === 'ignore', failOn: 'error', page: 0, pages: 1 }).autoOrient();
     if (crop.x !== 0 || crop.y !== 0 || crop.w !== upright.width || crop.h !== upright.height) {
       img = img.extract({ left: crop.x, top: crop.y, width: crop.w, height: crop.h });
     }
-    const { data, info } = await img.flatten({ background: opts.background }).toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
-    return { data, width: info.width, height: info.height };
+    if (opts.icc === 'ignore' && upright.space === 'cmyk' && !upright.hasAlpha) {
+      // Keep the stored CMYK values (no profile round trip) and convert them as PIL does.
+      const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+      if (info.channels !== 4) throw new Error(`CMYK image decoded to ${info.channels} channels, expected 4`);
+      return { data: uncalibratedCmykToRgb(data), width: info.width, height: info.height };
+    }
+    const { data, info } = await img.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels === 3) return { data, width: info.width, height: info.height };
+    if (info.channels === 4) return { data: flattenOn(data, background), width: info.width, height: info.height };
+    throw new Error(`decoded to ${info.channels} channels, expected 3 or 4`);
   } catch (e) {
     throw new ImageError('decode', reason(e));
   }
