@@ -16,7 +16,7 @@ import { removeKeys } from '../cache/remove-keys.js';
 import type { ShardFormat, TensorDtype } from '../cache/schema.js';
 import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type ResizeMode } from '../image/buckets.js';
-import { DEFAULT_MAX_PIXELS, type IccMode } from '../image/decode.js';
+import { DEFAULT_MAX_PIXELS, resolveBackground, type IccMode } from '../image/decode.js';
 import { startSession } from '../model/devices.js';
 import type { ModelInfo } from '../model/info.js';
 import { loadModelInfo } from '../model/load-info.js';
@@ -118,6 +118,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     bucket: o.bucket, buckets: o.buckets, dinoScale: o.dinoScale,
     auto: { area: o.bucketArea, step: o.bucketStep, minSide: o.bucketMin, maxSide: o.bucketMax },
   }, info.patchSize);
+  await resolveBackground(o.background); // a colour sharp cannot parse is a usage error, not one per image
   prepareOutDir(o.out);
 
   const model = await startSession(modelPath, { device: o.device, threads: o.threads }, modelPath);
