@@ -84,6 +84,39 @@ function buildProgram(setExit: (code: number) => void): Command {
   extract.addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).');
 
   program
+    .command('validate')
+    .description('prove a cache (and a model) are right: schema, every row, checksums, duplicates, stale rows, recomputed features, latent alignment')
+    .argument('<target>', 'a cache directory or one shard')
+    .option('-m, --model <path>', 'also check this model, and use it for --recompute')
+    .option('--images <dir>', 'every image under DIR must be in the cache once or in the errors log; changed ones are listed as stale')
+    .option('--recompute <n>', 're-extract N sampled rows with --model and compare', positiveInt('--recompute'))
+    .option('--seed <s>', 'seed for the --recompute sample', nonNegativeInt('--seed'), 0)
+    .option('--latent-stride <s>', 'VAE stride, for the alignment check (e.g. 8)', positiveInt('--latent-stride'))
+    .option('--dit-patch <p>', 'DiT patch size, for the alignment check (e.g. 2)', positiveInt('--dit-patch'))
+    .option('--device <name>', 'execution provider for model checks', 'cpu')
+    .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
+    .option('--json', 'print the report as JSON')
+    .addHelpText('after', '\nExit codes: 0 every check passed, 1 a check failed (the report names it and what to do), 2 usage error.')
+    .action(async (target: string, opts: Record<string, unknown>) => {
+      const { runValidate } = await import('./commands/validate.js');
+      setExit(await runValidate(target, opts as never));
+    });
+
+  program
+    .command('inspect')
+    .description('show what a shard or cache holds: summary, one row, or a PCA picture of a row\'s patch features')
+    .argument('<target>', 'a shard or a cache directory')
+    .option('--row <n>', 'show this row (0-based)', nonNegativeInt('--row'))
+    .option('--key <key>', 'show the row of this image key')
+    .option('--pca <out.png>', 'write the input as the model saw it beside a PCA-to-RGB map of its patches')
+    .option('--images <dir>', 'where to find the source image for --pca (default: the current directory)')
+    .option('--json', 'print as JSON')
+    .action(async (target: string, opts: Record<string, unknown>) => {
+      const { runInspect } = await import('./commands/inspect.js');
+      setExit(await runInspect(target, opts as never));
+    });
+
+  program
     .command('convert')
     .description('convert a Hugging Face DINOv3 / DINOv2 checkpoint (config.json + safetensors) to ONNX')
     .argument('<checkpoint-dir>', 'directory with config.json and model.safetensors (or a sharded index)')

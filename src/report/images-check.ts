@@ -1,0 +1,66 @@
+/**
+ * validate --images DIR: the cache against the images it was made from. Every image under DIR
+ * must be stored exactly once or be in the errors log; a stored row whose image bytes changed
+ * (sha256) or whose shard was made with another model / preprocessing fingerprint is stale.
+ */
+import path from 'node:path';
+import { readErrors } from '../cache/errors-log.js';
+import type { ShardMeta } from '../cache/schema.js';
+import { walkDirectory } from '../source/walk.js';
+import { CheckRecorder, abbreviate, plural, skippedCheck, type CheckResult } from './check.js';
+import { sha256File } from './file-hash.js';
+import type { Target } from './target.js';
+
+const short = (sha: string) => sha.slice(0, 12);
+
+export async function checkImages(t: Target, imagesDir: string, shardMeta: ReadonlyMap<string, ShardMeta>, fingerprint?: string): Promise<CheckResult> {
+  if (t.kind !== 'cache' || !t.dir || !t.state) {
+    return skippedCheck('images', 'needs a cache directory (with its journals), not a single shard');
+  }
+  const rec = new CheckRecorder('images');
+  const state = t.state;
+  const copies = new Map<string, number>();
+  for (const shard of state.shards.values()) for (const [key] of shard.keys) copies.set(key, (copies.get(key) ?? 0) + 1);
+  const failed = new Set((await readErrors(t.dir, state.keyToEntry)).map((e) => e.key));
+  const staleShards = new Set([...shardMeta].filter(([, m]) => fingerprint !== undefined && m.fingerprint !== fingerprint).map(([name]) => name));
+
+  const walked = new Set<string>();
+  const stale = new Set<string>();
+  let stored = 0;
+  let inErrors = 0;
+  for await (const item of walkDirectory(imagesDir)) {
+    const key = 'image' in item ? item.image.key : item.problem.key;
+    walked.add(key);
+    const n = copies.get(key) ?? 0;
+    if (n === 0) {
+      if (failed.has(key)) inErrors++;
+      else rec.fail('missing-image', key, 'image' in item ? 'neither stored in the cache nor in its errors log' : `${item.problem.reason}; not in the errors log`);
+      continue;
+    }
+    stored++;
+    if (n > 1) rec.fail('duplicate-key', key, `stored ${n} times`);
+    if (!('image' in item)) continue;
+    const entry = state.keyToEntry.get(key)!;
+    const sha = await sha256File(item.image.path);
+    if (sha !== entry.sha256) {
+      rec.fail('stale-source', key, `the file changed since it was extracted (sha256 ${short(sha)}… now, ${short(entry.sha256)}… in ${entry.shard})`);
+      stale.add(key);
+    }
+    if (staleShards.has(entry.shard)) {
+      rec.fail('stale-model', key, `stored in ${entry.shard}, made with fingerprint ${shardMeta.get(entry.shard)!.fingerprint}, not the cache's ${fingerprint}`);
+      stale.add(key);
+    }
+  }
+
+  const elsewhere = [...copies.keys()].filter((k) => !walked.has(k));
+  if (elsewhere.length) {
+    rec.note(`${plural(elsewhere.length, 'stored row')} without an image under ${imagesDir} (deleted, or extracted from another folder): ${abbreviate(elsewhere)}`);
+  }
+  const again = `dinofeat extract ${imagesDir} --out ${t.dir} with the same flags as before`;
+  rec.fix('missing-image', `run ${again}: it extracts the images not stored yet`);
+  rec.fix('stale-source', `run ${again}: changed images are extracted again and their old rows removed`);
+  rec.fix('stale-model', `delete the shards the cache check names under "fingerprint" and run ${again}`);
+  rec.fix('duplicate-key', `run ${again}: it drops every copy of a key stored twice and extracts the image again`);
+  rec.info(`${walked.size} images under ${path.resolve(imagesDir)}: ${stored} stored, ${inErrors} in the errors log, ${rec.count('missing-image')} missing, ${stale.size} stale`);
+  return rec.result();
+}

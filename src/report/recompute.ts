@@ -1,0 +1,237 @@
+/**
+ * validate --recompute N: N rows, sampled by seed, are extracted again from their images with the
+ * given model, exactly as extract did (the cache's recorded preprocessing, the same image stage),
+ * and compared with the stored values per token group (CLS, registers when stored, patches):
+ * the lowest per-token cosine similarity and the largest absolute difference, against limits set
+ * by the stored dtype and the model precision.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../cache/schema.js';
+import { iterateShardRows, readShardRows } from '../cache/shard-reader.js';
+import type { ModelInfo, Precision } from '../model/info.js';
+import { splitTokens, TokenLayoutError } from '../model/split.js';
+import { ImageFailure } from '../pipeline/extract-run.js';
+import { createImagePreparer, type ImagePreparer } from '../pipeline/prepare.js';
+import { CheckRecorder, type CheckResult } from './check.js';
+import type { LoadedModel } from './model-check.js';
+import { parsePreprocessing, prepareSettingsOf } from './preprocessing.js';
+import type { Target } from './target.js';
+
+export interface Tolerance {
+  /** Every token's cosine similarity must be at least this. */
+  minCosine: number;
+  /** Largest |recomputed - stored|, as a fraction of the group's largest |stored value|. */
+  maxRelDiff: number;
+}
+
+/**
+ * Run-to-run differences of one model: fp32 differs only by summation order (batch of 4 at extract,
+ * of 1 here); fp16 weights add their rounding; int8 / int4 quantise activations per batch, so the
+ * other images of a batch move the result. float16 storage adds half a unit in the last place.
+ */
+const MODEL_TOLERANCE: Readonly<Record<Precision, Tolerance>> = {
+  fp32: { minCosine: 1 - 1e-4, maxRelDiff: 1e-3 },
+  fp16: { minCosine: 1 - 1e-3, maxRelDiff: 1e-2 },
+  int8: { minCosine: 0.98, maxRelDiff: 0.15 },
+  int4: { minCosine: 0.98, maxRelDiff: 0.15 },
+};
+const STORAGE_REL_DIFF: Readonly<Record<TensorDtype, number>> = { float16: 2 ** -10, float32: 0 };
+
+export function recomputeTolerance(dtype: TensorDtype, ...precisions: Precision[]): Tolerance {
+  const loosest = precisions.map((p) => MODEL_TOLERANCE[p]).reduce((a, b) => (b.minCosine < a.minCosine ? b : a));
+  return { minCosine: loosest.minCosine, maxRelDiff: loosest.maxRelDiff + STORAGE_REL_DIFF[dtype] };
+}
+
+const formatDiff = (v: number) => (v === 0 ? '0' : v.toPrecision(3));
+
+export interface GroupComparison {
+  /** Lowest cosine similarity over the group's tokens. */
+  minCosine: number;
+  maxAbsDiff: number;
+  /** Largest |stored value|, the scale maxRelDiff is measured against. */
+  maxAbs: number;
+}
+
+/** Compares two [tokens, width] groups token by token. */
+export function compareGroup(stored: Float32Array, recomputed: Float32Array, width: number): GroupComparison {
+  if (stored.length !== recomputed.length) throw new Error(`group sizes differ: ${stored.length} vs ${recomputed.length}`);
+  let minCosine = 1;
+  let maxAbsDiff = 0;
+  let maxAbs = 0;
+  for (let t = 0; t < stored.length / width; t++) {
+    let dot = 0;
+    let ss = 0;
+    let rr = 0;
+    for (let k = t * width; k < (t + 1) * width; k++) {
+      const s = stored[k]!;
+      const r = recomputed[k]!;
+      dot += s * r;
+      ss += s * s;
+      rr += r * r;
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(s - r));
+      maxAbs = Math.max(maxAbs, Math.abs(s));
+    }
+    const cosine = ss === 0 && rr === 0 ? 1 : dot / Math.sqrt(ss * rr);
+    minCosine = Math.min(minCosine, Number.isNaN(cosine) ? -1 : cosine);
+  }
+  return { minCosine, maxAbsDiff, maxAbs };
+}
+
+export interface RowRef {
+  key: string;
+  shard: string;
+  index: number;
+}
+
+/** The same `n` items for the same seed, whatever order they come in: the n smallest hashes. */
+export function sampleRows(rows: readonly RowRef[], n: number, seed: number): RowRef[] {
+  const rank = (r: RowRef) => createHash('sha256').update(`${seed}\0${r.shard}\0${r.index}\0${r.key}`).digest('hex');
+  return rows.map((r) => ({ r, h: rank(r) })).sort((a, b) => (a.h < b.h ? -1 : a.h > b.h ? 1 : 0)).slice(0, n).map(({ r }) => r);
+}
+
+async function rowRefs(t: Target, readable: ReadonlyMap<string, ShardMeta>): Promise<RowRef[]> {
+  const refs: RowRef[] = [];
+  for (const shard of t.shards) {
+    if (!readable.has(shard.name)) continue;
+    if (shard.record) {
+      shard.record.keys.forEach(([key], index) => refs.push({ key, shard: shard.name, index }));
+      continue;
+    }
+    let index = 0;
+    for await (const batch of iterateShardRows(shard.path, { columns: ['key'] })) for (const r of batch) refs.push({ key: r.key, shard: shard.name, index: index++ });
+  }
+  return refs;
+}
+
+export interface RecomputeOptions {
+  count: number;
+  seed: number;
+  imagesDir: string;
+  model: LoadedModel;
+}
+
+export async function recomputeRows(t: Target, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
+  const rec = new CheckRecorder('recompute');
+  const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
+  const paths = new Map(t.shards.map((s) => [s.name, s.path]));
+  const preparers = new Map<string, ImagePreparer>();
+  const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
+  let compared = 0;
+  try {
+    for (const ref of sample) {
+      const where = `${ref.shard} row ${ref.index} (${ref.key})`;
+      const meta = shardMeta.get(ref.shard)!;
+      const [encoded] = await readShardRows(paths.get(ref.shard)!, { rowStart: ref.index, rowEnd: ref.index + 1 });
+      if (!encoded || encoded.key !== ref.key) {
+        rec.fail('row', where, 'the row is not where the journal says');
+        continue;
+      }
+      const stored = decodeRow(encoded, meta.dtype);
+      const preparer = await preparerFor(meta, o.model.info, preparers, rec, where);
+      if (!preparer) continue;
+      const recomputed = await recomputeRow(stored, path.join(o.imagesDir, ref.key), preparer, o.model, rec, where);
+      if (!recomputed) continue;
+      compared++;
+      const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
+      const groups: Array<[string, Float32Array, Float32Array]> = [['cls', stored.cls, recomputed.cls], ['patches', stored.patches, recomputed.patches]];
+      if (stored.registers) groups.splice(1, 0, ['registers', stored.registers, recomputed.registers]);
+      for (const [name, s, r] of groups) {
+        if (s.length !== r.length) {
+          rec.fail('mismatch', where, `${name}: ${s.length} values stored, ${r.length} recomputed`);
+          continue;
+        }
+        const c = compareGroup(s, r, meta.hiddenSize);
+        const w = worst.get(name);
+        if (!w || c.minCosine < w.minCosine) worst.set(name, { ...c, tolerance });
+        const tooFar = c.minCosine < tolerance.minCosine || c.maxAbsDiff > tolerance.maxRelDiff * Math.max(c.maxAbs, 1e-6);
+        if (tooFar) {
+          rec.fail('mismatch', where, `${name}: lowest token cosine ${c.minCosine.toFixed(6)} (limit ${tolerance.minCosine}), max abs diff ${formatDiff(c.maxAbsDiff)} (limit ${formatDiff(tolerance.maxRelDiff * c.maxAbs)})`);
+        }
+      }
+    }
+  } finally {
+    for (const p of preparers.values()) await p.close();
+  }
+  if (compared === 0) rec.fail('nothing-compared', o.imagesDir, `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
+  rec.fix('mismatch', `the stored features are not what ${o.model.path} computes from the images: validate with the model the cache was made with; if it is that model, rebuild the cache (dinofeat extract ... --overwrite)`);
+  rec.fix('row', 'the journal and the shard disagree: see the cache check');
+  rec.fix('layout', "the model metadata does not describe its output, or the cache was made for another patch size: validate with the cache's model");
+  rec.fix('run', "the model cannot run on the cache's bucket sizes: validate with the model the cache was made with");
+  rec.fix('nothing-compared', '--images must be the folder extract read (keys are paths relative to it)');
+  rec.fix('provenance', 'the row is not what extract makes of its image under the recorded preprocessing: delete its shard and run extract again (same flags)');
+  rec.fix('preprocessing', 'this cache cannot be re-extracted exactly; rebuild it with this dinofeat (dinofeat extract ... --overwrite)');
+  rec.info(`${compared} of ${sample.length} sampled rows (seed ${o.seed}) extracted again with ${o.model.path}`);
+  for (const [name, w] of worst) {
+    rec.info(`${name}: lowest token cosine ${w.minCosine.toFixed(6)} (limit ${w.tolerance.minCosine}), max abs diff ${formatDiff(w.maxAbsDiff)}`);
+  }
+  return rec.result();
+}
+
+async function preparerFor(
+  meta: ShardMeta, info: ModelInfo, preparers: Map<string, ImagePreparer>, rec: CheckRecorder, where: string,
+): Promise<ImagePreparer | undefined> {
+  const id = JSON.stringify(meta.preprocessing);
+  const known = preparers.get(id);
+  if (known) return known;
+  const parsed = parsePreprocessing(meta.preprocessing);
+  if ('problem' in parsed) {
+    rec.fail('preprocessing', where, parsed.problem);
+    return undefined;
+  }
+  const p = parsed.value;
+  // The cache's own mean/std/filter, so only the model is being tested.
+  const prepInfo: ModelInfo = { ...info, imageMean: p.mean, imageStd: p.std, resample: p.resample };
+  // No pixel limit: only images whose bytes match the row's sha256 are decoded, and extract took them.
+  const preparer = await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER));
+  preparers.set(id, preparer);
+  return preparer;
+}
+
+async function recomputeRow(
+  stored: FeatureRow, file: string, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
+): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch {
+    rec.note(`${where}: no image at ${file}; not compared`);
+    return undefined;
+  }
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  if (sha !== stored.sha256) {
+    rec.note(`${where}: ${file} changed since it was extracted (stale, see the images check); not compared`);
+    return undefined;
+  }
+  let prepared;
+  try {
+    prepared = await preparer.prepare(bytes);
+  } catch (e) {
+    if (!(e instanceof ImageFailure)) throw e;
+    rec.fail('provenance', where, `the image no longer decodes: ${e.message}`);
+    return undefined;
+  }
+  const was = `${stored.width}x${stored.height} → ${stored.bucketWidth}x${stored.bucketHeight}, crop ${stored.cropW}x${stored.cropH}+${stored.cropX}+${stored.cropY}`;
+  const now = `${prepared.width}x${prepared.height} → ${prepared.bucketWidth}x${prepared.bucketHeight}, crop ${prepared.crop.w}x${prepared.crop.h}+${prepared.crop.x}+${prepared.crop.y}`;
+  if (was !== now) {
+    rec.fail('provenance', where, `the recorded preprocessing gives ${now}, the row has ${was}`);
+    return undefined;
+  }
+  const p = model.info.patchSize;
+  let out;
+  try {
+    out = await model.session.run({ pixel_values: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, ['last_hidden_state']);
+  } catch (e) {
+    rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+  const lhs = out.last_hidden_state!;
+  try {
+    return splitTokens(lhs.data as Float32Array, lhs.dims, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
+  } catch (e) {
+    if (!(e instanceof TokenLayoutError)) throw e;
+    rec.fail('layout', where, e.message);
+    return undefined;
+  }
+}

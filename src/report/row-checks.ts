@@ -1,0 +1,112 @@
+/**
+ * Checks of one stored row against what its shard says it holds: tensor sizes against the grid
+ * and hidden size, grid against bucket and patch size, bucket and crop box against what extract
+ * derives from the image size and the recorded preprocessing, no NaN / Inf, a CLS that is not
+ * zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
+ */
+import { assignBucket, cropBox } from '../image/buckets.js';
+import { DTYPE_BYTES, type EncodedRow, type TensorDtype } from '../cache/schema.js';
+import type { RecordedPreprocessing } from './preprocessing.js';
+import { l2norm } from './stats.js';
+
+export interface RowExpectations {
+  hiddenSize: number;
+  numRegisters: number;
+  registersKept: boolean;
+  patchSize: number;
+  dtype: TensorDtype;
+  /** When readable: each row's bucket and crop box are derived again and compared. */
+  preprocessing?: RecordedPreprocessing;
+}
+
+export interface RowProblem {
+  kind: string;
+  detail: string;
+}
+
+/** A CLS vector this short is zeros (LayerNorm output has norm around sqrt(hidden)). */
+const MIN_CLS_NORM = 1e-6;
+
+/** NaN and ±Inf in stored tensor bytes, without decoding them. */
+export function countNonFinite(bytes: Uint8Array, dtype: TensorDtype): number {
+  const size = DTYPE_BYTES[dtype];
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const whole = aligned.byteLength - (aligned.byteLength % size);
+  let bad = 0;
+  if (dtype === 'float16') {
+    // All-ones exponent: infinity or NaN.
+    const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, whole / 2);
+    for (let i = 0; i < halves.length; i++) if ((halves[i]! & 0x7c00) === 0x7c00) bad++;
+  } else {
+    const floats = new Float32Array(aligned.buffer, aligned.byteOffset, whole / 4);
+    for (let i = 0; i < floats.length; i++) if (!Number.isFinite(floats[i]!)) bad++;
+  }
+  return bad;
+}
+
+function countNonFiniteNumbers(values: ArrayLike<number>): number {
+  let bad = 0;
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) bad++;
+  return bad;
+}
+
+const box = (x: number, y: number, w: number, h: number) => `${w}x${h}+${x}+${y}`;
+
+export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
+  const problems: RowProblem[] = [];
+  const fail = (kind: string, detail: string) => problems.push({ kind, detail });
+  const vectorBytes = e.hiddenSize * DTYPE_BYTES[e.dtype];
+
+  if (!row.key) fail('provenance', 'empty key');
+  if (!/^[0-9a-f]{64}$/.test(row.sha256)) fail('provenance', `sha256 "${row.sha256}" is not 64 hex digits`);
+
+  // Tensor sizes.
+  if (row.cls.length !== e.hiddenSize) fail('vector-length', `cls has ${row.cls.length} values, hidden size is ${e.hiddenSize}`);
+  if (row.patches.byteLength % vectorBytes !== 0) {
+    fail('vector-length', `patches hold ${row.patches.byteLength} bytes, not a whole number of ${e.hiddenSize}-value ${e.dtype} vectors`);
+  } else if (row.patches.byteLength / vectorBytes !== row.grid_h * row.grid_w) {
+    fail('patch-count', `${row.patches.byteLength / vectorBytes} patch vectors stored, grid ${row.grid_h}x${row.grid_w} needs ${row.grid_h * row.grid_w}`);
+  }
+  if (e.registersKept) {
+    const want = e.numRegisters * vectorBytes;
+    if (!row.registers) fail('vector-length', 'registers missing but the shard keeps them');
+    else if (row.registers.byteLength !== want) fail('vector-length', `registers hold ${row.registers.byteLength} bytes, expected ${e.numRegisters}x${e.hiddenSize} ${e.dtype} (${want})`);
+  }
+
+  // Geometry: bucket, grid, crop.
+  const p = e.patchSize;
+  if (row.bucket_width % p !== 0 || row.bucket_height % p !== 0 || row.bucket_width < p || row.bucket_height < p) {
+    fail('bucket', `bucket ${row.bucket_width}x${row.bucket_height} is not a multiple of the patch size ${p}`);
+  }
+  if (row.grid_h * p !== row.bucket_height || row.grid_w * p !== row.bucket_width) {
+    fail('grid', `grid ${row.grid_h}x${row.grid_w} (h x w) is not bucket ${row.bucket_width}x${row.bucket_height} / patch ${p} = ${row.bucket_height / p}x${row.bucket_width / p}`);
+  }
+  if (row.width < 1 || row.height < 1) fail('crop', `image size ${row.width}x${row.height} is empty`);
+  const inside = row.crop_x >= 0 && row.crop_y >= 0 && row.crop_w >= 1 && row.crop_h >= 1 &&
+    row.crop_x + row.crop_w <= row.width && row.crop_y + row.crop_h <= row.height;
+  if (!inside) fail('crop', `crop box ${box(row.crop_x, row.crop_y, row.crop_w, row.crop_h)} is not inside the ${row.width}x${row.height} upright image`);
+  if (e.preprocessing && inside) {
+    const size = { width: row.width, height: row.height };
+    const bucket = assignBucket(size, e.preprocessing.buckets);
+    if (bucket.width !== row.bucket_width || bucket.height !== row.bucket_height) {
+      fail('bucket', `a ${row.width}x${row.height} image goes to bucket ${bucket.width}x${bucket.height} under the recorded preprocessing, the row has ${row.bucket_width}x${row.bucket_height}`);
+    } else {
+      const c = cropBox(size, bucket, e.preprocessing.resize);
+      if (c.x !== row.crop_x || c.y !== row.crop_y || c.w !== row.crop_w || c.h !== row.crop_h) {
+        fail('crop', `crop box ${box(row.crop_x, row.crop_y, row.crop_w, row.crop_h)} differs from the ${e.preprocessing.resize} crop ${box(c.x, c.y, c.w, c.h)} of a ${row.width}x${row.height} image`);
+      }
+    }
+  }
+
+  // Values.
+  const bad: string[] = [];
+  const clsBad = countNonFiniteNumbers(row.cls);
+  if (clsBad) bad.push(`cls ${clsBad}`);
+  const patchBad = countNonFinite(row.patches, e.dtype);
+  if (patchBad) bad.push(`patches ${patchBad}`);
+  const regBad = row.registers ? countNonFinite(row.registers, e.dtype) : 0;
+  if (regBad) bad.push(`registers ${regBad}`);
+  if (bad.length) fail('non-finite', `NaN/Inf values: ${bad.join(', ')}`);
+  else if (row.cls.length && l2norm(row.cls) < MIN_CLS_NORM) fail('cls-degenerate', `CLS is all zeros (norm ${l2norm(row.cls)})`);
+  return problems;
+}
