@@ -1,0 +1,184 @@
+"""Turn a dinofeat feature cache into PyTorch training batches. Needs pyarrow, numpy and torch;
+not dinofeat.
+
+    python examples/load_cache.py dinofeat-cache [--batch-size 8]
+
+Two ways to batch images whose patch grids differ in size:
+
+- by bucket: every batch holds rows of one bucket (one grid), so patches stack to
+  [B, grid_h, grid_w, hidden] with no padding. This is what a trainer that batches images by
+  aspect-ratio bucket wants: the bucket of the latents is the bucket of the features.
+- padded: any rows together; each row's context is [CLS, patch_1 .. patch_(grid_h*grid_w)]
+  (patches row-major), padded with zeros to the longest in the batch, plus a boolean mask that is
+  True on real tokens, for a DiT that cross-attends to the DINO features.
+
+In code:
+
+    cache = FeatureCache("dinofeat-cache")
+    by_bucket = DataLoader(cache, batch_sampler=BucketBatchSampler(cache, batch_size=8), collate_fn=stack_bucket)
+    padded = DataLoader(cache, batch_size=8, shuffle=True, collate_fn=pad_context)
+
+Parquet shards are read into memory; Arrow shards (extract --format arrow) are memory-mapped, so a
+cache larger than RAM costs only the pages a batch touches.
+"""
+import argparse
+import json
+import os
+import random
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def read_shard(path):
+    if path.endswith(".parquet"):
+        return pq.read_table(path)
+    return pa.ipc.open_stream(pa.memory_map(path)).read_all()
+
+
+class FeatureCache(Dataset):
+    """Every row of a cache; item i is a dict of tensors (float32, whatever the stored dtype)."""
+
+    def __init__(self, cache_dir):
+        shard_dir = os.path.join(cache_dir, "shards")
+        # Finished shards only: one being written has a .tmp suffix until it is complete.
+        paths = sorted(os.path.join(shard_dir, f) for f in os.listdir(shard_dir) if f.endswith((".parquet", ".arrow")))
+        if not paths:
+            raise FileNotFoundError(f"no shards in {shard_dir}: run dinofeat extract first")
+        tables = [read_shard(p) for p in paths]
+        meta = {k.decode(): v.decode() for k, v in tables[0].schema.metadata.items()}
+        for path, table in zip(paths, tables):
+            if table.schema.metadata[b"dinofeat.fingerprint"].decode() != meta["dinofeat.fingerprint"]:
+                raise ValueError(f"{path} was made with other settings than {paths[0]}")
+        self.table = pa.concat_tables(tables)
+        self.dtype = np.dtype(meta["dinofeat.dtype"])  # 'float16' or 'float32'
+        self.hidden = int(meta["dinofeat.hidden_size"])
+        self.registers_kept = meta["dinofeat.registers_kept"] == "true"
+        self.model = json.loads(meta["dinofeat.model"])
+        self.preprocessing = json.loads(meta["dinofeat.preprocessing"])
+        self.keys = self.table.column("key").to_pylist()
+        self.grids = list(zip(self.table.column("grid_h").to_pylist(), self.table.column("grid_w").to_pylist()))
+
+    def __len__(self):
+        return self.table.num_rows
+
+    def _value(self, column, i):
+        return self.table.column(column)[i].as_py()
+
+    def _tensor(self, column, i, shape):
+        raw = self._value(column, i)
+        return torch.from_numpy(np.frombuffer(raw, dtype=self.dtype).reshape(shape).astype(np.float32))
+
+    def __getitem__(self, i):
+        grid_h, grid_w = self.grids[i]
+        item = {
+            "key": self.keys[i],
+            "cls": torch.tensor(self._value("cls", i), dtype=torch.float32),
+            "patches": self._tensor("patches", i, (grid_h, grid_w, self.hidden)),
+            "grid": (grid_h, grid_w),
+            "bucket": (self._value("bucket_width", i), self._value("bucket_height", i)),
+            # Region of the upright original the features cover: x, y, w, h.
+            "crop": tuple(self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h")),
+        }
+        if self.registers_kept:
+            item["registers"] = self._tensor("registers", i, (-1, self.hidden))
+        return item
+
+
+class BucketBatchSampler(Sampler):
+    """Batches of row indices that share a grid, shuffled within and across buckets each epoch."""
+
+    def __init__(self, cache, batch_size, shuffle=True, drop_last=False, seed=0):
+        self.by_grid = defaultdict(list)
+        for i, grid in enumerate(cache.grids):
+            self.by_grid[grid].append(i)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.rng = random.Random(seed)
+
+    def _batches(self):
+        batches = []
+        for indices in self.by_grid.values():
+            indices = list(indices)
+            if self.shuffle:
+                self.rng.shuffle(indices)
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start:start + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch)
+        if self.shuffle:
+            self.rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self):
+        full, rest = zip(*(divmod(len(v), self.batch_size) for v in self.by_grid.values()))
+        return sum(full) + (0 if self.drop_last else sum(1 for r in rest if r))
+
+
+def stack_bucket(items):
+    """Rows of one grid: cls [B, hidden], patches [B, grid_h, grid_w, hidden]."""
+    grids = {item["grid"] for item in items}
+    if len(grids) != 1:
+        raise ValueError(f"a bucket batch holds one grid, got {sorted(grids)}: use BucketBatchSampler or pad_context")
+    batch = {
+        "keys": [item["key"] for item in items],
+        "cls": torch.stack([item["cls"] for item in items]),
+        "patches": torch.stack([item["patches"] for item in items]),
+    }
+    if "registers" in items[0]:
+        batch["registers"] = torch.stack([item["registers"] for item in items])
+    return batch
+
+
+def pad_context(items):
+    """Any rows: context [B, L, hidden] = [CLS, patches row-major, zero padding], L = 1 + the
+    largest grid_h*grid_w; mask [B, L] True on real tokens; grids [B, 2] to place patch tokens.
+
+    For torch.nn.MultiheadAttention pass key_padding_mask=~mask; for
+    F.scaled_dot_product_attention pass attn_mask=mask[:, None, None, :].
+    """
+    lengths = [1 + item["patches"].shape[0] * item["patches"].shape[1] for item in items]
+    hidden = items[0]["cls"].shape[0]
+    context = torch.zeros(len(items), max(lengths), hidden)
+    mask = torch.zeros(len(items), max(lengths), dtype=torch.bool)
+    for b, (item, n) in enumerate(zip(items, lengths)):
+        context[b, 0] = item["cls"]
+        context[b, 1:n] = item["patches"].reshape(-1, hidden)
+        mask[b, :n] = True
+    return {
+        "keys": [item["key"] for item in items],
+        "context": context,
+        "mask": mask,
+        "grids": torch.tensor([item["grid"] for item in items]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Show the training batches a dinofeat cache gives.")
+    parser.add_argument("cache", help="cache directory made by dinofeat extract")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    cache = FeatureCache(args.cache)
+    buckets = defaultdict(int)
+    for grid in cache.grids:
+        buckets[grid] += 1
+    print(f"{len(cache)} images, {cache.dtype} features of {cache.hidden}, model {cache.model.get('sourceRepo', cache.model['family'])}")
+    print("grids (h x w): " + ", ".join(f"{h}x{w}: {n}" for (h, w), n in sorted(buckets.items())))
+
+    for batch in DataLoader(cache, batch_sampler=BucketBatchSampler(cache, args.batch_size), collate_fn=stack_bucket):
+        print(f"by bucket: cls {list(batch['cls'].shape)}, patches {list(batch['patches'].shape)}")
+        break
+    for batch in DataLoader(cache, batch_size=args.batch_size, shuffle=True, collate_fn=pad_context):
+        print(f"padded: context {list(batch['context'].shape)}, mask {list(batch['mask'].shape)}, real tokens per row {batch['mask'].sum(1).tolist()}")
+        break
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+/**
+ * Preprocessing parity with Hugging Face (issue 7): the rows `dinofeat extract` stores, against
+ * transformers' DINOv3 preprocessing + DINOv3ViTModel on the same checkpoint (test/hf-parity.py),
+ * on the real photos in examples/images, shrinking, enlarging and cropping, and on generated
+ * images in the formats and orientations photos come in. Per image: CLS cosine >= 0.99998, mean
+ * patch cosine >= 0.9999, min patch cosine >= 0.999. Controls (a bicubic filter, an ignored EXIF
+ * orientation) must fall below, or the comparison could not tell.
+ */
+import { before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp, { type Sharp } from 'sharp';
+import { makeTinyModel, runCli, runPythonJson, structuredImage, tempDir, type TinyModel } from './extract-fixtures.js';
+
+const PHOTOS = path.resolve('examples/images');
+const THRESHOLDS = { cls: 0.99998, mean: 0.9999, min: 0.999 };
+
+interface Metrics {
+  cls_cos: number;
+  patch_cos_mean: number;
+  patch_cos_min: number;
+  max_abs: number;
+}
+
+interface ParityRow extends Metrics {
+  run: string;
+  key: string;
+  size: [number, number];
+  stored_size: [number, number];
+  bucket: [number, number];
+  crop: number[];
+  stored_crop: number[];
+  controls: Record<string, Metrics>;
+}
+
+interface Run {
+  name: string;
+  images: string;
+  flags: string[];
+}
+
+let model: TinyModel;
+let rows: ParityRow[];
+let reference: string;
+
+const passes = (m: Metrics) => m.cls_cos >= THRESHOLDS.cls && m.patch_cos_mean >= THRESHOLDS.mean && m.patch_cos_min >= THRESHOLDS.min;
+
+/** One diagnostic line per row: the numbers the README and notes/parity-numbers.md report. */
+function report(t: TestContext, title: string, of: ParityRow[]): void {
+  const f = (v: number) => v.toFixed(7);
+  t.diagnostic(title);
+  for (const r of of) {
+    t.diagnostic(`${r.key.padEnd(34)} ${r.size.join('x').padStart(7)} -> ${r.bucket.join('x').padEnd(8)} cls ${f(r.cls_cos)}  mean ${f(r.patch_cos_mean)}  min ${f(r.patch_cos_min)}  max|d| ${r.max_abs.toExponential(1)}`);
+  }
+}
+
+function checkRun(t: TestContext, name: string): ParityRow[] {
+  const of = rows.filter((r) => r.run === name);
+  report(t, `${name}: dinofeat vs ${reference}`, of);
+  assert.ok(of.length > 0, `no rows for ${name}`);
+  for (const r of of) {
+    assert.deepEqual(r.stored_size, r.size, `${r.key}: upright size`);
+    assert.deepEqual(r.stored_crop, r.crop, `${r.key}: crop box`);
+    assert.ok(passes(r), `${name} ${r.key}: cls ${r.cls_cos}, mean patch ${r.patch_cos_mean}, min patch ${r.patch_cos_min}`);
+  }
+  return of;
+}
+
+/** Images in the formats and orientations photos arrive in, with the same upright content. */
+async function writeFormats(dir: string): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const base = () => structuredImage(240, 160, 3);
+  const out = (name: string) => path.join(dir, name);
+  // Orientation n stores the pixels so that applying n gives the upright image back.
+  const stored: Record<number, (s: Sharp) => Sharp> = {
+    2: (s) => s.flop(), 3: (s) => s.rotate(180), 4: (s) => s.flip(), 5: (s) => s.rotate(90).flop(),
+    6: (s) => s.rotate(270), 7: (s) => s.rotate(270).flop(), 8: (s) => s.rotate(90),
+  };
+  for (const [n, turn] of Object.entries(stored)) {
+    const pixels = await turn(base()).png().toBuffer();
+    await sharp(pixels).withMetadata({ orientation: Number(n) }).jpeg({ quality: 92 }).toFile(out(`orientation${n}.jpg`));
+  }
+  await base().toColourspace('cmyk').jpeg({ quality: 92 }).toFile(out('cmyk.jpg'));
+  await base().withIccProfile('p3').jpeg({ quality: 92 }).toFile(out('display-p3.jpg'));
+  await base().png({ palette: true, colours: 64 }).toFile(out('palette.png'));
+  await base().toColourspace('b-w').jpeg({ quality: 92 }).toFile(out('grey.jpg'));
+  await base().toColourspace('rgb16').png().toFile(out('rgb16.png'));
+  await base().ensureAlpha(0.6).png().toFile(out('half-transparent.png'));
+  await base().webp({ quality: 90 }).toFile(out('image.webp'));
+  await base().jpeg({ quality: 92, progressive: true }).toFile(out('progressive.jpg'));
+}
+
+before(async () => {
+  const dir = tempDir();
+  model = await makeTinyModel(dir);
+  const formats = path.join(dir, 'formats');
+  await writeFormats(formats);
+  const runs: Run[] = [
+    { name: 'shrink', images: PHOTOS, flags: ['--bucket', '224x224'] },
+    { name: 'enlarge', images: PHOTOS, flags: ['--bucket', '832x1216'] },
+    { name: 'cover', images: PHOTOS, flags: ['--bucket', '256x192', '--bucket', '192x256', '--resize', 'cover'] },
+    { name: 'formats', images: formats, flags: ['--bucket', '320x224', '--bucket', '224x320'] },
+  ];
+  const caches = await Promise.all(runs.map(async (run) => {
+    const cache = path.join(dir, `cache-${run.name}`);
+    const r = await runCli(['extract', run.images, '--out', cache, '--model', model.onnx, '--dtype', 'float32', '--threads', '1', '--quiet', ...run.flags]);
+    assert.equal(r.code, 0, `${run.name}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+    return { name: run.name, cache, images: run.images };
+  }));
+  ({ rows, reference } = await runPythonJson<{ rows: ParityRow[]; reference: string }>(path.resolve('test/hf-parity.py'), { checkpoint: model.checkpoint, runs: caches }));
+});
+
+test('real photos shrunk (every side larger than 224) to 224x224', (t) => {
+  const of = checkRun(t, 'shrink');
+  assert.equal(of.length, 6);
+  assert.ok(of.every((r) => r.size[0] > 224 && r.size[1] > 224));
+});
+
+test('real photos enlarged (every side smaller than the bucket) to 832x1216', (t) => {
+  const of = checkRun(t, 'enlarge');
+  assert.equal(of.length, 6);
+  assert.ok(of.every((r) => r.size[0] < 832 && r.size[1] < 1216));
+});
+
+test('real photos with --resize cover: the centred crop box, then the same parity', (t) => {
+  const of = checkRun(t, 'cover');
+  assert.ok(of.some((r) => r.crop[2]! < r.size[0] || r.crop[3]! < r.size[1]), 'some photos are cropped');
+});
+
+test('EXIF orientations 2-8, CMYK, embedded ICC profile (ignored, as PIL does), palette, grey, 16-bit, alpha, WebP, progressive JPEG', (t) => {
+  const of = checkRun(t, 'formats');
+  assert.equal(of.length, 15);
+  for (const r of of.filter((row) => row.key.startsWith('orientation'))) assert.deepEqual(r.size, [240, 160], `${r.key} upright`);
+});
+
+test('controls: a bicubic filter or an ignored EXIF orientation fails the same thresholds', (t) => {
+  const controls = rows.flatMap((r) => Object.entries(r.controls).map(([name, m]) => ({ ...r, ...m, key: `${r.run}/${r.key} ${name}` })));
+  report(t, 'controls (must fail)', controls);
+  assert.ok(controls.some((c) => c.key.endsWith('no_exif_orientation')));
+  for (const c of controls) assert.ok(!passes(c), `${c.key} passes: the thresholds cannot tell this change`);
+});

@@ -1,0 +1,129 @@
+"""Hugging Face's DINOv3 preprocessing + forward pass as the independent reference for the rows
+`dinofeat extract` stored, for test/extract-parity.test.ts.
+
+Reads a JSON job on stdin: {"checkpoint": dir, "runs": [{"name", "cache", "images"}]}. For every
+row of every cache (float32 shards) it preprocesses <images>/<key> the way transformers'
+DINOv3ViTImageProcessor does, runs transformers' DINOv3ViTModel on it and compares:
+
+  PIL open -> ImageOps.exif_transpose -> (alpha composited on white, dinofeat's --background
+  default) -> convert('RGB') -> (cover: centre crop of the bucket's aspect) -> float / 255 ->
+  F.interpolate(bilinear, antialias=True, align_corners=False) -> (x - mean) / std
+
+That is what the processor computes: its torchvision backend rescales, then calls
+torchvision.transforms.v2.functional.resize(BILINEAR, antialias=True), which for float tensors is
+this interpolate call, then normalises. torchvision itself cannot be loaded here (its wheels are
+CUDA builds that fail against torch +cpu), so the steps are written out.
+
+Controls show the comparison can fail: the same image with a bicubic filter, and (for images with
+an EXIF orientation) without applying the orientation. Prints JSON with per-row metrics.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import transformers
+from PIL import Image, ImageOps
+
+job = json.load(sys.stdin)
+torch.set_grad_enabled(False)
+model = transformers.DINOv3ViTModel.from_pretrained(job["checkpoint"], attn_implementation="eager").eval()
+with open(os.path.join(job["checkpoint"], "preprocessor_config.json")) as f:
+    processor_config = json.load(f)
+MEAN = torch.tensor(processor_config["image_mean"]).view(1, 3, 1, 1)
+STD = torch.tensor(processor_config["image_std"]).view(1, 3, 1, 1)
+SKIP = 1 + model.config.num_register_tokens
+
+
+def load_rgb(path, orient=True):
+    image = Image.open(path)
+    if orient:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert("RGB")
+
+
+def centre_crop(width, height, bucket_width, bucket_height):
+    """The centred box of the bucket's aspect ratio spanning the full width or height, its other
+    side rounded half up to whole source pixels: x, y, w, h."""
+    if width * bucket_height > height * bucket_width:
+        w, h = min(width, max(1, (2 * height * bucket_width + bucket_height) // (2 * bucket_height))), height
+    else:
+        w, h = width, min(height, max(1, (2 * width * bucket_height + bucket_width) // (2 * bucket_width)))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def pixel_values(image, box, height, width, mode="bilinear"):
+    x, y, w, h = box
+    crop = image.crop((x, y, x + w, y + h))
+    t = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float() / 255
+    t = torch.nn.functional.interpolate(t, size=(height, width), mode=mode, antialias=True, align_corners=False)
+    return (t - MEAN) / STD
+
+
+def tokens(pixels):
+    hidden = model(pixel_values=pixels).last_hidden_state[0].numpy()
+    return hidden[0], hidden[SKIP:]
+
+
+def cosine(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def compare(ref, cls, patches):
+    ref_cls, ref_patches = ref
+    per_patch = cosine(ref_patches, patches)
+    return {
+        "cls_cos": float(cosine(ref_cls, cls)),
+        "patch_cos_mean": float(per_patch.mean()),
+        "patch_cos_min": float(per_patch.min()),
+        "max_abs": float(max(np.abs(ref_cls - cls).max(), np.abs(ref_patches - patches).max())),
+    }
+
+
+def read_shards(cache):
+    shard_dir = os.path.join(cache, "shards")
+    for name in sorted(os.listdir(shard_dir)):
+        path = os.path.join(shard_dir, name)
+        if name.endswith(".parquet"):
+            yield pq.read_table(path)
+        elif name.endswith(".arrow"):
+            yield pa.ipc.open_stream(path).read_all()
+
+
+rows = []
+for run in job["runs"]:
+    for table in read_shards(run["cache"]):
+        meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+        assert meta["dinofeat.dtype"] == "float32", "the parity test compares float32 shards"
+        resize = json.loads(meta["dinofeat.preprocessing"])["resize"]
+        hidden = int(meta["dinofeat.hidden_size"])
+        for r in table.to_pylist():
+            path = os.path.join(run["images"], r["key"])
+            image = load_rgb(path)
+            bw, bh = r["bucket_width"], r["bucket_height"]
+            box = (0, 0, image.width, image.height) if resize == "stretch" else centre_crop(image.width, image.height, bw, bh)
+            cls = np.asarray(r["cls"], dtype=np.float32)
+            patches = np.frombuffer(r["patches"], dtype=np.float32).reshape(-1, hidden)
+            row = {
+                "run": run["name"], "key": r["key"],
+                "size": [image.width, image.height], "stored_size": [r["width"], r["height"]],
+                "bucket": [bw, bh], "crop": list(box),
+                "stored_crop": [r["crop_x"], r["crop_y"], r["crop_w"], r["crop_h"]],
+                **compare(tokens(pixel_values(image, box, bh, bw)), cls, patches),
+                "controls": {"bicubic": compare(tokens(pixel_values(image, box, bh, bw, "bicubic")), cls, patches)},
+            }
+            if Image.open(path).getexif().get(0x0112, 1) != 1:
+                unrotated = load_rgb(path, orient=False)
+                row["controls"]["no_exif_orientation"] = compare(tokens(pixel_values(unrotated, (0, 0, unrotated.width, unrotated.height), bh, bw)), cls, patches)
+            rows.append(row)
+
+json.dump({
+    "reference": f"PIL {Image.__version__} + exif_transpose + torch {torch.__version__} interpolate(bilinear, antialias) + transformers {transformers.__version__} DINOv3ViTModel",
+    "rows": rows,
+}, sys.stdout)

@@ -1,0 +1,225 @@
+/**
+ * The examples a user starts from, on a real cache made by the CLI: examples/load_cache.py (batches
+ * by bucket, padded [CLS, patches] context with its attention mask, float16 / float32 decoding)
+ * and examples/queries.sql (DuckDB).
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
+import { makeTinyModel, runCli, runPython, runPythonJson, tempDir, writeStructured } from './extract-fixtures.js';
+
+const HIDDEN = TINY_TEST_MODEL.hiddenSize;
+const REGISTERS = TINY_TEST_MODEL.numRegisters;
+const BATCH = 3;
+
+/** Key → bucket its aspect ratio lands in among 64x64, 96x64 and 64x96; grid = bucket / 16. */
+const IMAGES: Record<string, { size: [number, number]; bucket: [number, number] }> = {
+  'land.jpg': { size: [200, 120], bucket: [96, 64] },
+  'wide.png': { size: [300, 100], bucket: [96, 64] },
+  'a/small.jpg': { size: [50, 36], bucket: [96, 64] },
+  'a/b/land2.png': { size: [150, 100], bucket: [96, 64] },
+  'port.png': { size: [90, 150], bucket: [64, 96] },
+  'tall.jpg': { size: [60, 140], bucket: [64, 96] },
+  'square.jpg': { size: [128, 128], bucket: [64, 64] },
+};
+/** A byte-for-byte copy of land.jpg under another key, and a file that is not an image. */
+const COPY = 'copies/land-copy.jpg';
+const BROKEN = 'broken.jpg';
+const STORED = [...Object.keys(IMAGES), COPY].sort();
+const gridOf = (key: string) => {
+  const [w, h] = IMAGES[key === COPY ? 'land.jpg' : key]!.bucket;
+  return [h / 16, w / 16];
+};
+
+let dir: string;
+let images: string;
+let parquetCache: string;
+let arrowCache: string;
+/** What the loader gave on the float16 Parquet cache (compared with the float32 one) and on the float32 Arrow cache. */
+let fromParquet: Batches;
+let fromArrow: Batches;
+
+interface Batches {
+  dtype: string;
+  registers_kept: boolean;
+  sampler_len: number;
+  bucket: Array<{ keys: string[]; cls: number[]; patches: number[]; registers?: number[]; matches_items: boolean }>;
+  padded: Array<{
+    keys: string[];
+    context: number[];
+    mask: number[];
+    mask_sums: number[];
+    grids: number[][];
+    cls_first: boolean;
+    patches_follow: boolean;
+    padding_zero: boolean;
+    masked_attention_ignores_padding: boolean;
+  }>;
+  /** Per key: largest |float16 value − float32 value| relative to the float32 value's size. */
+  float16_vs_float32: Record<string, number>;
+}
+
+// Drives the example loader the way a training script would, and reports what it got.
+const CHECK = `
+import json, sys
+import torch
+sys.path.insert(0, "examples")
+from load_cache import BucketBatchSampler, FeatureCache, pad_context, stack_bucket
+from torch.utils.data import DataLoader
+
+job = json.load(sys.stdin)
+cache = FeatureCache(job["cache"])
+items = {cache[i]["key"]: cache[i] for i in range(len(cache))}
+sampler = BucketBatchSampler(cache, job["batch"], seed=1)
+out = {"dtype": str(cache.dtype), "registers_kept": cache.registers_kept, "sampler_len": len(sampler), "bucket": [], "padded": []}
+for b in DataLoader(cache, batch_sampler=sampler, collate_fn=stack_bucket):
+    entry = {"keys": b["keys"], "cls": list(b["cls"].shape), "patches": list(b["patches"].shape),
+             "matches_items": all(torch.equal(b["patches"][i], items[k]["patches"]) and torch.equal(b["cls"][i], items[k]["cls"]) for i, k in enumerate(b["keys"]))}
+    if "registers" in b:
+        entry["registers"] = list(b["registers"].shape)
+    out["bucket"].append(entry)
+
+torch.manual_seed(0)
+for b in DataLoader(cache, batch_size=job["batch"], shuffle=True, collate_fn=pad_context):
+    ctx, mask = b["context"], b["mask"]
+    n = mask.sum(1)
+    query = torch.randn(ctx.shape[0], 1, 1, ctx.shape[2])
+    masked = torch.nn.functional.scaled_dot_product_attention(query, ctx[:, None], ctx[:, None], attn_mask=mask[:, None, None, :])
+    alone = [torch.nn.functional.scaled_dot_product_attention(query[i:i + 1], ctx[i:i + 1, None, :n[i]], ctx[i:i + 1, None, :n[i]]) for i in range(len(n))]
+    out["padded"].append({
+        "keys": b["keys"], "context": list(ctx.shape), "mask": list(mask.shape), "mask_sums": n.tolist(), "grids": b["grids"].tolist(),
+        "cls_first": all(torch.equal(ctx[i, 0], items[k]["cls"]) for i, k in enumerate(b["keys"])),
+        "patches_follow": all(torch.equal(ctx[i, 1:n[i]], items[k]["patches"].reshape(-1, ctx.shape[2])) for i, k in enumerate(b["keys"])),
+        "padding_zero": all(not mask[i, n[i]:].any() and not ctx[i, n[i]:].any() for i in range(len(n))),
+        "masked_attention_ignores_padding": all(torch.allclose(masked[i], alone[i][0], atol=1e-6) for i in range(len(n))),
+    })
+
+if job.get("float32_cache"):
+    full = FeatureCache(job["float32_cache"])
+    exact = {full[i]["key"]: full[i]["patches"] for i in range(len(full))}
+    out["float16_vs_float32"] = {k: float(((items[k]["patches"] - exact[k]).abs() / exact[k].abs().clamp(min=2**-14)).max()) for k in items}
+json.dump(out, sys.stdout)
+`;
+
+function loadBatches(cache: string, float32Cache?: string): Promise<Batches> {
+  return runPythonJson<Batches>(['-c', CHECK], { cache, batch: BATCH, float32_cache: float32Cache });
+}
+
+before(async () => {
+  dir = tempDir();
+  images = path.join(dir, 'images');
+  let seed = 1;
+  for (const [key, { size }] of Object.entries(IMAGES)) await writeStructured(path.join(images, key), size[0], size[1], seed++);
+  fs.mkdirSync(path.join(images, 'copies'));
+  fs.copyFileSync(path.join(images, 'land.jpg'), path.join(images, COPY));
+  fs.writeFileSync(path.join(images, BROKEN), 'not a JPEG');
+  const model = await makeTinyModel(dir);
+  const buckets = ['--bucket', '64x64', '--bucket', '96x64', '--bucket', '64x96'];
+  parquetCache = path.join(dir, 'cache-parquet');
+  arrowCache = path.join(dir, 'cache-arrow');
+  const runs = await Promise.all([
+    runCli(['extract', images, '--out', parquetCache, '--model', model.onnx, ...buckets, '--registers', '--quiet']),
+    runCli(['extract', images, '--out', arrowCache, '--model', model.onnx, ...buckets, '--format', 'arrow', '--dtype', 'float32', '--quiet']),
+  ]);
+  for (const r of runs) assert.equal(r.code, 1, `one image fails, so exit 1:\n${r.stdout}${r.stderr}`);
+  [fromParquet, fromArrow] = await Promise.all([loadBatches(parquetCache, arrowCache), loadBatches(arrowCache)]);
+});
+
+test('load_cache.py by bucket: every image once, one grid per batch, [B, grid_h, grid_w, hidden]', () => {
+  for (const got of [fromParquet, fromArrow]) {
+    assert.equal(got.bucket.length, got.sampler_len);
+    assert.deepEqual(got.bucket.flatMap((b) => b.keys).sort(), STORED, `${got.dtype}: every stored image once`);
+    for (const b of got.bucket) {
+      const grids = new Set(b.keys.map((k) => gridOf(k).join('x')));
+      assert.equal(grids.size, 1, `one grid per batch: ${b.keys}`);
+      const [gh, gw] = gridOf(b.keys[0]!);
+      assert.ok(b.keys.length <= BATCH);
+      assert.deepEqual(b.cls, [b.keys.length, HIDDEN]);
+      assert.deepEqual(b.patches, [b.keys.length, gh, gw, HIDDEN]);
+      assert.ok(b.matches_items, 'the batch holds the rows of its keys');
+    }
+    if (got === fromParquet) {
+      assert.equal(got.registers_kept, true);
+      assert.ok(got.bucket.every((b) => b.registers?.join() === `${b.keys.length},${REGISTERS},${HIDDEN}`));
+    } else {
+      assert.ok(got.bucket.every((b) => b.registers === undefined));
+    }
+  }
+});
+
+test('load_cache.py padded: [CLS, patches] context, zero padding, and a mask attention can use', () => {
+  const got = fromParquet;
+  assert.deepEqual(got.padded.flatMap((b) => b.keys).sort(), STORED);
+  for (const b of got.padded) {
+    const lengths = b.keys.map((k) => 1 + gridOf(k)[0]! * gridOf(k)[1]!);
+    assert.deepEqual(b.mask_sums, lengths, `mask marks 1 + grid_h*grid_w real tokens: ${b.keys}`);
+    assert.deepEqual(b.context, [b.keys.length, Math.max(...lengths), HIDDEN]);
+    assert.deepEqual(b.mask, [b.keys.length, Math.max(...lengths)]);
+    assert.deepEqual(b.grids, b.keys.map(gridOf));
+    assert.ok(b.cls_first && b.patches_follow && b.padding_zero, JSON.stringify(b));
+    assert.ok(b.masked_attention_ignores_padding, 'SDPA with the mask = attention over the real tokens alone');
+  }
+  assert.ok(got.padded.some((b) => new Set(b.mask_sums).size > 1), 'some batch mixes grid sizes');
+});
+
+test('load_cache.py decodes float16 and float32 shards by their metadata', () => {
+  const got = fromParquet;
+  assert.equal(got.dtype, 'float16');
+  assert.deepEqual(Object.keys(got.float16_vs_float32).sort(), STORED);
+  for (const [key, rel] of Object.entries(got.float16_vs_float32)) {
+    // Half a float16 unit in the last place, plus what batching the images differently costs.
+    assert.ok(rel <= 2 ** -11 + 1e-5, `${key}: float16 rows are the float32 rows rounded (relative ${rel})`);
+  }
+  assert.equal(fromArrow.dtype, 'float32');
+});
+
+test('load_cache.py as a script prints the cache and its batches', async () => {
+  const r = await runPython(['examples/load_cache.py', arrowCache, '--batch-size', String(BATCH)]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`^${STORED.length} images, float32 features of ${HIDDEN}`));
+  assert.match(r.stdout, /grids \(h x w\): 4x4: 1, 4x6: 5, 6x4: 2/);
+  assert.match(r.stdout, /by bucket: cls \[\d, 64\], patches \[\d, \d, \d, 64\]/);
+  assert.match(r.stdout, /padded: context \[3, \d+, 64\], mask \[3, \d+\]/);
+});
+
+test('queries.sql answers on the cache: buckets, one key, failures, nearest CLS, duplicates, metadata', async () => {
+  const sql = fs.readFileSync('examples/queries.sql', 'utf8');
+  const queries = Object.fromEntries(sql.split(/^-- name: /m).slice(1).map((block) => {
+    const [name, ...body] = block.split('\n');
+    return [name!.trim(), body.join('\n')];
+  }));
+  assert.deepEqual(Object.keys(queries), ['per_bucket', 'find_key', 'failures', 'nearest', 'duplicates', 'metadata']);
+  const db = await (await DuckDBInstance.create()).connect();
+  await db.run(`SET VARIABLE cache = '${parquetCache}'`);
+  await db.run(`SET VARIABLE image = 'land.jpg'`);
+  const run = async (name: string) => (await db.runAndReadAll(queries[name]!)).getRowObjectsJS();
+
+  const perBucket = await run('per_bucket');
+  assert.deepEqual(perBucket.map((r) => [r.bucket, r.grid_w, r.grid_h, Number(r.images)]), [['96x64', 6, 4, 5], ['64x96', 4, 6, 2], ['64x64', 4, 4, 1]]);
+  assert.ok(perBucket.every((r) => Number(r.patch_bytes) === Number(r.images) * (r.grid_w as number) * (r.grid_h as number) * HIDDEN * 2));
+
+  const found = await run('find_key');
+  assert.equal(found.length, 1);
+  assert.deepEqual([found[0]!.width, found[0]!.height, found[0]!.bucket_width, found[0]!.bucket_height], [200, 120, 96, 64]);
+  assert.match(found[0]!.shard as string, /shards\/part-0-\d+\.parquet$/);
+
+  const failures = await run('failures');
+  assert.deepEqual(failures.map((r) => [r.stage, Number(r.images), r.example]), [['decode', 1, BROKEN]]);
+
+  const nearest = await run('nearest');
+  assert.equal(nearest.length, STORED.length - 1);
+  assert.equal(nearest[0]!.key, COPY, 'the copy of the image is its nearest neighbour');
+  assert.ok((nearest[0]!.cosine as number) > 0.99999);
+  assert.ok(nearest.slice(1).every((r) => (r.cosine as number) < 0.9999));
+
+  const duplicates = await run('duplicates');
+  assert.deepEqual(duplicates.map((r) => [Number(r.copies), r.keys]), [[2, [COPY, 'land.jpg']]]);
+
+  const metadata = Object.fromEntries((await run('metadata')).map((r) => [r.key, r.value]));
+  assert.equal(metadata['dinofeat.dtype'], 'float16');
+  assert.equal(metadata['dinofeat.registers_kept'], 'true');
+  assert.equal(JSON.parse(metadata['dinofeat.model'] as string).hiddenSize, HIDDEN);
+});
