@@ -30,6 +30,8 @@ import { resolveWorkerSlot } from '../source/partition.js';
 import type { SourceItem } from '../source/types.js';
 import { walkDirectory } from '../source/walk.js';
 import { DINOFEAT_VERSION } from '../version.js';
+import { sha256File } from '../file-hash.js';
+import { parseShardName } from '../cache/layout.js';
 
 export interface ExtractOptions {
   list?: string[];
@@ -84,12 +86,6 @@ function fingerprintOf(info: ModelInfo, preprocessing: object, modelFileHash: st
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
 }
 
-async function hashFile(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 4 * 2 ** 20 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 function printSummary(stats: ExtractStats, out: string, bytes: number, quiet: boolean): void {
   const lines = [
     `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${(stats.extracted / Math.max(stats.seconds, 1e-9)).toFixed(2)} img/s)`,
@@ -132,7 +128,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     const preprocessing = describePreprocessing(info, settings);
     const identity: CacheIdentity = {
       dinofeatVersion: DINOFEAT_VERSION,
-      fingerprint: fingerprintOf(info, preprocessing, info.weightsSha256 ? '' : await hashFile(modelPath)),
+      fingerprint: fingerprintOf(info, preprocessing, info.weightsSha256 ? '' : await sha256File(modelPath)),
       model: info,
       preprocessing,
       format: o.format,
@@ -155,6 +151,11 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     // A crash between writing a replacement row and removing the old one can leave a key twice:
     // drop both copies, the image is extracted again below.
     if (state.duplicates.length) await removeKeys(state, partId, state.duplicates.map((d) => d.key));
+    // Shards of this part deleted by hand: journal them as gone, so the manifest stops listing them
+    // (their images are simply extracted again).
+    for (const file of state.missing) {
+      if (parseShardName(path.posix.basename(file))?.partId === partId) await state.replace(partId, { replace: file, by: null, time: new Date().toISOString() });
+    }
     const errors = await ErrorsLog.open(o.out, partId);
     const onlyKeys = o.retryFailed ? new Set((await readErrors(o.out, state.keyToEntry)).map((e) => e.key)) : undefined;
 
