@@ -21,10 +21,10 @@ export interface Completed {
   stderr: string;
 }
 
-function runProcess(command: string, args: readonly string[], stdin?: string): Promise<Completed> {
+function runProcess(command: string, args: readonly string[], stdin?: string, env: NodeJS.ProcessEnv = {}): Promise<Completed> {
   return new Promise((resolve, reject) => {
     // No __pycache__ left in examples/ or test/ by the Python runs.
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -35,10 +35,10 @@ function runProcess(command: string, args: readonly string[], stdin?: string): P
   });
 }
 
-/** `dinofeat <args>` as a user runs it: the built CLI in a child process. */
-export function runCli(args: readonly string[]): Promise<Completed> {
+/** `dinofeat <args>` as a user runs it: the built CLI in a child process (extra environment optional). */
+export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Completed> {
   assert.ok(fs.existsSync(path.resolve('dist/cli.js')), 'dist/cli.js is missing: run npm run build first (npm test does)');
-  return runProcess(process.execPath, [CLI, ...args]);
+  return runProcess(process.execPath, [CLI, ...args], undefined, env);
 }
 
 /** Runs the venv's Python (a file, or ['-c', code]) with a JSON job on stdin; returns stdout parsed as JSON. */

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,19 +8,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
 import { workerOfKey } from '../src/source/partition.js';
-
-const CLI = path.resolve('bin/dinofeat.js');
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+import { runCli as run } from './extract-fixtures.js';
 
 test('three workers over one directory store every image exactly once; merge reports a missing worker as gaps', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'workers-'));
