@@ -21,7 +21,7 @@ import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../
 import { UserError } from '../src/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/model/registry.js';
-import { defaultModelPath, pulledModelDir } from '../src/paths.js';
+import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/paths.js';
 
 const COMMIT = 'c0ffee'.padEnd(40, '0');
 const TOKEN = 'hf_test_secret';
@@ -408,4 +408,12 @@ test('the registry lists the DINOv3 and DINOv2 checkpoints with their licences',
   assert.deepEqual([reg.hiddenSize, reg.patchSize, reg.registers, reg.licence, reg.gated], [1536, 14, 4, 'Apache-2.0', false]);
   const table = formatRegistry();
   for (const m of KNOWN_MODELS) assert.ok(table.includes(m.repoId), m.repoId);
+});
+
+test('models live under $DINOFEAT_HOME (default ~/.cache/dinofeat)/models/<owner>--<name>/<revision>', () => {
+  assert.equal(dinofeatHome({}), path.join(os.homedir(), '.cache', 'dinofeat'));
+  const env = { DINOFEAT_HOME: 'rel/home' };
+  assert.equal(modelsDir(env), path.resolve('rel/home', 'models'));
+  assert.equal(pulledModelDir('facebook/dinov3-vits16-pretrain-lvd1689m', 'main', env), path.resolve('rel/home', 'models', 'facebook--dinov3-vits16-pretrain-lvd1689m', 'main'));
+  assert.equal(defaultModelPath(env), path.resolve('rel/home', 'default.onnx'));
 });

@@ -38,55 +38,85 @@ export interface Checkpoint {
 }
 
 const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, k) => v === b[k]);
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+interface HeaderEntry {
+  dtype: unknown;
+  shape: unknown;
+  data_offsets: unknown;
+}
 
 function readHeader(file: string, fd: number): Located[] {
   const size = fs.fstatSync(fd).size;
   const head = Buffer.alloc(8);
   if (size < 8 || fs.readSync(fd, head, 0, 8, 0) !== 8) throw new UserError(`${file} is not a safetensors file (shorter than its header); download it again`);
   const headerLen = Number(head.readBigUInt64LE(0));
-  if (headerLen > 100 * 2 ** 20 || 8 + headerLen > size) throw new UserError(`${file} has a corrupt safetensors header (length ${headerLen}); download it again`);
+  // 100 MiB is the reference implementation's limit too; anything larger is not a header.
+  if (headerLen > 100 * 2 ** 20 || 8 + headerLen > size) throw new UserError(`${file} has a corrupt safetensors header (length ${headerLen}, file ${size} bytes); download it again`);
   const json = Buffer.alloc(headerLen);
-  fs.readSync(fd, json, 0, headerLen, 8);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  readFully(fd, file, json, 8);
+  let header: unknown;
   try {
     header = JSON.parse(json.toString('utf8'));
   } catch {
     throw new UserError(`${file} has a corrupt safetensors header (not JSON); download it again`);
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new UserError(`${file} has a corrupt safetensors header (not a JSON object); download it again`);
+  }
   const dataStart = 8 + headerLen;
   const out: Located[] = [];
-  for (const [name, t] of Object.entries(header)) {
+  for (const [name, entry] of Object.entries(header as Record<string, HeaderEntry>)) {
     if (name === '__metadata__') continue;
-    if (!(t.dtype in DTYPE_BYTES)) throw new UserError(`tensor ${name} in ${file} has dtype ${t.dtype}; dinofeat reads F32, F16 and BF16 checkpoints`);
-    const dtype = t.dtype as StDtype;
-    const [b, e] = t.data_offsets;
-    const elements = t.shape.reduce((a, x) => a * x, 1);
-    if (e - b !== elements * DTYPE_BYTES[dtype] || dataStart + e > size || b < 0) {
-      throw new UserError(`tensor ${name} in ${file} has offsets [${b}, ${e}] that do not fit its shape [${t.shape}] or the file (${size} bytes); the file is truncated or corrupt`);
+    const { dtype, shape, data_offsets: offsets } = entry ?? ({} as HeaderEntry);
+    if (!Array.isArray(shape) || !shape.every(isCount) || !Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
+      throw new UserError(`tensor ${name} in ${file} has a corrupt header entry (shape ${JSON.stringify(shape)}, data_offsets ${JSON.stringify(offsets)}); download it again`);
     }
-    out.push({ name, dtype, shape: t.shape, file, begin: dataStart + b, end: dataStart + e });
+    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
+      throw new UserError(`tensor ${name} in ${file} has dtype ${String(dtype)}; dinofeat reads F32, F16 and BF16 checkpoints`);
+    }
+    const [b, e] = offsets as [number, number];
+    const elements = (shape as number[]).reduce((a, x) => a * x, 1);
+    if (e - b !== elements * DTYPE_BYTES[dtype as StDtype] || dataStart + e > size) {
+      throw new UserError(`tensor ${name} in ${file} has offsets [${b}, ${e}] that do not fit its shape [${shape}] or the file (${size} bytes); the file is truncated or corrupt`);
+    }
+    out.push({ name, dtype: dtype as StDtype, shape: shape as number[], file, begin: dataStart + b, end: dataStart + e });
   }
   return out;
 }
 
-function checkpointFiles(dir: string): string[] {
-  const index = path.join(dir, 'model.safetensors.index.json');
-  if (fs.existsSync(index)) {
-    let weightMap: Record<string, string>;
+/** Positional read of buf.length bytes at `position`; a short read means the file shrank. */
+function readFully(fd: number, file: string, buf: Uint8Array, position: number): void {
+  for (let done = 0; done < buf.length; ) {
+    const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
+    if (n === 0) throw new UserError(`${file} ended at byte ${position + done} while dinofeat read it; was it changed meanwhile? Download it again`);
+    done += n;
+  }
+}
+
+/** The checkpoint's files, and for a sharded one the shard its index assigns each tensor. */
+function checkpointFiles(dir: string): { files: string[]; index?: { path: string; weightMap: Map<string, string> } } {
+  const indexPath = path.join(dir, 'model.safetensors.index.json');
+  if (fs.existsSync(indexPath)) {
+    let weightMap: unknown;
     try {
-      weightMap = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+      weightMap = (JSON.parse(fs.readFileSync(indexPath, 'utf8')) as { weight_map?: unknown }).weight_map;
     } catch {
-      throw new UserError(`${index} is not valid JSON with a weight_map; download it again`);
+      weightMap = undefined;
     }
-    return [...new Set(Object.values(weightMap))].sort().map((f) => path.join(dir, f));
+    if (typeof weightMap !== 'object' || weightMap === null || !Object.values(weightMap).every((f) => typeof f === 'string')) {
+      throw new UserError(`${indexPath} is not valid JSON with a weight_map of tensor names to files; download it again`);
+    }
+    const map = new Map(Object.entries(weightMap as Record<string, string>).map(([t, f]) => [t, path.join(dir, f)]));
+    return { files: [...new Set(map.values())].sort(), index: { path: indexPath, weightMap: map } };
   }
   const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return [single];
+  if (fs.existsSync(single)) return { files: [single] };
   throw new UserError(`no model.safetensors or model.safetensors.index.json in ${dir}: point at a Hugging Face checkpoint directory`);
 }
 
 export function openCheckpoint(dir: string): Checkpoint {
-  const files = checkpointFiles(dir);
+  const { files, index } = checkpointFiles(dir);
   const fds = new Map<string, number>();
   const tensors = new Map<string, Located>();
   try {
@@ -95,23 +125,32 @@ export function openCheckpoint(dir: string): Checkpoint {
       try {
         fd = fs.openSync(file, 'r');
       } catch {
-        throw new UserError(`cannot open ${file}, listed in the checkpoint index; download it again`);
+        throw new UserError(`cannot open ${file}${index ? `, listed in ${index.path}` : ''}; download it again`);
       }
       fds.set(file, fd);
-      for (const t of readHeader(file, fd)) tensors.set(t.name, t);
+      for (const t of readHeader(file, fd)) {
+        const other = tensors.get(t.name);
+        if (other) throw new UserError(`tensor ${t.name} is in both ${other.file} and ${file}; the checkpoint is inconsistent`);
+        tensors.set(t.name, t);
+      }
+    }
+    // The index and the shards must agree, or a shard from another download slipped in.
+    for (const [name, file] of index?.weightMap ?? []) {
+      if (tensors.get(name)?.file !== file) throw new UserError(`${index!.path} puts tensor ${name} in ${file}, which does not hold it; download the checkpoint again`);
     }
   } catch (e) {
     for (const fd of fds.values()) fs.closeSync(fd);
     throw e;
   }
   const all = [...tensors.keys()];
-  const prefixed = all.length > 0 && all.every((n) => n.startsWith('model.'));
+  const prefix = all.length > 0 && all.every((n) => n.startsWith('model.')) ? 'model.' : '';
   const byName = new Map<string, Located>();
-  for (const [n, t] of tensors) byName.set(prefixed ? n.slice('model.'.length) : n, { ...t, name: prefixed ? n.slice(6) : n });
+  for (const [n, t] of tensors) byName.set(n.slice(prefix.length), { ...t, name: n.slice(prefix.length) });
+  const where = index ? `any shard listed in ${index.path}` : files[0]!;
 
   const get = (name: string): Located => {
     const t = byName.get(name);
-    if (!t) throw new UserError(`tensor ${name} is missing from the checkpoint in ${dir}; is it a complete checkpoint of the right model type?`);
+    if (!t) throw new UserError(`tensor ${name} is missing from ${where}; is it a complete checkpoint of the right model type?`);
     return t;
   };
 
@@ -127,14 +166,21 @@ export function openCheckpoint(dir: string): Checkpoint {
       if (expectShape && !same(t.shape, expectShape)) {
         throw new UserError(`tensor ${name} in ${t.file} has shape [${t.shape}], expected [${expectShape}]; the checkpoint does not match its config.json`);
       }
-      const bytes = Buffer.alloc(t.end - t.begin);
-      fs.readSync(fds.get(t.file)!, bytes, 0, bytes.length, t.begin);
-      if (t.dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4).slice();
-      const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+      const fd = fds.get(t.file);
+      if (fd === undefined) throw new Error(`checkpoint ${dir} read after close()`);
+      const elements = (t.end - t.begin) / DTYPE_BYTES[t.dtype];
+      if (t.dtype === 'F32') {
+        // Read straight into the result: one copy of the tensor in memory, not two.
+        const out = new Float32Array(elements);
+        readFully(fd, t.file, new Uint8Array(out.buffer), t.begin);
+        return out;
+      }
+      const halves = new Uint16Array(elements);
+      readFully(fd, t.file, new Uint8Array(halves.buffer), t.begin);
       if (t.dtype === 'F16') return float16ToFloat32(halves);
       // bfloat16 is the top half of a float32: widening is a shift, exact.
-      const wide = new Uint32Array(halves.length);
-      for (let k = 0; k < halves.length; k++) wide[k] = halves[k]! << 16;
+      const wide = new Uint32Array(elements);
+      for (let k = 0; k < elements; k++) wide[k] = halves[k]! << 16;
       return new Float32Array(wide.buffer);
     },
     async sha256() {
@@ -170,13 +216,12 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
-  const blobs: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    const bytes = encode(t.data, t.dtype);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    blobs.push(bytes);
-    offset += bytes.length;
+    if (t.data.length !== t.shape.reduce((a, x) => a * x, 1)) throw new Error(`writeSafetensors: ${name} has ${t.data.length} values for shape [${t.shape}]`);
+    const bytes = t.data.length * DTYPE_BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = Buffer.from(JSON.stringify(header));
   // Pad the header to 8 bytes so tensor data is aligned, as the reference writer does.
@@ -188,9 +233,13 @@ export function writeSafetensors(
   try {
     fs.writeSync(fd, len);
     fs.writeSync(fd, json);
-    for (const b of blobs) fs.writeSync(fd, b);
-  } finally {
+    // One tensor converted at a time, so at most one extra copy is ever held.
+    for (const t of Object.values(tensors)) fs.writeSync(fd, encode(t.data, t.dtype));
+  } catch (e) {
     fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
+  fs.closeSync(fd);
   fs.renameSync(tmp, file);
 }

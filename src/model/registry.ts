@@ -4,8 +4,7 @@
  * (ARCH_FACTS §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { pulledModelDir } from '../paths.js';
+import { pulledRepoDir } from '../paths.js';
 
 export interface KnownModel {
   repoId: string;
@@ -70,7 +69,7 @@ export function describeModel(m: KnownModel): string {
 
 /** Precisions already converted under $DINOFEAT_HOME for any revision of the repo. */
 export function pulledPrecisions(repoId: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  const repoDir = path.dirname(pulledModelDir(repoId, 'main', env));
+  const repoDir = pulledRepoDir(repoId, env);
   if (!fs.existsSync(repoDir)) return [];
   const found = new Set<string>();
   for (const entry of fs.readdirSync(repoDir, { withFileTypes: true, recursive: true })) {
