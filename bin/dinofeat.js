@@ -3,4 +3,11 @@
 // datasets must not write a device id or event queue under ~/.cache by default.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 const { main } = await import('../dist/cli.js');
-process.exitCode = await main(process.argv);
+try {
+  process.exitCode = await main(process.argv);
+} catch (e) {
+  // Not a user error: a bug. Show the stack and exit 70 (EX_SOFTWARE), so scripts can tell it
+  // from 1 (some images failed).
+  console.error(e);
+  process.exitCode = 70;
+}
