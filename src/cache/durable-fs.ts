@@ -3,7 +3,9 @@
  * (otherwise the rename itself may be lost on power failure), atomic whole-file replacement, and
  * turning out-of-space / permission failures into one line a user can act on.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 
@@ -42,15 +44,19 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 let tempCounter = 0;
 
-/** `<file>.<pid>-<n>.tmp`: the temp name writeFileAtomic uses; see isAtomicTempOf. */
+/** This machine, in temp names: a pid only identifies a writer together with its host (caches on shared disks). */
+export const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+
+/** `<file>.<host tag>-<pid>-<n>.tmp`: the temp name writeFileAtomic uses; see parseAtomicTemp. */
 export function atomicTempName(file: string): string {
-  return `${file}.${process.pid}-${tempCounter++}.tmp`;
+  return `${file}.${HOST_TAG}-${process.pid}-${tempCounter++}.tmp`;
 }
 
-/** Whether `name` (a base name) is a leftover temp file of writeFileAtomic for `file`. */
-export function isAtomicTempOf(name: string, file: string): boolean {
+/** The writer of `name` (a base name) when it is a temp file of writeFileAtomic for `file`. */
+export function parseAtomicTemp(name: string, file: string): { host: string; pid: number } | undefined {
   const base = path.basename(file);
-  return name.startsWith(`${base}.`) && /^\.\d+-\d+\.tmp$/.test(name.slice(base.length));
+  const m = name.startsWith(`${base}.`) ? /^\.([0-9a-f]{8})-(\d+)-\d+\.tmp$/.exec(name.slice(base.length)) : null;
+  return m ? { host: m[1]!, pid: Number(m[2]) } : undefined;
 }
 
 /** Replaces `file` with `data` so that readers see the old or the new contents, never a mix. */

@@ -58,7 +58,10 @@ export async function appendJsonLine(file: string, record: unknown, durable: boo
     await fs.mkdir(path.dirname(file), { recursive: true });
     const handle = await fs.open(file, 'a');
     try {
-      await handle.write(`${JSON.stringify(record)}\n`);
+      // A write can be cut short (disk full, file size limit): write the rest, so that the failure
+      // surfaces here instead of leaving a torn line that the next append would run into.
+      const line = Buffer.from(`${JSON.stringify(record)}\n`);
+      for (let done = 0; done < line.length; ) done += (await handle.write(line, done, line.length - done)).bytesWritten;
       if (durable) await handle.sync();
     } finally {
       await handle.close();

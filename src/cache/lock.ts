@@ -37,7 +37,8 @@ async function processStartTime(pid: number | 'self'): Promise<string | undefine
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether process `pid` exists on this host. */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

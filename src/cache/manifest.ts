@@ -4,16 +4,23 @@
  * A shard counts only once its journal line is on disk. Opening a part (with its lock held)
  * repairs what a crash can leave behind in that part: a torn last journal line is cut off, and
  * shard files the journal does not reference (renamed but never journaled, or replaced but not
- * yet deleted) and *.tmp files are deleted. Only the lock holder of a part touches that part's
- * files, so workers sharing a directory never delete each other's shards in flight.
+ * yet deleted) and *.tmp files are deleted, as are temp files of the summaries whose writer has
+ * died. Only the lock holder of a part touches that part's files, so workers sharing a directory
+ * never delete each other's shards in flight.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { appendJournal, mentionedFiles, readJournal, replayJournal, type ParsedJournal, type ReplaceRecord, type ShardRecord } from './journal.js';
 import { truncateTornLine } from './jsonl.js';
-import { JOURNAL_NAME, MANIFEST_DIR, SHARDS_DIR, TMP_SUFFIX, checkPartId, journalPath, parseShardName, partErrorsPath, shardFile } from './layout.js';
-import { fsyncDir, isAtomicTempOf } from './durable-fs.js';
+import {
+  CACHE_CONFIG_FILE, ERRORS_FILE, JOURNAL_NAME, MANIFEST_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, checkPartId, journalPath, parseShardName, partErrorsPath, shardFile,
+} from './layout.js';
+import { HOST_TAG, fsyncDir, parseAtomicTemp } from './durable-fs.js';
+import { pidAlive } from './lock.js';
 import type { ShardFormat } from './schema.js';
+
+/** Files of the cache root that any part's run rewrites (writeFileAtomic). */
+const SUMMARY_FILES = [MANIFEST_FILE, ERRORS_FILE, CACHE_CONFIG_FILE];
 
 export interface ShardEntry extends ShardRecord {
   part: string;
@@ -91,7 +98,12 @@ export async function repairPart(dir: string, partId: string, journal: ParsedJou
   }
   const errorsFile = partErrorsPath(dir, partId);
   for (const name of await fs.readdir(path.dirname(errorsFile)).catch(() => [] as string[])) {
-    if (isAtomicTempOf(name, errorsFile)) await fs.rm(path.join(path.dirname(errorsFile), name), { force: true });
+    if (parseAtomicTemp(name, errorsFile)) await fs.rm(path.join(path.dirname(errorsFile), name), { force: true });
+  }
+  // The summaries are rewritten by the runs of every part: only a temp whose writer is gone from this host is a leftover.
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const writer = SUMMARY_FILES.map((file) => parseAtomicTemp(name, path.join(dir, file))).find((w) => w !== undefined);
+    if (writer && writer.host === HOST_TAG && !pidAlive(writer.pid)) await fs.rm(path.join(dir, name), { force: true });
   }
   if (removed.length) await fsyncDir(shardsDir);
   return removed;

@@ -69,15 +69,33 @@ async function* allSources(inputs: readonly string[], lists: readonly string[]):
   for (const list of lists) yield* readList(list);
 }
 
-/** The cache directory must be a directory we can write (or creatable). */
-function prepareOutDir(out: string): void {
-  const st = fs.statSync(out, { throwIfNoEntry: false });
-  if (st && !st.isDirectory()) throw new UserError(`--out ${out} is a file: pass a directory for the cache`);
+function statOrUndefined(p: string): fs.Stats | undefined {
   try {
-    fs.mkdirSync(out, { recursive: true });
-    fs.accessSync(out, fs.constants.W_OK);
+    return fs.statSync(p);
   } catch {
-    throw new UserError(`cannot write to --out ${out}: choose a writable directory`);
+    return undefined; // missing, or under a file (ENOTDIR): judged at the nearest existing ancestor
+  }
+}
+
+/**
+ * The cache directory must be a writable directory, or creatable under one. Only checked here:
+ * nothing is created until the model has passed its checks, so a setup error writes nothing.
+ */
+function checkOutDir(out: string): void {
+  const st = statOrUndefined(out);
+  if (st && !st.isDirectory()) throw new UserError(`--out ${out} is a file: pass a directory for the cache`);
+  let dir = path.resolve(out);
+  let found = st;
+  while (!found) {
+    dir = path.dirname(dir);
+    found = statOrUndefined(dir);
+  }
+  if (!found.isDirectory()) throw new UserError(`cannot create --out ${out}: ${dir} is a file, not a directory`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    const where = st ? `--out ${out}` : `${dir} (to create --out ${out} in it)`;
+    throw new UserError(`cannot write to ${where}: choose a writable directory`);
   }
 }
 
@@ -115,7 +133,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     auto: { area: o.bucketArea, step: o.bucketStep, minSide: o.bucketMin, maxSide: o.bucketMax },
   }, info.patchSize);
   await resolveBackground(o.background); // a colour sharp cannot parse is a usage error, not one per image
-  prepareOutDir(o.out);
+  checkOutDir(o.out);
 
   const model = await startSession(modelPath, { device: o.device, threads: o.threads }, modelPath);
   const cleanups: Array<() => Promise<void>> = [() => model.close()];
@@ -136,7 +154,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
       registersKept: o.registers === true,
     };
 
-    const lock = await acquireLock(o.out, partId);
+    const lock = await acquireLock(o.out, partId); // the first write: creates the cache directory
     cleanups.push(() => lock.release());
     if (lock.note && !o.quiet) process.stderr.write(`dinofeat: ${lock.note}\n`);
     const existing = await readCacheConfig(o.out);
@@ -171,16 +189,23 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
 
     let stopRequested = false;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (stopRequested) process.exit(130); // second signal: leave now, the journal keeps the cache consistent
+      if (stopRequested) {
+        // Second signal: leave now (the journal keeps the cache consistent), by the signal itself.
+        // process.exit() would tear down sharp's and ONNX Runtime's threads mid-call and can abort.
+        stopListening();
+        process.kill(process.pid, signal);
+        return;
+      }
       stopRequested = true;
       process.stderr.write(`\ndinofeat: ${signal}: finishing the images in flight and closing the shard (again to quit at once)\n`);
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    cleanups.push(async () => {
+    const stopListening = () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-    });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    cleanups.push(async () => stopListening());
 
     const progress = createProgress({ label: 'extract', quiet: o.quiet });
     let stats: ExtractStats;

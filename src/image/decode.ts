@@ -10,6 +10,7 @@
 import sharp, { type Metadata } from 'sharp';
 import { UserError } from '../errors.js';
 import type { CropBox, Size } from './buckets.js';
+import { withOwnErrors } from './vips-alone.js';
 
 export type IccMode = 'ignore' | 'convert';
 
@@ -58,12 +59,18 @@ function reason(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
 }
 
+/** libvips' error is often generic ("libpng read error"); its first real warning says what was wrong. */
+function withWarning(message: string, warnings: readonly string[]): string {
+  const detail = warnings.map((w) => w.split('\n')[0]!.trim()).find((w) => w && !/^error in tile/.test(w));
+  return detail ? `${message} (${detail})` : message;
+}
+
 /** Reads only the header: format, upright size, orientation. */
 export async function readHeader(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'>): Promise<ImageHeader> {
   if (bytes.length === 0) throw new ImageError('read', 'empty file (0 bytes)');
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+    meta = await withOwnErrors(() => sharp(bytes, { limitInputPixels: false }).metadata());
   } catch (e) {
     throw new ImageError('decode', `not a readable image: ${reason(e)}`);
   }
@@ -138,24 +145,28 @@ function uncalibratedCmykToRgb(cmyk: Buffer): Buffer {
 /** Decodes the crop box (upright coordinates) of the first frame to RGB8. */
 export async function decodeRgb(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions): Promise<DecodedImage> {
   const background = await resolveBackground(opts.background);
-  try {
-    // failOn 'error' (not sharp's default 'warning'): truncated or corrupt data fails, while the
-    // warnings that many real photos raise (extraneous bytes, odd EXIF) do not, as in PIL.
-    let img = sharp(bytes, { limitInputPixels: opts.maxPixels, ignoreIcc: opts.icc === 'ignore', failOn: 'error', page: 0, pages: 1 }).autoOrient();
-    if (crop.x !== 0 || crop.y !== 0 || crop.w !== upright.width || crop.h !== upright.height) {
-      img = img.extract({ left: crop.x, top: crop.y, width: crop.w, height: crop.h });
+  return withOwnErrors(async () => {
+    const warnings: string[] = [];
+    try {
+      // failOn 'error' (not sharp's default 'warning'): truncated or corrupt data fails, while the
+      // warnings that many real photos raise (extraneous bytes, odd EXIF) do not, as in PIL.
+      let img = sharp(bytes, { limitInputPixels: opts.maxPixels, ignoreIcc: opts.icc === 'ignore', failOn: 'error', page: 0, pages: 1 }).autoOrient();
+      img.on('warning', (w: string) => warnings.push(w));
+      if (crop.x !== 0 || crop.y !== 0 || crop.w !== upright.width || crop.h !== upright.height) {
+        img = img.extract({ left: crop.x, top: crop.y, width: crop.w, height: crop.h });
+      }
+      if (opts.icc === 'ignore' && upright.space === 'cmyk' && !upright.hasAlpha) {
+        // Keep the stored CMYK values (no profile round trip) and convert them as PIL does.
+        const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+        if (info.channels !== 4) throw new Error(`CMYK image decoded to ${info.channels} channels, expected 4`);
+        return { data: uncalibratedCmykToRgb(data), width: info.width, height: info.height };
+      }
+      const { data, info } = await img.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+      if (info.channels === 3) return { data, width: info.width, height: info.height };
+      if (info.channels === 4) return { data: flattenOn(data, background), width: info.width, height: info.height };
+      throw new Error(`decoded to ${info.channels} channels, expected 3 or 4`);
+    } catch (e) {
+      throw new ImageError('decode', withWarning(reason(e), warnings));
     }
-    if (opts.icc === 'ignore' && upright.space === 'cmyk' && !upright.hasAlpha) {
-      // Keep the stored CMYK values (no profile round trip) and convert them as PIL does.
-      const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-      if (info.channels !== 4) throw new Error(`CMYK image decoded to ${info.channels} channels, expected 4`);
-      return { data: uncalibratedCmykToRgb(data), width: info.width, height: info.height };
-    }
-    const { data, info } = await img.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    if (info.channels === 3) return { data, width: info.width, height: info.height };
-    if (info.channels === 4) return { data: flattenOn(data, background), width: info.width, height: info.height };
-    throw new Error(`decoded to ${info.channels} channels, expected 3 or 4`);
-  } catch (e) {
-    throw new ImageError('decode', reason(e));
-  }
+  });
 }

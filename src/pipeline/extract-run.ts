@@ -82,6 +82,15 @@ interface Pending extends PreparedPixels {
   bucketKey: string;
 }
 
+/**
+ * The summary groups failures by kind: the reason's first clause, without the decoder's name
+ * ("vipspng: ") and with numbers as N, so "40000x30000 ... over the limit" and "9000x9000 ..." count together.
+ */
+function failureKind(stage: ErrorStage, reason: string): string {
+  const clause = reason.replace(/^\w+: /, '').split(/[:;(,]/)[0]!.replace(/\d+/g, 'N').trim();
+  return `${stage}: ${clause.slice(0, 60)}`;
+}
+
 /** Errors that end the run (disk full, unwritable output, a model that breaks its contract). */
 class FatalError extends Error {}
 
@@ -114,7 +123,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
 
   const fail = async (key: string, display: string, stage: ErrorStage, reason: string) => {
     stats.failed++;
-    const kind = `${stage}: ${reason.split(':')[0]!.slice(0, 60)}`;
+    const kind = failureKind(stage, reason);
     stats.failuresByReason[kind] = (stats.failuresByReason[kind] ?? 0) + 1;
     await o.errors.record({ key, path: display, stage, reason });
     report();
@@ -208,6 +217,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     if (fatal || o.stopRequested()) break;
     if ('problem' in item) {
       if (workerOfKey(item.problem.key, o.slot.count) !== o.slot.index) continue;
+      if (o.onlyKeys && !o.onlyKeys.has(item.problem.key)) continue;
       stats.found++;
       await fail(item.problem.key, item.problem.display, 'source', item.problem.reason);
       continue;
