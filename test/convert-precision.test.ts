@@ -1,6 +1,6 @@
 /**
  * fp16, int8 and int4 models against the fp32 model on the golden inputs, held to the floors
- * measured here (/work/notes/precision-table.md, README) minus a margin for other CPUs' kernels.
+ * measured here (docs/precisions.md, README) minus a margin for other CPUs' kernels.
  * The golden weights are exact in float16 by design, so fp16 is also checked on the generated
  * test model, whose weights are not.
  */

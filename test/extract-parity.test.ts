@@ -46,7 +46,7 @@ let reference: string;
 
 const passes = (m: Metrics) => m.cls_cos >= THRESHOLDS.cls && m.patch_cos_mean >= THRESHOLDS.mean && m.patch_cos_min >= THRESHOLDS.min;
 
-/** One diagnostic line per row: the numbers the README and notes/parity-numbers.md report. */
+/** One diagnostic line per row: the numbers the README and docs/feature-parity.md report. */
 function report(t: TestContext, title: string, of: ParityRow[]): void {
   const f = (v: number) => v.toFixed(7);
   t.diagnostic(title);

@@ -3,7 +3,7 @@
  * graph (ONNX Runtime) against the processors' resize + normalise in torch
  * (test/image-reference.py), on the example photos and on generated files, shrinking and
  * enlarging, EXIF-rotated, with alpha, cover crops; DINOv3 (bilinear, float) and DINOv2
- * (bicubic, 8-bit). Numbers: /work/notes/parity.md.
+ * (bicubic, 8-bit). Numbers: docs/pixel-parity.md.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * Parquet shards via hyparquet-writer (measured 2-4x faster than parquetjs-lite at 60% of its peak
- * memory; see notes/cache-measurements.md). Uncompressed: zstd saved 8% on fp16 features at a
+ * memory; see docs/shard-writers.md). Uncompressed: zstd saved 8% on fp16 features at a
  * third of the speed, and snappy saved nothing. Statistics off: min/max of multi-MB blobs are
  * useless and bloat the footer.
  */

@@ -4,7 +4,7 @@
  * Writers, readers, validate and inspect all go through this module, so a column cannot be
  * spelled two ways.
  *
- * Physical encoding (chosen by measurement, see notes/cache-measurements.md):
+ * Physical encoding (chosen by measurement, see docs/shard-writers.md):
  * - `patches` and `registers`: one binary value per row holding little-endian float16 (default)
  *   or float32, row-major [grid_h*grid_w, hidden] / [num_registers, hidden]. Typed list columns
  *   of this size write 100-300x slower in every JS writer measured.

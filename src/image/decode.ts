@@ -4,7 +4,7 @@
  * limit is checked from the header, before any pixel is decoded (decompression bombs).
  *
  * By default the result equals what Hugging Face users get from PIL (Image.open → exif_transpose →
- * alpha_composite on the background → convert('RGB')), byte for byte; /work/notes/parity.md lists
+ * alpha_composite on the background → convert('RGB')), byte for byte; docs/pixel-parity.md lists
  * the measured exceptions (16-bit greyscale, where PIL clips instead of scaling).
  */
 import sharp, { type Metadata } from 'sharp';

@@ -3,7 +3,7 @@
  * Runtime: RGB8 [h, w, 3] → float → Resize (bilinear or bicubic, antialiased, half-pixel centres:
  * torchvision's filter in both directions, which sharp's upscaler is not) → /255 → (x - mean) / std
  * → [1, 3, H, W]. Rescale and normalise are folded into one multiply-add on the small result.
- * Measured agreement with Hugging Face: /work/notes/parity.md and test/image-preprocess.test.ts.
+ * Measured agreement with Hugging Face: docs/pixel-parity.md and test/image-parity.test.ts.
  */
 import { DataType, GraphBuilder, encodeModel, f, i, ints, s, type Attr } from '../onnx/builder.js';
 import type { ModelInfo } from '../model/info.js';
