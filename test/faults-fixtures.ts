@@ -263,17 +263,8 @@ export function startCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): 
   return start(process.execPath, [CLI, ...args], env);
 }
 
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), for reproducible kill times. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers in [0, 1), for reproducible kill times. */
+export { seededRandom } from '../src/convert/test-model.js';
 
 /** Writes `count` small structured JPEGs (img-000.jpg ..., numbered from `first`) and returns their keys. */
 export async function writeManyImages(dir: string, count: number, first = 0, size = 48): Promise<string[]> {

@@ -33,8 +33,8 @@ export const VITS16_SHAPED: TestModelSpec = {
 
 export const NOT_A_REAL_MODEL = 'random weights made by dinofeat for tests and demos - NOT a real model';
 
-/** mulberry32: small, fast, and the same numbers on every platform. */
-function prng(seed: number): () => number {
+/** Uniform numbers in [0, 1) from mulberry32: small, fast, and the same on every platform. */
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -62,7 +62,7 @@ function uniform(rand: () => number, n: number, lo: number, hi: number): Float32
 }
 
 export function testCheckpointTensors(spec: TestModelSpec): Record<string, { shape: number[]; data: Float32Array }> {
-  const rand = prng(spec.seed);
+  const rand = seededRandom(spec.seed);
   const d = spec.hiddenSize;
   const inter = spec.intermediateSize;
   const p = spec.patchSize;
