@@ -4,7 +4,9 @@
  * lazily so `--help` does not load ONNX Runtime or sharp.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { SHARD_FORMATS, TENSOR_DTYPES } from './cache/schema.js';
 import { isUserError } from './errors.js';
+import { PRECISIONS } from './model/info.js';
 import { DINOFEAT_VERSION } from './version.js';
 
 /** Exit codes (README "Exit codes"). */
@@ -68,8 +70,8 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket)', positiveInt('--batch-size'), 4)
     .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
     .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'))
-    .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'arrow']).default('parquet'))
-    .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(['float16', 'float32']).default('float16'))
+    .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
+    .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
     .option('--registers', 'also store the register tokens')
     .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
     .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
@@ -121,7 +123,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('convert a Hugging Face DINOv3 / DINOv2 checkpoint (config.json + safetensors) to ONNX')
     .argument('<checkpoint-dir>', 'directory with config.json and model.safetensors (or a sharded index)')
     .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)')
-    .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(['fp32', 'fp16', 'int8', 'int4']).default('fp32'))
+    .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(PRECISIONS).default('fp32'))
     .option('--source-repo <id>', 'Hugging Face repo id to record in the model metadata')
     .action(async (dir: string, opts: Record<string, unknown>) => {
       const { runConvert } = await import('./commands/convert.js');
@@ -133,7 +135,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('download a checkpoint from the Hugging Face Hub, convert it to ONNX and cache it under $DINOFEAT_HOME')
     .argument('<repo-id>', 'e.g. facebook/dinov3-vits16-pretrain-lvd1689m (see dinofeat models)')
     .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .addOption(new Option('--precision <p>', 'weights of the converted model').choices(['fp32', 'fp16', 'int8', 'int4']).default('fp32'))
+    .addOption(new Option('--precision <p>', 'weights of the converted model').choices(PRECISIONS).default('fp32'))
     .option('--default', 'make it the default model even if one exists')
     .addHelpText('after', '\nHF_TOKEN: token for gated repos (DINOv3: accept the licence on the Hub first). HF_ENDPOINT: a mirror. DINOFEAT_HOME: where models go (default ~/.cache/dinofeat).')
     .action(async (repo: string, opts: Record<string, unknown>) => {

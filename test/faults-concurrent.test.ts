@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeTinyModel, readShardRows, runCli, startCli, tempDir, writeManyImages, type Started } from './faults-fixtures.js';
+import { makeWorkspace, readShardRows, runCli, startCli, type Started } from './faults-fixtures.js';
 
 const IMAGES = 300;
 let dir: string;
@@ -18,10 +18,7 @@ let images: string;
 let keys: string[];
 
 before(async () => {
-  dir = tempDir();
-  model = (await makeTinyModel(dir)).onnx;
-  images = path.join(dir, 'images');
-  keys = await writeManyImages(images, IMAGES);
+  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
 });
 
 const args = (out: string) => ['extract', images, '--model', model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1'];

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CacheState } from '../src/cache/manifest.js';
 import { readJsonLines } from '../src/cache/jsonl.js';
-import { CLI, makeTinyModel, readShardRows, runCli, snapshot, start, summaryCounts, tempDir, writeManyImages } from './faults-fixtures.js';
+import { CLI, makeWorkspace, readShardRows, runCli, snapshot, start, summaryCounts } from './faults-fixtures.js';
 
 const IMAGES = 100;
 let dir: string;
@@ -22,10 +22,7 @@ let images: string;
 let keys: string[];
 
 before(async () => {
-  dir = tempDir();
-  model = (await makeTinyModel(dir)).onnx;
-  images = path.join(dir, 'images');
-  keys = await writeManyImages(images, IMAGES);
+  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
 });
 
 /** 256x256 float32 rows are 64 KiB: 15 rows make a ~1 MiB shard, so 100 images are 7 shards. */

@@ -11,7 +11,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { ErrorEntry } from '../src/cache/errors-log.js';
-import { structuredImage, structuredRgb, type Completed } from './extract-fixtures.js';
+import { makeTinyModel, structuredImage, structuredRgb, tempDir, type Completed } from './extract-fixtures.js';
 
 export { makeTinyModel, runCli, tempDir, writeStructured, type Completed } from './extract-fixtures.js';
 
@@ -276,4 +276,19 @@ export async function writeManyImages(dir: string, count: number, first = 0, siz
     keys.push(key);
   }
   return keys;
+}
+
+export interface Workspace {
+  dir: string;
+  /** The tiny test model's ONNX file. */
+  model: string;
+  images: string;
+  keys: string[];
+}
+
+/** A temp dir with the tiny model and `count` images: the setup shared by the fault tests. */
+export async function makeWorkspace(count: number): Promise<Workspace> {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  return { dir, model: (await makeTinyModel(dir)).onnx, images, keys: await writeManyImages(images, count) };
 }

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { HOST_TAG } from '../src/cache/durable-fs.js';
 import { CacheState } from '../src/cache/manifest.js';
 import {
-  makeTinyModel, readShardRows, seededRandom, startCli, summaryCounts, tempDir, writeManyImages, writeStructured, type Started,
+  makeWorkspace, readShardRows, seededRandom, startCli, summaryCounts, writeManyImages, writeStructured, type Started,
 } from './faults-fixtures.js';
 
 const IMAGES = 500;
@@ -26,10 +26,7 @@ let images: string;
 let keys: string[];
 
 before(async () => {
-  dir = tempDir();
-  model = (await makeTinyModel(dir)).onnx;
-  images = path.join(dir, 'images');
-  keys = await writeManyImages(images, IMAGES);
+  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
 });
 
 /** 256x256 float32 rows are 64 KiB, so a 1 MiB shard holds 16 images: many shard commits per run. */

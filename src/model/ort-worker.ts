@@ -86,10 +86,6 @@ export class OrtWorker {
     });
   }
 
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
   async close(): Promise<void> {
     this.worker.removeAllListeners('exit');
     this.worker.postMessage({ type: 'close' });

@@ -22,7 +22,7 @@ const BYTES_PER_ELEMENT: Record<DataTypeId, number> = {
   1: 4, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 10: 2, 16: 2,
 };
 
-export function elementBytes(t: DataTypeId): number {
+function elementBytes(t: DataTypeId): number {
   return BYTES_PER_ELEMENT[t];
 }
 
