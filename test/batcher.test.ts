@@ -26,3 +26,14 @@ test('too many waiting images release the fullest partial batch early (memory bo
   for (const batch of b.drain()) for (const x of batch) all.push(x.id);
   assert.deepEqual(all.sort(), [2, 4]);
 });
+
+test('takeFullest hands over the fullest partial batch at any time', () => {
+  const b = new Batcher<ReturnType<typeof item>>(4, 100);
+  assert.equal(b.takeFullest(), undefined);
+  b.add(item('a', 1));
+  b.add(item('b', 2));
+  b.add(item('b', 3));
+  assert.deepEqual(b.takeFullest()?.map((x) => x.id), [2, 3]);
+  assert.deepEqual(b.takeFullest()?.map((x) => x.id), [1]);
+  assert.equal(b.size, 0);
+});

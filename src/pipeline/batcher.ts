@@ -2,7 +2,8 @@
  * Groups prepared images into batches of one bucket size (a batch is one tensor, so every image
  * in it has the same height and width). A batch is released when it is full; when too many
  * images wait in partial batches (many buckets, few images each), the fullest partial batch is
- * released early so memory stays bounded.
+ * released early so memory stays bounded. The caller may also take the fullest partial batch at
+ * any time, e.g. when the model would otherwise wait for a full one.
  */
 export interface Batchable {
   /** Tensor shape key, e.g. '832x1216'. */
@@ -28,10 +29,16 @@ export class Batcher<T extends Batchable> {
     const ready: T[][] = [];
     if (list.length >= this.batchSize) ready.push(this.take(item.bucketKey));
     if (this.waiting > this.maxWaiting) {
-      const fullest = this.fullest();
-      if (fullest !== undefined) ready.push(this.take(fullest));
+      const fullest = this.takeFullest();
+      if (fullest) ready.push(fullest);
     }
     return ready;
+  }
+
+  /** The fullest partial batch, taken now; undefined when nothing waits. */
+  takeFullest(): T[] | undefined {
+    const key = this.fullest();
+    return key === undefined ? undefined : this.take(key);
   }
 
   /** Everything still waiting, one batch per bucket (end of input or shutdown). */

@@ -1,8 +1,8 @@
 /**
  * The staged extract run. One image travels: source → read + hash → (skip if cached) → decode +
  * resize + normalise → batch (per bucket) → inference (worker thread) → split → shard. Stages
- * overlap: decoding runs on sharp's threads and the preprocessing worker while the model computes,
- * and rows are written while the next batch runs. A fixed number of image slots bounds memory.
+ * overlap: decoding runs on sharp's threads and the resize workers while the model computes, and
+ * rows are written while the next batch runs. A fixed number of image slots bounds memory.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -13,7 +13,7 @@ import type { FeatureRow } from '../cache/schema.js';
 import type { ShardSink } from '../cache/shard-sink.js';
 import { removeKeys } from '../cache/remove-keys.js';
 import type { ModelInfo } from '../model/info.js';
-import type { OrtWorker } from '../model/ort-worker.js';
+import type { WireTensor } from '../model/ort-worker.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import type { SourceItem, SourceImage } from '../source/types.js';
 import { workerOfKey, type WorkerSlot } from '../source/partition.js';
@@ -42,11 +42,16 @@ export class ImageFailure extends Error {
   }
 }
 
+/** What the run needs of a model session (an OrtWorker in extract). */
+export interface ModelRunner {
+  run(feeds: Record<string, WireTensor>, outputs?: string[]): Promise<Record<string, WireTensor>>;
+}
+
 export interface ExtractRunOptions {
   sources: AsyncIterable<SourceItem>;
   slot: WorkerSlot;
   partId: string;
-  model: OrtWorker;
+  model: ModelRunner;
   info: ModelInfo;
   prepare: (bytes: Buffer, image: SourceImage) => Promise<PreparedPixels>;
   state: CacheState;
@@ -94,6 +99,14 @@ function failureKind(stage: ErrorStage, reason: string): string {
 /** Errors that end the run (disk full, unwritable output, a model that breaks its contract). */
 class FatalError extends Error {}
 
+/**
+ * Batches handed to the model at once: one running and one ready to start, so the model never
+ * waits for this thread. Below that, the fullest partial batch goes at once rather than waiting
+ * to fill: when decoding keeps up, batches are full anyway; when it does not, waiting would only
+ * idle the model.
+ */
+const MODEL_QUEUE_DEPTH = 2;
+
 export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats> {
   const started = performance.now();
   const stats: ExtractStats = {
@@ -109,15 +122,23 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const stale = new Set<string>();
   const pendingRemoval = new Set<string>();
   let fatal: unknown;
-  const inFlight = new Set<Promise<void>>();
-  const track = (p: Promise<void>) => {
-    const t = p.catch((e) => void (fatal ??= e)).finally(() => inFlight.delete(t));
-    inFlight.add(t);
+  /** Tasks of one stage; the first error of any task ends the run. */
+  const taskSet = () => {
+    const live = new Set<Promise<void>>();
+    return {
+      add(p: Promise<void>) {
+        const t = p.catch((e) => void (fatal ??= e)).finally(() => live.delete(t));
+        live.add(t);
+      },
+      async settle() {
+        while (live.size) await Promise.all([...live]);
+      },
+    };
   };
-  const settle = async () => {
-    while (inFlight.size) await Promise.all([...inFlight]);
-  };
+  const decoding = taskSet();
+  const inferring = taskSet();
   let writeChain: Promise<void> = Promise.resolve();
+  let atModel = 0;
 
   const report = () => o.progress.update({ done: stats.extracted, failed: stats.failed, skipped: stats.skipped });
 
@@ -147,6 +168,18 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     report();
   };
 
+  /** One batch on the model; its place in the model's queue is given back as soon as it answers. */
+  const runModel = async (batch: Pending[], input: Float32Array) => {
+    atModel++;
+    try {
+      const first = batch[0]!;
+      return await o.model.run({ pixel_values: { type: 'float32', data: input, dims: [batch.length, 3, first.bucketHeight, first.bucketWidth] } }, ['last_hidden_state']);
+    } finally {
+      atModel--;
+      feedModel();
+    }
+  };
+
   const infer = async (batch: Pending[]) => {
     const first = batch[0]!;
     const plane = first.pixels.length;
@@ -156,8 +189,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     const gridW = Math.floor(first.bucketWidth / o.info.patchSize);
     let rows: FeatureRow[];
     try {
-      const out = await o.model.run({ pixel_values: { type: 'float32', data: input, dims: [batch.length, 3, first.bucketHeight, first.bucketWidth] } }, ['last_hidden_state']);
-      const hidden = out.last_hidden_state!;
+      const hidden = (await runModel(batch, input)).last_hidden_state!;
       const groups = splitTokens(hidden.data as Float32Array, hidden.dims, o.info, gridH, gridW);
       rows = batch.map((p, b) => ({
         key: p.key, sha256: p.sha256, width: p.width, height: p.height,
@@ -178,8 +210,17 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   };
 
   const launchBatches = (batches: Pending[][]) => {
-    for (const b of batches) track(infer(b));
+    for (const b of batches) inferring.add(infer(b));
   };
+
+  /** Tops the model's queue up with partial batches (see MODEL_QUEUE_DEPTH). */
+  function feedModel(): void {
+    while (!fatal && atModel < MODEL_QUEUE_DEPTH) {
+      const batch = batcher.takeFullest();
+      if (!batch) return;
+      launchBatches([batch]); // infer() counts itself in atModel before its first await
+    }
+  }
 
   const handleImage = async (image: SourceImage) => {
     let bytes: Buffer;
@@ -211,6 +252,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       return fail(image.key, image.display, e.stage, e.message);
     }
     launchBatches(batcher.add({ ...prepared, key: image.key, sha256, display: image.display, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` }));
+    feedModel();
   };
 
   for await (const item of o.sources) {
@@ -233,15 +275,16 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     stats.found++;
     o.progress.setTotal(stats.found, false);
     await slots.acquire();
-    track(decodeLimit(() => handleImage(image)));
+    decoding.add(decodeLimit(() => handleImage(image)));
   }
   o.progress.setTotal(stats.found, true);
   stats.stopped = o.stopRequested() && !fatal;
 
   // Everything decoded or decoding goes through inference and into shards, also when stopping.
-  await settle();
+  // What waits in partial batches goes as soon as the last decode ends, not after the writes.
+  await decoding.settle();
   if (!fatal) launchBatches(batcher.drain());
-  await settle();
+  await inferring.settle();
   await writeChain.catch((e) => void (fatal ??= e));
   // Changed images that then failed to decode lose their old row too: the cache reflects the files.
   if (!fatal && pendingRemoval.size) await removeKeys(o.state, o.partId, pendingRemoval).catch((e) => void (fatal ??= e));

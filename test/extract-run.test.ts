@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CacheState } from '../src/cache/manifest.js';
+import { ErrorsLog } from '../src/cache/errors-log.js';
+import { ShardSink } from '../src/cache/shard-sink.js';
+import { readFeatureRows } from '../src/cache/shard-reader.js';
+import type { WireTensor } from '../src/model/ort-worker.js';
+import { runExtraction, type ModelRunner, type PreparedPixels } from '../src/pipeline/extract-run.js';
+import { createProgress } from '../src/pipeline/progress.js';
+import type { SourceItem } from '../src/source/types.js';
+import { HIDDEN, MODEL, NUM_REGISTERS, shardMeta, tempDir } from './cache-fixtures.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A model that takes `ms` per batch and answers, for each image, tokens whose every value is the
+ * image's id (the first pixel its preparer wrote): rows can be traced back to their images.
+ */
+function scriptedModel(ms: number) {
+  const batches: Array<{ size: number; shape: string; startedAfterPrepared: number }> = [];
+  let prepared = 0;
+  const model: ModelRunner = {
+    async run(feeds) {
+      const x = feeds.pixel_values!;
+      const [n, , h, w] = x.dims as [number, number, number, number];
+      batches.push({ size: n, shape: `${w}x${h}`, startedAfterPrepared: prepared });
+      await sleep(ms);
+      const tokens = 1 + NUM_REGISTERS + (h / MODEL.patchSize) * (w / MODEL.patchSize);
+      const out = new Float32Array(n * tokens * HIDDEN);
+      const plane = 3 * h * w;
+      for (let b = 0; b < n; b++) out.fill((x.data as Float32Array)[b * plane]!, b * tokens * HIDDEN, (b + 1) * tokens * HIDDEN);
+      return { last_hidden_state: { type: 'float32', data: out, dims: [n, tokens, HIDDEN] } satisfies WireTensor };
+    },
+  };
+  return { model, batches, countPrepared: () => void prepared++ };
+}
+
+async function extractWith(images: number, bucketOf: (k: number) => [number, number], modelMs: number, prepareMs: number) {
+  const dir = tempDir();
+  const files = path.join(dir, 'files');
+  fs.mkdirSync(files);
+  const ids = new Map<string, number>();
+  const sources: SourceItem[] = [];
+  for (let k = 0; k < images; k++) {
+    const key = `img${k}.png`;
+    fs.writeFileSync(path.join(files, key), `image ${k}`);
+    ids.set(key, k + 1);
+    sources.push({ image: { key, path: path.join(files, key), display: key } });
+  }
+  const out = path.join(dir, 'cache');
+  fs.mkdirSync(out);
+  const state = await CacheState.open(out, '0');
+  const sink = new ShardSink({ state, partId: '0', format: 'parquet', meta: shardMeta('float32', false) });
+  const fake = scriptedModel(modelMs);
+  const stats = await runExtraction({
+    sources: (async function* () { yield* sources; })(),
+    slot: { index: 0, count: 1, origin: 'test' },
+    partId: '0',
+    model: fake.model,
+    info: MODEL,
+    prepare: async (bytes): Promise<PreparedPixels> => {
+      await sleep(prepareMs);
+      const k = Number(/image (\d+)/.exec(bytes.toString())![1]);
+      const [w, h] = bucketOf(k);
+      fake.countPrepared();
+      return { width: w, height: h, bucketWidth: w, bucketHeight: h, crop: { x: 0, y: 0, w, h }, pixels: new Float32Array(3 * w * h).fill(k + 1) };
+    },
+    state, sink, errors: await ErrorsLog.open(out, '0'), keepRegisters: false, batchSize: 4, decodeConcurrency: 4,
+    progress: createProgress({ label: 'test', quiet: true }), stopRequested: () => false,
+  });
+  const shards = await sink.close();
+  const rows = [];
+  for (const s of shards) rows.push(...(await readFeatureRows(path.join(out, s.file))));
+  return { stats, batches: fake.batches, rows, ids };
+}
+
+test('the model never waits for a batch to fill; once it is the bottleneck, batches are full', async () => {
+  // Decoding (5 ms an image) outpaces the model (60 ms a batch): one bucket, 16 images.
+  const { stats, batches, rows, ids } = await extractWith(16, () => [32, 32], 60, 5);
+  assert.equal(stats.extracted, 16);
+  assert.equal(batches[0]!.size, 1, 'the first image goes to the idle model alone');
+  assert.ok(batches[0]!.startedAfterPrepared <= 1, 'and before the next image is ready');
+  assert.ok(batches.filter((b) => b.size === 4).length >= 2, `later batches fill while the model works: ${batches.map((b) => b.size)}`);
+  assert.equal(batches.reduce((a, b) => a + b.size, 0), 16);
+  // Every image once, each row holding its own image's features (batch order kept).
+  assert.deepEqual(rows.map((r) => r.key).sort(), [...ids.keys()].sort());
+  for (const r of rows) {
+    assert.equal(r.cls[0], ids.get(r.key), r.key);
+    assert.equal(r.patches[r.patches.length - 1], ids.get(r.key), r.key);
+  }
+});
+
+test('with many buckets and a slow model, images are batched per bucket and none is lost', async () => {
+  const shapes: Array<[number, number]> = [[32, 32], [48, 32], [32, 48]];
+  const { stats, batches, rows } = await extractWith(30, (k) => shapes[k % 3]!, 30, 1);
+  assert.equal(stats.extracted, 30);
+  assert.equal(rows.length, 30);
+  for (const b of batches) assert.ok(b.size >= 1 && b.size <= 4);
+  const perShape = new Map<string, number>();
+  for (const b of batches) perShape.set(b.shape, (perShape.get(b.shape) ?? 0) + b.size);
+  assert.deepEqual([...perShape.values()], [10, 10, 10]);
+});
