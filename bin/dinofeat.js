@@ -1,7 +1,12 @@
 #!/usr/bin/env node
+import os from 'node:os';
+
 // Launcher only. Telemetry off before onnxruntime-node can load: a tool run on private
 // datasets must not write a device id or event queue under ~/.cache by default.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
+// sharp decodes on libuv's pool (4 threads by default); extract keeps one decode per core in
+// flight, so the pool must be that large before anything starts it.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
 const { main } = await import('../dist/cli.js');
 try {
   process.exitCode = await main(process.argv);

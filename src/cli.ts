@@ -70,6 +70,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket)', positiveInt('--batch-size'), 4)
     .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
     .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'))
+    .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
     .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
     .option('--registers', 'also store the register tokens')

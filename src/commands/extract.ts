@@ -24,6 +24,7 @@ import { probeModel } from '../model/probe.js';
 import { resolveModelPath } from '../model/resolve.js';
 import { runExtraction, RunFailure, type ExtractStats } from '../pipeline/extract-run.js';
 import { createImagePreparer, describePreprocessing } from '../pipeline/prepare.js';
+import { defaultDecoders, imageStageCapacity } from '../pipeline/capacity.js';
 import { createProgress, formatDuration } from '../pipeline/progress.js';
 import { readList } from '../source/list.js';
 import { resolveWorkerSlot } from '../source/partition.js';
@@ -53,6 +54,7 @@ export interface ExtractOptions {
   batchSize: number;
   device: string;
   threads?: number;
+  decoders?: number;
   format: ShardFormat;
   dtype: TensorDtype;
   registers?: boolean;
@@ -104,9 +106,14 @@ function fingerprintOf(info: ModelInfo, preprocessing: object, modelFileHash: st
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
 }
 
+/** Three significant figures: 0.734, 12.3, 105 (slow models and fast ones alike). */
+function formatRate(rate: number): string {
+  return rate.toFixed(rate < 1 ? 3 : rate < 10 ? 2 : rate < 100 ? 1 : 0);
+}
+
 function printSummary(stats: ExtractStats, out: string, bytes: number, quiet: boolean): void {
   const lines = [
-    `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${(stats.extracted / Math.max(stats.seconds, 1e-9)).toFixed(2)} img/s)`,
+    `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${formatRate(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
   ];
   const buckets = Object.entries(stats.perBucket).sort((a, b) => b[1] - a[1]);
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
@@ -177,7 +184,8 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     const errors = await ErrorsLog.open(o.out, partId);
     const onlyKeys = o.retryFailed ? new Set((await readErrors(o.out, state.keyToEntry)).map((e) => e.key)) : undefined;
 
-    const preparer = await createImagePreparer(info, settings);
+    const decoders = o.decoders ?? defaultDecoders();
+    const preparer = await createImagePreparer(info, settings, imageStageCapacity(decoders));
     cleanups.push(() => preparer.close());
     const sink = new ShardSink({
       state, partId, format: o.format, maxShardBytes: o.shardSize * 2 ** 20,
@@ -214,7 +222,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
         sources: allSources(inputs, lists), slot, partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
         state, sink, errors, keepRegisters: o.registers === true, batchSize: o.batchSize,
-        decodeConcurrency: 2, onlyKeys, progress, stopRequested: () => stopRequested,
+        decodeConcurrency: decoders, onlyKeys, progress, stopRequested: () => stopRequested,
       });
     } catch (e) {
       progress.stop();

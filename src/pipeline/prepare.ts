@@ -1,15 +1,15 @@
 /**
  * The image stage of extract, validate --recompute and inspect: header → bucket → crop box →
- * decode (sharp) → resize + normalise (ONNX Runtime, in its own worker thread). Also describes the
- * preprocessing as JSON, which goes into the cache fingerprint and every shard's metadata.
+ * decode (sharp) → resize + normalise (ONNX Runtime, in worker threads of its own). Also describes
+ * the preprocessing as JSON, which goes into the cache fingerprint and every shard's metadata.
  */
 import type { ModelInfo } from '../model/info.js';
 import { startSession } from '../model/devices.js';
-import type { OrtWorker } from '../model/ort-worker.js';
 import { assignBucket, cropBox, type Bucket, type ResizeMode } from '../image/buckets.js';
-import { decodeRgb, ImageError, readHeader, type DecodeOptions } from '../image/decode.js';
+import { decodeRgb, ImageError, readHeader, type DecodedImage, type DecodeOptions } from '../image/decode.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
 import { ImageFailure, type PreparedPixels } from './extract-run.js';
+import { Semaphore } from './semaphore.js';
 
 export interface PrepareSettings {
   buckets: readonly Bucket[];
@@ -52,34 +52,69 @@ export interface ImagePreparer {
   close(): Promise<void>;
 }
 
-export async function createImagePreparer(info: ModelInfo, s: PrepareSettings): Promise<ImagePreparer> {
+export interface PreparerCapacity {
+  /** Resize sessions, each one thread in its own worker (default 1). */
+  workers?: number;
+  /**
+   * Source pixels being decoded and resized at once (default: unbounded). A frame costs about
+   * 15 bytes a pixel on its way through (RGB8, then float32 for the exact resize), so the budget
+   * bounds memory whatever the mix of image sizes; an image over the budget is done alone.
+   */
+  pixelBudget?: number;
+}
+
+export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: PreparerCapacity = {}): Promise<ImagePreparer> {
   if (s.buckets.length === 0) throw new Error('no buckets');
-  // One thread: images are many and small next to the model, which gets the cores.
-  const session: OrtWorker = await startSession(buildPreprocessModel(info), { device: 'cpu', threads: 1 }, 'preprocessing graph');
+  // One thread each: images are many and small next to the model, which gets the cores.
+  const model = buildPreprocessModel(info);
+  const sessions = await Promise.all(
+    Array.from({ length: capacity.workers ?? 1 }, () => startSession(model, { device: 'cpu', threads: 1 }, 'preprocessing graph')),
+  );
+  const queued = sessions.map(() => 0);
+  const pixels = new Semaphore(capacity.pixelBudget ?? Infinity);
+
+  /** Resizes on the session with the fewest frames queued. */
+  const resize = async (rgb: DecodedImage, bucket: Bucket) => {
+    const k = queued.indexOf(Math.min(...queued));
+    queued[k]!++;
+    try {
+      const out = await sessions[k]!.run({
+        rgb: { type: 'uint8', data: new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), dims: [rgb.height, rgb.width, 3] },
+        size: { type: 'int64', data: BigInt64Array.from([BigInt(bucket.height), BigInt(bucket.width)]), dims: [2] },
+      });
+      return out.pixel_values!.data as Float32Array;
+    } finally {
+      queued[k]!--;
+    }
+  };
+
   return {
     async prepare(bytes) {
       try {
         const header = await readHeader(bytes, s.decode);
         const bucket = assignBucket(header, s.buckets);
         const crop = cropBox(header, bucket, s.resize);
-        const rgb = await decodeRgb(bytes, crop, header, s.decode);
-        const out = await session.run({
-          rgb: { type: 'uint8', data: new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), dims: [rgb.height, rgb.width, 3] },
-          size: { type: 'int64', data: BigInt64Array.from([BigInt(bucket.height), BigInt(bucket.width)]), dims: [2] },
-        });
-        return {
-          width: header.width,
-          height: header.height,
-          bucketWidth: bucket.width,
-          bucketHeight: bucket.height,
-          crop,
-          pixels: out.pixel_values!.data as Float32Array,
-        };
+        const taken = await pixels.acquire(crop.w * crop.h);
+        try {
+          const rgb = await decodeRgb(bytes, crop, header, s.decode);
+          return {
+            width: header.width,
+            height: header.height,
+            bucketWidth: bucket.width,
+            bucketHeight: bucket.height,
+            crop,
+            pixels: await resize(rgb, bucket),
+          };
+        } finally {
+          pixels.release(taken);
+        }
       } catch (e) {
         if (e instanceof ImageError) throw new ImageFailure(e.stage, e.message);
         throw e;
       }
     },
-    close: () => session.close(),
+    close: async () => {
+      await Promise.all(sessions.map((session) => session.close()));
+    },
   };
 }

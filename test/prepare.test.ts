@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { resolveBuckets } from '../src/image/buckets.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
+import { createImagePreparer, type PrepareSettings } from '../src/pipeline/prepare.js';
+import { MODEL } from './cache-fixtures.js';
+import { tempDir, writeStructured } from './extract-fixtures.js';
+
+test('a pool of resize workers under a tight pixel budget gives the pixels one worker gives', async () => {
+  const dir = tempDir();
+  const sizes: Array<[number, number]> = [[200, 120], [90, 150], [128, 128], [300, 100], [64, 64], [150, 90]];
+  const files = await Promise.all(sizes.map(async ([w, h], k) => {
+    const file = path.join(dir, `img${k}.png`);
+    await writeStructured(file, w, h, k);
+    return fs.readFileSync(file);
+  }));
+  const settings: PrepareSettings = {
+    buckets: resolveBuckets({ bucket: ['64x64', '96x64', '64x96'], dinoScale: 1 }, MODEL.patchSize),
+    resize: 'stretch',
+    dinoScale: 1,
+    decode: { maxPixels: DEFAULT_MAX_PIXELS, background: '#ffffff', icc: 'ignore' },
+  };
+  const one = await createImagePreparer(MODEL, settings);
+  // 20000 pixels: every image but the smallest is over the budget and so is done alone.
+  const pool = await createImagePreparer(MODEL, settings, { workers: 3, pixelBudget: 20_000 });
+  try {
+    const expected = [];
+    for (const bytes of files) expected.push(await one.prepare(bytes));
+    const got = await Promise.all(files.map((bytes) => pool.prepare(bytes)));
+    for (let k = 0; k < files.length; k++) {
+      assert.equal(got[k]!.bucketWidth, expected[k]!.bucketWidth);
+      assert.equal(got[k]!.bucketHeight, expected[k]!.bucketHeight);
+      assert.deepEqual(got[k]!.pixels, expected[k]!.pixels, `image ${k}`);
+    }
+  } finally {
+    await one.close();
+    await pool.close();
+  }
+});
