@@ -50,8 +50,21 @@ function toHalfBits(x: number): number {
   return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
 }
 
+/**
+ * Normal halves are converted on the bits alone: rebias the exponent, then round the 13 dropped
+ * mantissa bits to nearest even by adding 0xfff plus the lowest kept bit (a carry correctly bumps
+ * the exponent, up to inf). This loop runs over every feature value written, so it avoids the
+ * per-value call; subnormals (|x| < 2^-14, rare in features) take the exact general path.
+ */
 export function float32ToFloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let k = 0; k < src.length; k++) out[k] = toHalfBits(src[k]!);
+  for (let k = 0; k < bits.length; k++) {
+    const x = bits[k]!;
+    const a = x & 0x7fffffff;
+    if (a < 0x38800000) out[k] = toHalfBits(src[k]!);
+    else if (a >= 0x47800000) out[k] = ((x >>> 16) & 0x8000) | (a > 0x7f800000 ? 0x7e00 : 0x7c00);
+    else out[k] = ((x >>> 16) & 0x8000) | ((a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13);
+  }
   return out;
 }

@@ -35,8 +35,9 @@ export function splitTokens(
     let token = b * tokens;
     for (const g of info.tokenLayout) {
       const n = sizes[g]!;
-      // slice() copies: each image's rows must outlive the batch buffer (written later, maybe in another shard).
-      groups[g as keyof TokenGroups] = hidden.slice(token * width, (token + n) * width);
+      // Views, not copies: rows are encoded as soon as they reach the shard writer, so the batch
+      // buffer they keep alive is short-lived.
+      groups[g as keyof TokenGroups] = hidden.subarray(token * width, (token + n) * width);
       token += n;
     }
     out.push({ cls: groups.cls!, registers: groups.registers ?? new Float32Array(0), patches: groups.patches! });
