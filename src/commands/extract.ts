@@ -111,7 +111,8 @@ function formatRate(rate: number): string {
   return rate.toFixed(rate < 1 ? 3 : rate < 10 ? 2 : rate < 100 ? 1 : 0);
 }
 
-function printSummary(stats: ExtractStats, out: string, bytes: number, quiet: boolean): void {
+/** The run's summary; --quiet drops the progress output, never this. */
+function printSummary(stats: ExtractStats, out: string, bytes: number): void {
   const lines = [
     `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${formatRate(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
   ];
@@ -120,7 +121,7 @@ function printSummary(stats: ExtractStats, out: string, bytes: number, quiet: bo
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
   lines.push(`  cache: ${out} (${(bytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
-  if (!quiet || stats.failed) process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 export async function runExtract(inputs: string[], o: ExtractOptions): Promise<number> {
@@ -240,7 +241,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     await sink.close();
     await errors.save();
     const summary = await writeManifest(o.out, state);
-    printSummary(stats, o.out, summary.counts.bytes, o.quiet === true);
+    printSummary(stats, o.out, summary.counts.bytes);
     if (stats.stopped) {
       process.stderr.write(`dinofeat: interrupted; finished shards are kept. Run the same command again to resume.\n`);
       return 130;

@@ -96,13 +96,35 @@ function failureKind(stage: ErrorStage, reason: string): string {
   return `${stage}: ${clause.slice(0, 60)}`;
 }
 
+/**
+ * A batch as one input tensor, built when the model is about to take it. Each image lets go of its
+ * own pixels here, so an image in flight is held once; a batch of one is sent as it is, uncopied.
+ */
+function batchTensor(batch: Pending[]): Float32Array {
+  if (batch.length === 1) {
+    const only = batch[0]!.pixels;
+    batch[0]!.pixels = NO_PIXELS;
+    return only;
+  }
+  const plane = batch[0]!.pixels.length;
+  const input = new Float32Array(plane * batch.length);
+  batch.forEach((p, b) => {
+    input.set(p.pixels, b * plane);
+    p.pixels = NO_PIXELS;
+  });
+  return input;
+}
+
+const NO_PIXELS = new Float32Array(0);
+
 /** Errors that end the run (disk full, unwritable output, a model that breaks its contract). */
 class FatalError extends Error {}
 
 /**
  * Batches handed to the model at once: one running and one ready to start, so the model never
- * waits for this thread. Below that, the fullest partial batch goes at once rather than waiting
- * to fill: when decoding keeps up, batches are full anyway; when it does not, waiting would only
+ * waits for this thread, and no more, so batch tensors exist only for those two. When fewer are
+ * queued and no batch is full, the fullest partial batch goes at once rather than waiting to
+ * fill: when decoding keeps up, batches are full anyway; when it does not, waiting would only
  * idle the model.
  */
 const MODEL_QUEUE_DEPTH = 2;
@@ -138,6 +160,8 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const decoding = taskSet();
   const inferring = taskSet();
   let writeChain: Promise<void> = Promise.resolve();
+  /** Full batches not yet handed to the model: they keep their images' pixels, not a batch tensor. */
+  const ready: Pending[][] = [];
   let atModel = 0;
 
   const report = () => o.progress.update({ done: stats.extracted, failed: stats.failed, skipped: stats.skipped });
@@ -182,9 +206,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
 
   const infer = async (batch: Pending[]) => {
     const first = batch[0]!;
-    const plane = first.pixels.length;
-    const input = new Float32Array(plane * batch.length);
-    batch.forEach((p, b) => input.set(p.pixels, b * plane));
+    const input = batchTensor(batch);
     const gridH = Math.floor(first.bucketHeight / o.info.patchSize);
     const gridW = Math.floor(first.bucketWidth / o.info.patchSize);
     let rows: FeatureRow[];
@@ -209,16 +231,12 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     await writeChain;
   };
 
-  const launchBatches = (batches: Pending[][]) => {
-    for (const b of batches) inferring.add(infer(b));
-  };
-
-  /** Tops the model's queue up with partial batches (see MODEL_QUEUE_DEPTH). */
+  /** Tops the model's queue up: full batches first, in the order they filled, then the fullest partial one. */
   function feedModel(): void {
     while (!fatal && atModel < MODEL_QUEUE_DEPTH) {
-      const batch = batcher.takeFullest();
+      const batch = ready.shift() ?? batcher.takeFullest();
       if (!batch) return;
-      launchBatches([batch]); // infer() counts itself in atModel before its first await
+      inferring.add(infer(batch)); // infer() counts itself in atModel before its first await
     }
   }
 
@@ -251,7 +269,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       if (!(e instanceof ImageFailure)) throw e;
       return fail(image.key, image.display, e.stage, e.message);
     }
-    launchBatches(batcher.add({ ...prepared, key: image.key, sha256, display: image.display, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` }));
+    ready.push(...batcher.add({ ...prepared, key: image.key, sha256, display: image.display, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` }));
     feedModel();
   };
 
@@ -283,7 +301,8 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   // Everything decoded or decoding goes through inference and into shards, also when stopping.
   // What waits in partial batches goes as soon as the last decode ends, not after the writes.
   await decoding.settle();
-  if (!fatal) launchBatches(batcher.drain());
+  ready.push(...batcher.drain());
+  feedModel();
   await inferring.settle();
   await writeChain.catch((e) => void (fatal ??= e));
   // Changed images that then failed to decode lose their old row too: the cache reflects the files.
