@@ -1,6 +1,8 @@
 // npm run bench: end-to-end `dinofeat extract` vs the bare model on the same bucket shapes, and
-// vs the transformers.js image-feature-extraction pipeline, in one run (this machine is noisy,
-// so only ratios measured together mean something). Writes bench/results.json.
+// vs the transformers.js image-feature-extraction pipeline, in one run. This machine's speed
+// drifts by several percent from one minute to the next, so the bare model and extract are
+// measured in turns (bare, extract, bare, extract) and compared on their sums.
+// Writes bench/results.json.
 //
 //   node scripts/bench.mjs [--images N] [--quick]
 import { execFileSync } from 'node:child_process';
@@ -19,7 +21,10 @@ const arg = (name, fallback) => {
 };
 const quick = process.argv.includes('--quick');
 const N = Number(arg('--images', quick ? 16 : 32));
+const ROUNDS = quick ? 1 : 2;
 const BATCH = 4;
+/** Image counts for the memory curve (tiny model): the pipeline alone holds ~30 images. */
+const MEMORY_SIZES = quick ? [32, 128] : [32, 128, 512, 2048];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-bench-'));
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
@@ -29,12 +34,13 @@ const { loadModelInfo } = await import(dist('model/load-info.js'));
 const { default: ort } = await import(dist('model/ort.js'));
 const { sessionOptions } = await import(dist('model/devices.js'));
 
+const SIZES = [[1600, 1200], [1200, 1600], [1024, 1024], [1920, 1080], [800, 1200], [2000, 1333], [640, 960], [1400, 900]];
+
 /** Mixed sizes, both orientations, photo-like content (smooth gradients + noise + shapes). */
 async function makeImages(dir, count) {
   fs.mkdirSync(dir, { recursive: true });
-  const sizes = [[1600, 1200], [1200, 1600], [1024, 1024], [1920, 1080], [800, 1200], [2000, 1333], [640, 960], [1400, 900]];
   for (let k = 0; k < count; k++) {
-    const [w, h] = sizes[k % sizes.length];
+    const [w, h] = SIZES[k % SIZES.length];
     const noise = await sharp({ create: { width: w, height: h, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).blur(3).raw().toBuffer();
     const svg = `<svg width="${w}" height="${h}"><defs><linearGradient id="g"><stop offset="0" stop-color="rgb(${(k * 37) % 255},90,160)"/><stop offset="1" stop-color="rgb(240,${(k * 53) % 255},40)"/></linearGradient></defs><rect width="100%" height="100%" fill="url(#g)" fill-opacity="0.6"/><circle cx="${w / 3}" cy="${h / 2}" r="${Math.min(w, h) / 5}" fill="navy"/><rect x="${w / 2}" y="${h / 4}" width="${w / 4}" height="${h / 3}" fill="white"/></svg>`;
     await sharp(noise, { raw: { width: w, height: h, channels: 3 } })
@@ -44,30 +50,50 @@ async function makeImages(dir, count) {
   }
 }
 
+/** A larger set without decoding more: hard links of `dir`'s files under new names (new keys). */
+function linkImages(dir, into, count) {
+  fs.mkdirSync(into, { recursive: true });
+  const files = fs.readdirSync(dir).sort();
+  for (let k = 0; k < count; k++) fs.linkSync(path.join(dir, files[k % files.length]), path.join(into, `r${Math.floor(k / files.length)}-${files[k % files.length]}`));
+}
+
+/** One `dinofeat extract` run, as a user runs it; rate and peak RSS from its own summary. */
 function runExtract(images, model, flags) {
   const out = fs.mkdtempSync(path.join(work, 'cache-'));
   let stdout;
   try {
-    stdout = execFileSync(process.execPath, [cli, 'extract', images, '--model', model, '--out', out, '--batch-size', String(BATCH), ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    stdout = execFileSync(cli, ['extract', images, '--model', model, '--out', out, '--batch-size', String(BATCH), '--quiet', ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     throw new Error(`extract failed: ${e.stderr}`);
   }
-  const m = /of (\d+) images in .*\(([\d.]+) img\/s\)/.exec(stdout);
+  const rate = /of (\d+) images in .*\(([\d.]+) img\/s\)/.exec(stdout);
+  const rss = /peak memory (\d+) MiB/.exec(stdout);
   const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
-  return { imagesPerSecond: Number(m[2]), images: Number(m[1]), manifest, stdout };
+  fs.rmSync(out, { recursive: true, force: true });
+  return { images: Number(rate[1]), seconds: Number(rate[1]) / Number(rate[2]), peakRssMiB: Number(rss[1]), manifest };
 }
 
-/** Peak RSS of a child run, from GNU time (kB → MiB). */
-function runExtractWithRss(images, model, flags) {
-  const out = fs.mkdtempSync(path.join(work, 'cache-'));
-  const res = execFileSync('bash', ['-c', `/usr/bin/time -f 'MAXRSS %M' "$@" 2>&1 >/dev/null | grep MAXRSS`, '_', process.execPath, cli, 'extract', images, '--model', model, '--out', out, '--batch-size', String(BATCH), '--quiet', ...flags], { encoding: 'utf8' });
-  return Number(/MAXRSS (\d+)/.exec(res)[1]) / 1024;
+/** The model alone, warm, on pre-made tensors of exactly the bucket shapes extract runs, in full batches. */
+async function bareModel(modelPath, perBucket) {
+  const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device: 'cpu' }));
+  const batches = [];
+  for (const [key, count] of perBucket) {
+    const [w, h] = key.split('x').map(Number);
+    for (let done = 0; done < count; done += BATCH) batches.push([Math.min(BATCH, count - done), h, w]);
+  }
+  const run = ([n, h, w]) => session.run({ pixel_values: new ort.Tensor('float32', new Float32Array(n * 3 * h * w).fill(0.1), [n, 3, h, w]) });
+  // Warm-up, once per tensor shape: a first run at a shape pays for allocation (extract pays it; bare does not).
+  for (const shape of new Map(batches.map((b) => [b.join('x'), b])).values()) await run(shape);
+  const t = performance.now();
+  for (const b of batches) await run(b);
+  const seconds = (performance.now() - t) / 1000;
+  await session.release();
+  return seconds;
 }
 
-/** The model alone on pre-made tensors of exactly the shapes extract will run. */
-async function bareModel(modelPath, images, flags) {
+async function bucketCounts(modelPath, images, dinoScale) {
   const info = loadModelInfo(modelPath);
-  const buckets = resolveBuckets({ buckets: 'sdxl', dinoScale: Number(flags[flags.indexOf('--dino-scale') + 1]) }, info.patchSize);
+  const buckets = resolveBuckets({ buckets: 'sdxl', dinoScale }, info.patchSize);
   const perBucket = new Map();
   for (const f of fs.readdirSync(images)) {
     const h = await readHeader(fs.readFileSync(path.join(images, f)), { maxPixels: 1e9 });
@@ -75,29 +101,14 @@ async function bareModel(modelPath, images, flags) {
     const key = `${b.width}x${b.height}`;
     perBucket.set(key, (perBucket.get(key) ?? 0) + 1);
   }
-  const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device: 'cpu' }));
-  const runAll = async () => {
-    for (const [key, count] of perBucket) {
-      const [w, h] = key.split('x').map(Number);
-      for (let done = 0; done < count; done += BATCH) {
-        const n = Math.min(BATCH, count - done);
-        const x = new Float32Array(n * 3 * h * w).fill(0.1);
-        await session.run({ pixel_values: new ort.Tensor('float32', x, [n, 3, h, w]) });
-      }
-    }
-  };
-  await runAll(); // warm-up: first runs at each shape pay for allocation
-  const t = performance.now();
-  await runAll();
-  const seconds = (performance.now() - t) / 1000;
-  await session.release();
-  return { imagesPerSecond: images.length === 0 ? 0 : [...perBucket.values()].reduce((a, b) => a + b) / seconds, buckets: Object.fromEntries(perBucket) };
+  return perBucket;
 }
 
 /** transformers.js pipeline on the same images and model (local folder, no downloads). */
 async function transformersJs(modelPath, images, side) {
   const { pipeline, env } = await import('@huggingface/transformers');
   const repo = path.join(work, 'tjs-model');
+  fs.rmSync(repo, { recursive: true, force: true });
   fs.mkdirSync(path.join(repo, 'onnx'), { recursive: true });
   fs.copyFileSync(modelPath, path.join(repo, 'onnx', 'model.onnx'));
   const ckpt = path.join(path.dirname(modelPath), 'checkpoint');
@@ -125,57 +136,86 @@ function ensureModel(size) {
 }
 
 const images = path.join(work, 'images');
-const images4 = path.join(work, 'images-4x');
-console.error(`bench: making ${N} images (and ${4 * N} for the memory check) in ${work}`);
+console.error(`bench: making ${N} images in ${work}`);
 await makeImages(images, N);
-await makeImages(images4, 4 * N);
 
-const results = { date: new Date().toISOString(), machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`, images: N, batch: BATCH, models: {} };
+const results = {
+  date: new Date().toISOString(),
+  machine: `${os.availableParallelism()} cores, ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  images: N, batch: BATCH, rounds: ROUNDS, models: {},
+};
 const configs = [
-  { name: 'tiny test model (hidden 64, 2 layers)', size: 'tiny', flags: ['--buckets', 'sdxl', '--dino-scale', '0.25'] },
-  { name: 'ViT-S/16-shaped (21.6M params)', size: 'vits16', flags: ['--buckets', 'sdxl', '--dino-scale', quick ? '0.5' : '1'] },
+  { name: 'tiny test model (hidden 64, 2 layers)', size: 'tiny', dinoScale: 0.25, tjsSide: 256 },
+  { name: 'ViT-S/16-shaped (21.6M params)', size: 'vits16', dinoScale: quick ? 0.5 : 1, tjsSide: quick ? 512 : 1024 },
 ];
 for (const c of configs) {
   const model = ensureModel(c.size);
-  console.error(`bench: ${c.name}`);
-  const bare = await bareModel(model, images, c.flags);
-  const e2e = runExtract(images, model, c.flags);
-  const tjs = await transformersJs(model, images, c.size === 'tiny' ? 256 : quick ? 512 : 1024);
-  const rows = e2e.manifest.counts.rows;
-  const { hiddenSize: hidden, patchSize: patch } = e2e.manifest.model;
-  const rawBytes = Object.entries(e2e.manifest.buckets).reduce((a, [b, n]) => {
+  const flags = ['--buckets', 'sdxl', '--dino-scale', String(c.dinoScale)];
+  const perBucket = await bucketCounts(model, images, c.dinoScale);
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    console.error(`bench: ${c.name}, round ${r + 1}/${ROUNDS}`);
+    const bareSeconds = await bareModel(model, perBucket);
+    const e2e = runExtract(images, model, flags);
+    rounds.push({ bareSeconds, extractSeconds: e2e.seconds, ratio: bareSeconds / e2e.seconds, peakRssMiB: e2e.peakRssMiB, manifest: e2e.manifest });
+  }
+  const tjs = await transformersJs(model, images, c.tjsSide);
+  // The same model at the peer's fixed square input: its images cost the model this much.
+  const bareSquareSeconds = await bareModel(model, new Map([[`${c.tjsSide}x${c.tjsSide}`, N]]));
+  const bareSeconds = rounds.reduce((a, r) => a + r.bareSeconds, 0);
+  const extractSeconds = rounds.reduce((a, r) => a + r.extractSeconds, 0);
+  const { manifest } = rounds[0];
+  const rows = manifest.counts.rows;
+  const { hiddenSize: hidden, patchSize: patch } = manifest.model;
+  const rawBytes = Object.entries(manifest.buckets).reduce((a, [b, n]) => {
     const [w, h] = b.split('x').map(Number);
     return a + n * ((w / patch) * (h / patch) + 1) * hidden * 4;
   }, 0);
+  const endToEnd = (ROUNDS * N) / extractSeconds;
   results.models[c.size] = {
     name: c.name,
-    flags: c.flags.join(' '),
-    bareImagesPerSecond: bare.imagesPerSecond,
-    endToEndImagesPerSecond: e2e.imagesPerSecond,
-    ratioEndToEndVsBare: e2e.imagesPerSecond / bare.imagesPerSecond,
+    flags: flags.join(' '),
+    bareImagesPerSecond: (ROUNDS * N) / bareSeconds,
+    endToEndImagesPerSecond: endToEnd,
+    ratioEndToEndVsBare: bareSeconds / extractSeconds,
+    ratioPerRound: rounds.map((r) => r.ratio),
     transformersJsImagesPerSecond: tjs.imagesPerSecond,
     transformersJsInput: tjs.inputSize,
-    speedupVsTransformersJs: e2e.imagesPerSecond / tjs.imagesPerSecond,
-    bytesPerImage: e2e.manifest.counts.bytes / rows,
+    speedupVsTransformersJs: endToEnd / tjs.imagesPerSecond,
+    bareSquareImagesPerSecond: N / bareSquareSeconds,
+    /** transformers.js end-to-end vs the bare model on its own input shape: its pipeline's efficiency. */
+    transformersJsRatioVsBare: tjs.imagesPerSecond / (N / bareSquareSeconds),
+    extractPeakRssMiB: Math.max(...rounds.map((r) => r.peakRssMiB)),
+    bytesPerImage: manifest.counts.bytes / rows,
     rawFloat32BytesPerImage: rawBytes / rows,
-    buckets: bare.buckets,
+    buckets: Object.fromEntries(perBucket),
   };
 }
+
+// Memory: peak RSS of extract (tiny model) as the image count grows; the sets are hard links of
+// the generated images, so the curve measures extract, not the variety of the images.
+console.error(`bench: peak RSS for ${MEMORY_SIZES.join(', ')} images`);
 const tiny = ensureModel('tiny');
-results.memory = {
-  peakRssMiB1x: runExtractWithRss(images, tiny, configs[0].flags),
-  peakRssMiB4x: runExtractWithRss(images4, tiny, configs[0].flags),
-};
-results.memory.ratio4xVs1x = results.memory.peakRssMiB4x / results.memory.peakRssMiB1x;
+results.memory = { model: configs[0].name, points: [] };
+for (const count of MEMORY_SIZES) {
+  const dir = path.join(work, `images-${count}`);
+  linkImages(images, dir, count);
+  const { peakRssMiB } = runExtract(dir, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
+  results.memory.points.push({ images: count, peakRssMiB });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+const rssAt = (count) => results.memory.points.find((p) => p.images === count)?.peakRssMiB;
+const [m1, m4] = MEMORY_SIZES.slice(-2);
+results.memory.ratioLast4xVs1x = rssAt(m4) / rssAt(m1);
 
 fs.mkdirSync(path.join(root, 'bench'), { recursive: true });
 fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-const f = (v, d = 1) => v.toFixed(d);
-console.log(`\n${results.date.slice(0, 10)} · ${results.machine} · ${N} images, batch ${BATCH}\n`);
-console.log('| model | buckets | bare model img/s | extract img/s | ratio | transformers.js img/s | speed-up | stored bytes/img (fp16) | raw fp32 bytes/img |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+const rate = (v) => v.toFixed(v < 10 ? 2 : 1);
+console.log(`\n${results.date.slice(0, 10)} · ${results.machine} · ${N} images, batch ${BATCH}, ${ROUNDS} rounds of bare model and extract in turn\n`);
+console.log('| model | buckets | bare model img/s | extract img/s | ratio (per round) | transformers.js img/s | its ratio to bare model at its input | speed-up | extract peak RSS | stored bytes/img (fp16) | raw fp32 bytes/img |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of Object.values(results.models)) {
-  console.log(`| ${r.name} | ${r.flags} | ${f(r.bareImagesPerSecond)} | ${f(r.endToEndImagesPerSecond)} | ${f(r.ratioEndToEndVsBare, 2)} | ${f(r.transformersJsImagesPerSecond)} (${r.transformersJsInput}) | ${f(r.speedupVsTransformersJs, 2)}x | ${f(r.bytesPerImage / 1024)} KiB | ${f(r.rawFloat32BytesPerImage / 1024)} KiB |`);
+  console.log(`| ${r.name} | ${r.flags} | ${rate(r.bareImagesPerSecond)} | ${rate(r.endToEndImagesPerSecond)} | **${r.ratioEndToEndVsBare.toFixed(3)}** (${r.ratioPerRound.map((x) => x.toFixed(3)).join(', ')}) | ${rate(r.transformersJsImagesPerSecond)} (${r.transformersJsInput}) | ${r.transformersJsRatioVsBare.toFixed(3)} (bare ${rate(r.bareSquareImagesPerSecond)}) | ${r.speedupVsTransformersJs.toFixed(2)}x | ${r.extractPeakRssMiB} MiB | ${(r.bytesPerImage / 1024).toFixed(1)} KiB | ${(r.rawFloat32BytesPerImage / 1024).toFixed(1)} KiB |`);
 }
-console.log(`\npeak RSS, tiny model: ${f(results.memory.peakRssMiB1x, 0)} MiB for ${N} images, ${f(results.memory.peakRssMiB4x, 0)} MiB for ${4 * N} (×${f(results.memory.ratio4xVs1x, 2)})`);
+console.log(`\npeak RSS of extract, tiny model: ${results.memory.points.map((p) => `${p.images} images ${p.peakRssMiB} MiB`).join(', ')}; ${m4} vs ${m1} images ×${results.memory.ratioLast4xVs1x.toFixed(2)}`);
 fs.rmSync(work, { recursive: true, force: true });
