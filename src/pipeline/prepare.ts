@@ -67,9 +67,16 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
   if (s.buckets.length === 0) throw new Error('no buckets');
   // One thread each: images are many and small next to the model, which gets the cores.
   const model = buildPreprocessModel(info);
-  const sessions = await Promise.all(
+  const started = await Promise.allSettled(
     Array.from({ length: capacity.workers ?? 1 }, () => startSession(model, { device: 'cpu', threads: 1 }, 'preprocessing graph')),
   );
+  const sessions = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    // Workers that did start would keep the process alive.
+    await Promise.all(sessions.map((session) => session.close()));
+    throw failed.reason;
+  }
   const queued = sessions.map(() => 0);
   const pixels = new Semaphore(capacity.pixelBudget ?? Infinity);
 
