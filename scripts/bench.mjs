@@ -211,7 +211,7 @@ results.memory.ratioLast4xVs1x = rssAt(m4) / rssAt(m1);
 fs.mkdirSync(path.join(root, 'bench'), { recursive: true });
 fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 const rate = (v) => v.toFixed(v < 10 ? 2 : 1);
-console.log(`\n${results.date.slice(0, 10)} · ${results.machine} · ${N} images, batch ${BATCH}, ${ROUNDS} rounds of bare model and extract in turn\n`);
+console.log(`\n${results.date.slice(0, 10)} · ${results.machine} · ${N} images, batch ${BATCH}, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''} of bare model and extract in turn\n`);
 console.log('| model | buckets | bare model img/s | extract img/s | ratio (per round) | transformers.js img/s | its ratio to bare model at its input | speed-up | extract peak RSS | stored bytes/img (fp16) | raw fp32 bytes/img |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of Object.values(results.models)) {
