@@ -32,6 +32,7 @@ import type { SourceItem } from '../source/types.js';
 import { walkDirectory } from '../source/walk.js';
 import { DINOFEAT_VERSION } from '../version.js';
 import { sha256File } from '../file-hash.js';
+import { peakMemoryBytes } from '../peak-memory.js';
 import { parseShardName } from '../cache/layout.js';
 
 export interface ExtractOptions {
@@ -120,7 +121,7 @@ function printSummary(stats: ExtractStats, out: string, bytes: number): void {
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
-  lines.push(`  cache: ${out} (${(bytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+  lines.push(`  cache: ${out} (${(bytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(peakMemoryBytes() / 2 ** 20).toFixed(0)} MiB`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
