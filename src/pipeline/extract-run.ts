@@ -193,11 +193,10 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   };
 
   /** One batch on the model; its place in the model's queue is given back as soon as it answers. */
-  const runModel = async (batch: Pending[], input: Float32Array) => {
+  const runModel = async (input: Float32Array, dims: number[]) => {
     atModel++;
     try {
-      const first = batch[0]!;
-      return await o.model.run({ pixel_values: { type: 'float32', data: input, dims: [batch.length, 3, first.bucketHeight, first.bucketWidth] } }, ['last_hidden_state']);
+      return await o.model.run({ pixel_values: { type: 'float32', data: input, dims } }, ['last_hidden_state']);
     } finally {
       atModel--;
       feedModel();
@@ -211,7 +210,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     const gridW = Math.floor(first.bucketWidth / o.info.patchSize);
     let rows: FeatureRow[];
     try {
-      const hidden = (await runModel(batch, input)).last_hidden_state!;
+      const hidden = (await runModel(input, [batch.length, 3, first.bucketHeight, first.bucketWidth])).last_hidden_state!;
       const groups = splitTokens(hidden.data as Float32Array, hidden.dims, o.info, gridH, gridW);
       rows = batch.map((p, b) => ({
         key: p.key, sha256: p.sha256, width: p.width, height: p.height,
