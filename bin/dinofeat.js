@@ -8,11 +8,12 @@ process.env.ORT_DISABLE_TELEMETRY ??= '1';
 // flight, so the pool must be that large before anything starts it.
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
 const { main } = await import('../dist/cli.js');
+const { EXIT } = await import('../dist/core/errors.js');
 try {
   process.exitCode = await main(process.argv);
 } catch (e) {
   // Not a user error: a bug. Show the stack and exit 70 (EX_SOFTWARE), so scripts can tell it
   // from 1 (some images failed).
   console.error(e);
-  process.exitCode = 70;
+  process.exitCode = EXIT.bug;
 }

@@ -5,12 +5,9 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { SHARD_FORMATS, TENSOR_DTYPES } from './cache/schema.js';
-import { isUserError } from './errors.js';
+import { EXIT, isUserError } from './core/errors.js';
 import { PRECISIONS } from './model/info.js';
-import { DINOFEAT_VERSION } from './version.js';
-
-/** Exit codes (README "Exit codes"). */
-export const EXIT = { ok: 0, imagesFailed: 1, usage: 2, interrupted: 130 } as const;
+import { DINOFEAT_VERSION } from './core/version.js';
 
 export function positiveInt(flag: string) {
   return (value: string): number => {

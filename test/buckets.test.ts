@@ -4,7 +4,7 @@ import {
   assignBucket, autoBuckets, checkAligned, cropBox, dinoBucket, formatBucketTable, parseSize, presetBuckets, resolveBuckets,
   type Bucket, type Size,
 } from '../src/image/buckets.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 
 const size = (width: number, height: number): Size => ({ width, height });
 const wxh = (b: Size) => `${b.width}x${b.height}`;

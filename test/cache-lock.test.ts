@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { acquireLock } from '../src/cache/lock.js';
-import { isUserError } from '../src/errors.js';
+import { isUserError } from '../src/core/errors.js';
 import { tempDir } from './cache-fixtures.js';
 
 const dir = tempDir();

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { openCheckpoint, writeSafetensors } from '../src/convert/safetensors.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { GOLDEN, tempDir } from './convert-fixtures.js';
 
 const TINY = path.join(GOLDEN, 'models', 'tiny');

@@ -16,7 +16,7 @@ import { loadModelInfo } from '../src/model/load-info.js';
 import { METADATA_KEYS } from '../src/model/info.js';
 import { readOnnxHeader } from '../src/onnx/metadata-reader.js';
 import { readVarint } from '../src/onnx/protobuf.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { GOLDEN, goldenIndex, tempDir } from './convert-fixtures.js';
 
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');

@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST_TAG } from '../src/cache/durable-fs.js';
+import { HOST_TAG } from '../src/core/durable-fs.js';
 import { CacheState } from '../src/cache/manifest.js';
 import {
   makeWorkspace, readShardRows, seededRandom, startCli, summaryCounts, writeManyImages, writeStructured, type Started,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { float16ToFloat32, float32ToFloat16 } from '../src/convert/half.js';
+import { float16ToFloat32, float32ToFloat16 } from '../src/core/half.js';
 
 test('float32 -> float16 -> float32 matches numpy bit for bit (rounding, subnormals, inf, NaN)', () => {
   const py = path.resolve('.venv/bin/python');

@@ -18,7 +18,7 @@ import type { PullOptions } from '../src/commands/pull.js';
 import { downloadCheckpoint } from '../src/convert/hub.js';
 import { writeSafetensors } from '../src/convert/safetensors.js';
 import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../src/convert/test-model.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/model/registry.js';
 import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/paths.js';
@@ -140,7 +140,7 @@ function addRepo(id: string, opts: Omit<FakeRepo, 'dir'> = {}): FakeRepo {
 /** runPull in a child process, as the CLI runs it: exit code and output (UserError as the CLI prints it). */
 const PULL_CHILD = `
   const { runPull } = await import('./src/commands/pull.ts');
-  const { isUserError } = await import('./src/errors.ts');
+  const { isUserError } = await import('./src/core/errors.ts');
   const [repo, opts] = JSON.parse(process.argv[1]);
   try {
     process.exitCode = await runPull(repo, opts);

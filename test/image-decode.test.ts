@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { decodeRgb, ImageError, readHeader, type DecodeOptions } from '../src/image/decode.js';
 import type { CropBox } from '../src/image/buckets.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 
 const OPTS: DecodeOptions = { maxPixels: 100_000_000, background: '#ffffff', icc: 'ignore' };
 

@@ -15,7 +15,7 @@ import { readShardRows } from '../src/cache/shard-reader.js';
 import { decodeRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../src/cache/schema.js';
 import { createShardWriter } from '../src/cache/shard-writer.js';
 import { inspect, runInspect } from '../src/commands/inspect.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
 import { principalComponents, scoresToRgb } from '../src/report/pca.js';
 import { pcaPanelPixels, PANEL_GAP } from '../src/report/pca-picture.js';

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint, writeSafetensors, type StDtype } from '../src/convert/safetensors.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-safetensors-'));
 process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));

@@ -17,7 +17,7 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import { parquetSchema } from '../src/cache/parquet-shard.js';
 import { INT_COLUMNS, encodeRow, metaToKeyValue, type EncodedRow } from '../src/cache/schema.js';
 import { runValidate, validate, type ValidateOptions, type ValidationReport } from '../src/commands/validate.js';
-import { UserError } from '../src/errors.js';
+import { UserError } from '../src/core/errors.js';
 import { dinoBucket } from '../src/image/buckets.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
 import { infoToMetadata } from '../src/model/info.js';

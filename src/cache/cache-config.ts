@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { ModelInfo } from '../model/info.js';
-import { writeFileAtomic } from './durable-fs.js';
+import { writeFileAtomic } from '../core/durable-fs.js';
 import { CACHE_CONFIG_FILE, ERRORS_FILE, MANIFEST_DIR, MANIFEST_FILE, SHARDS_DIR } from './layout.js';
 import type { JsonObject, ShardFormat, TensorDtype } from './schema.js';
 

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from './durable-fs.js';
+import { writeFileAtomic } from '../core/durable-fs.js';
 import { appendJsonLine, readJsonLines } from './jsonl.js';
 import { ERRORS_FILE, MANIFEST_DIR, PART_ERRORS_NAME, checkPartId, partErrorsPath } from './layout.js';
 

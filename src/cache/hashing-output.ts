@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
-import { rethrowIoError } from './durable-fs.js';
+import { rethrowIoError } from '../core/durable-fs.js';
 
 export interface WrittenFile {
   bytes: number;

@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.js';
-import { rethrowIoError } from './durable-fs.js';
+import { UserError } from '../core/errors.js';
+import { rethrowIoError } from '../core/durable-fs.js';
 
 export interface ParsedLines<T> {
   records: T[];

@@ -10,7 +10,7 @@
  *   manifest.json, errors.jsonl     summaries merged from all parts at the end of a run
  */
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { SHARD_EXTENSIONS, type ShardFormat } from './schema.js';
 
 export const CACHE_CONFIG_FILE = 'cache.json';

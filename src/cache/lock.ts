@@ -6,9 +6,9 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { lockPath } from './layout.js';
-import { rethrowIoError } from './durable-fs.js';
+import { rethrowIoError } from '../core/durable-fs.js';
 
 export interface LockHolder {
   pid: number;

@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isUserError } from '../errors.js';
+import { isUserError } from '../core/errors.js';
 import { readCacheConfig, type CacheConfig } from './cache-config.js';
-import { writeFileAtomic } from './durable-fs.js';
+import { writeFileAtomic } from '../core/durable-fs.js';
 import { readErrors, writeMergedErrors } from './errors-log.js';
 import { MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from './layout.js';
 import { acquireLock } from './lock.js';

@@ -15,7 +15,7 @@ import { truncateTornLine } from './jsonl.js';
 import {
   CACHE_CONFIG_FILE, ERRORS_FILE, JOURNAL_NAME, MANIFEST_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, checkPartId, journalPath, parseShardName, partErrorsPath, shardFile,
 } from './layout.js';
-import { HOST_TAG, fsyncDir, parseAtomicTemp } from './durable-fs.js';
+import { HOST_TAG, fsyncDir, parseAtomicTemp } from '../core/durable-fs.js';
 import { pidAlive } from './lock.js';
 import type { ShardFormat } from './schema.js';
 

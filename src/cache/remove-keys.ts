@@ -13,7 +13,7 @@ import { acquireLock, type HeldLock } from './lock.js';
 import { repairPart, type CacheState } from './manifest.js';
 import { iterateShardRows, readShardMeta } from './shard-reader.js';
 import { createShardWriter, type RowGroupLimits } from './shard-writer.js';
-import { renameDurable, fsyncDir } from './durable-fs.js';
+import { renameDurable, fsyncDir } from '../core/durable-fs.js';
 import { bucketLabel } from './schema.js';
 import { TMP_SUFFIX } from './layout.js';
 import type { ShardRecord } from './journal.js';

@@ -13,8 +13,8 @@
  */
 import os from 'node:os';
 import type { ModelInfo } from '../model/info.js';
-import { UserError } from '../errors.js';
-import { float16ToFloat32, float32ToFloat16 } from '../convert/half.js';
+import { UserError } from '../core/errors.js';
+import { float16ToFloat32, float32ToFloat16 } from '../core/half.js';
 
 export type ShardFormat = 'parquet' | 'arrow';
 export const SHARD_FORMATS: readonly ShardFormat[] = ['parquet', 'arrow'];

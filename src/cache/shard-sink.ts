@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { renameDurable, rethrowIoError } from './durable-fs.js';
+import { renameDurable, rethrowIoError } from '../core/durable-fs.js';
 import type { ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';

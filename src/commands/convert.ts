@@ -1,4 +1,5 @@
 /** `dinofeat convert <checkpoint-dir> --out model.onnx [--precision P] [--source-repo ID]`. */
+import { EXIT } from '../core/errors.js';
 import { convertCheckpoint } from '../convert/convert.js';
 import type { Precision } from '../model/info.js';
 import { byteProgress } from './byte-progress.js';
@@ -18,5 +19,5 @@ export async function runConvert(dir: string, o: ConvertCommandOptions): Promise
     `dinofeat convert: ${r.modelPath}${r.dataPath ? ` + ${r.dataPath}` : ''} (${mib} MiB, ${o.precision}) in ${r.seconds.toFixed(1)} s\n` +
       `  ${r.info.family}, patch ${r.info.patchSize}, ${r.info.numRegisters} registers, hidden ${r.info.hiddenSize}, tokens [${r.info.tokenLayout.join(', ')}]\n`,
   );
-  return 0;
+  return EXIT.ok;
 }

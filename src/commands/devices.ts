@@ -1,4 +1,5 @@
 /** `dinofeat devices`: what this onnxruntime-node offers, and what actually starts here. */
+import { EXIT } from '../core/errors.js';
 import { DataType, GraphBuilder, encodeModel } from '../onnx/builder.js';
 import { HOW_TO_GET, listDevices, startSession } from '../model/devices.js';
 
@@ -23,5 +24,5 @@ export async function runDevices(): Promise<number> {
     }
     process.stdout.write(`${d.name.padEnd(10)} ${d.bundled ? 'bundled ' : 'separate'}  ${status}\n`);
   }
-  return 0;
+  return EXIT.ok;
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { EXIT, UserError } from '../core/errors.js';
 import { clearCache, identityMismatch, readCacheConfig, writeCacheConfig, type CacheIdentity } from '../cache/cache-config.js';
 import { ErrorsLog, readErrors } from '../cache/errors-log.js';
 import { acquireLock } from '../cache/lock.js';
@@ -30,9 +30,9 @@ import { readList } from '../source/list.js';
 import { resolveWorkerSlot } from '../source/partition.js';
 import type { SourceItem } from '../source/types.js';
 import { walkDirectory } from '../source/walk.js';
-import { DINOFEAT_VERSION } from '../version.js';
-import { sha256File } from '../file-hash.js';
-import { peakMemoryBytes } from '../peak-memory.js';
+import { DINOFEAT_VERSION } from '../core/version.js';
+import { sha256File } from '../core/file-hash.js';
+import { peakMemoryBytes } from '../core/peak-memory.js';
 import { parseShardName } from '../cache/layout.js';
 
 export interface ExtractOptions {
@@ -245,9 +245,9 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     printSummary(stats, o.out, summary.counts.bytes);
     if (stats.stopped) {
       process.stderr.write(`dinofeat: interrupted; finished shards are kept. Run the same command again to resume.\n`);
-      return 130;
+      return EXIT.interrupted;
     }
-    return stats.failed > 0 ? 1 : 0;
+    return stats.failed > 0 ? EXIT.imagesFailed : EXIT.ok;
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { EXIT, UserError } from '../core/errors.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 import { writePcaPicture, type PictureResult, type PictureSource } from '../report/pca-picture.js';
 import { parsePreprocessing } from '../report/preprocessing.js';
@@ -89,10 +89,10 @@ export async function runInspect(target: string, o: InspectOptions, out: Pick<No
   const report = await inspect(target, o);
   if (o.json) {
     out.write(`${JSON.stringify(report, null, 2)}\n`);
-    return 0;
+    return EXIT.ok;
   }
   if (report.summary) out.write(formatSummary(report.summary));
   if (report.row) out.write(formatRow(report.row));
   if (report.pca) out.write(formatPicture(report));
-  return 0;
+  return EXIT.ok;
 }

@@ -4,6 +4,7 @@
  * it to model-<precision>.onnx beside it, and makes that the default model when asked (or when
  * there is none yet).
  */
+import { EXIT } from '../core/errors.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint } from '../convert/convert.js';
@@ -103,5 +104,5 @@ export async function runPull(repoId: string, opts: PullOptions): Promise<number
   }
   out.push(`  use it: dinofeat extract ./images --model ${modelPath}`);
   process.stdout.write(`${out.join('\n')}\n`);
-  return 0;
+  return EXIT.ok;
 }

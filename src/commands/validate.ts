@@ -5,7 +5,7 @@
  * every check that ran passed, 1 when one failed, 2 on a usage error.
  */
 import fs from 'node:fs';
-import { UserError } from '../errors.js';
+import { EXIT, UserError } from '../core/errors.js';
 import { resolveModelPath } from '../model/resolve.js';
 import { checkAlignment } from '../report/alignment.js';
 import { checkCache } from '../report/cache-check.js';
@@ -85,5 +85,5 @@ export async function validate(target: string, o: ValidateOptions): Promise<Vali
 export async function runValidate(target: string, o: ValidateOptions, out: Pick<NodeJS.WritableStream, 'write'> = process.stdout): Promise<number> {
   const report = await validate(target, o);
   out.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatChecks(`dinofeat validate ${target}`, report.checks));
-  return report.ok ? 0 : 1;
+  return report.ok ? EXIT.ok : EXIT.imagesFailed;
 }

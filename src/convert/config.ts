@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { ModelFamily, ModelInfo, Precision, Resample } from '../model/info.js';
 
 /** MLP activation; 'gelu' is the exact erf form (Hugging Face "gelu"). */

@@ -5,12 +5,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { infoToMetadata, type ModelInfo, type Precision } from '../model/info.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { chunkSize } from '../onnx/protobuf.js';
 import { writeModel } from '../onnx/writer.js';
-import { DINOFEAT_VERSION } from '../version.js';
+import { DINOFEAT_VERSION } from '../core/version.js';
 import { readVitSpec, specToInfo } from './config.js';
 import { buildDinov2 } from './dinov2-graph.js';
 import { buildDinov3 } from './dinov3-graph.js';

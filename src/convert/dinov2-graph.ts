@@ -4,7 +4,7 @@
  * L pre-norm layers, final LayerNorm.
  */
 import { DataType, type GraphBuilder, f, i, ints, s, typedBytes } from '../onnx/builder.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { type BuildContext, expandToBatch, finish, patchEmbed, requireTensor, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
 
 const POS = 'embeddings.position_embeddings';

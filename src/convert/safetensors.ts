@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
-import { float16ToFloat32, float32ToFloat16 } from './half.js';
+import { UserError } from '../core/errors.js';
+import { float16ToFloat32, float32ToFloat16 } from '../core/half.js';
 
 export type StDtype = 'F32' | 'F16' | 'BF16';
 const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F16: 2, BF16: 2 };

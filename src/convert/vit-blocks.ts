@@ -7,10 +7,10 @@
 import { DataType, GraphBuilder, f, i, ints, typedBytes } from '../onnx/builder.js';
 import type { LazyBytes } from '../onnx/protobuf.js';
 import type { Precision } from '../model/info.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { Checkpoint } from './safetensors.js';
 import type { VitSpec } from './config.js';
-import { float32ToFloat16 } from './half.js';
+import { float32ToFloat16 } from '../core/half.js';
 import { INT4_BLOCK, type Int4Weights, quantizeInt4Blocks, quantizeInt8PerColumn } from './quantize.js';
 
 export const MS_DOMAIN = 'com.microsoft';

@@ -3,7 +3,7 @@
  * model sees is a multiple of its patch size (from the model metadata), so the patch grid covers
  * the input exactly; the image is assigned the bucket of nearest aspect ratio (log scale).
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 
 export interface Size {
   width: number;

@@ -8,7 +8,7 @@
  * the measured exceptions (16-bit greyscale, where PIL clips instead of scaling).
  */
 import sharp, { type Metadata } from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { CropBox, Size } from './buckets.js';
 import { withOwnErrors } from './vips-alone.js';
 

@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import ort from './ort.js';
 import { OrtWorker, SessionStartError } from './ort-worker.js';
 

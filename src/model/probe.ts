@@ -4,7 +4,7 @@
  * ignores the input size, or has another layout, fails here with one line), and learns the
  * hidden size of a foreign export.
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { ModelInfo } from './info.js';
 import type { OrtWorker } from './ort-worker.js';
 import { tokenCount } from './info.js';

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { convertCheckpoint } from '../convert/convert.js';
 import { openCheckpoint } from '../convert/safetensors.js';
 import { defaultModelPath, dinofeatHome } from '../paths.js';

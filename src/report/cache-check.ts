@@ -15,7 +15,7 @@ import { parquetSchema } from '../cache/parquet-shard.js';
 import { bucketLabel, shardColumns, type ShardMeta } from '../cache/schema.js';
 import { iterateShardRows, readShardInfo, type ShardInfo } from '../cache/shard-reader.js';
 import { CheckRecorder, abbreviate, plural, type CheckResult } from './check.js';
-import { sha256File } from '../file-hash.js';
+import { sha256File } from '../core/file-hash.js';
 import { parsePreprocessing } from './preprocessing.js';
 import { checkRow } from './row-checks.js';
 import { NormStats, formatNorms, l2norm, type NormSummary } from './stats.js';

@@ -8,7 +8,7 @@ import { readErrors } from '../cache/errors-log.js';
 import type { ShardMeta } from '../cache/schema.js';
 import { walkDirectory } from '../source/walk.js';
 import { CheckRecorder, abbreviate, plural, skippedCheck, type CheckResult } from './check.js';
-import { sha256File } from '../file-hash.js';
+import { sha256File } from '../core/file-hash.js';
 import type { Target } from './target.js';
 
 const short = (sha: string) => sha.slice(0, 12);

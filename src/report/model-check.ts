@@ -5,7 +5,7 @@
  * 1 + registers + (H/p)(W/p) tokens of the hidden size, finite values that depend on the input,
  * and pooler_output equal to token 0. With a cache, its description must be the cache's model.
  */
-import { UserError, isUserError } from '../errors.js';
+import { UserError, isUserError } from '../core/errors.js';
 import { startSession } from '../model/devices.js';
 import { METADATA_KEYS, tokenCount, type ModelInfo } from '../model/info.js';
 import { loadModelInfo } from '../model/load-info.js';

@@ -6,7 +6,7 @@
  * the PCA panel is drawn. Small buckets are enlarged by a whole factor so patches stay visible.
  */
 import sharp, { type OverlayOptions } from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { FeatureRow, ShardMeta } from '../cache/schema.js';
 import type { Size } from '../image/buckets.js';
 import { decodeRgb, readHeader, type DecodeOptions } from '../image/decode.js';

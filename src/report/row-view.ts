@@ -2,7 +2,7 @@
  * inspect --row N / --key K: finds one row (by its index across the target's shards, or by key
  * through the journals, else by scanning the key column) and describes it.
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { decodeRow, type FeatureRow, type ShardMeta } from '../cache/schema.js';
 import { iterateShardRows, readShardInfo, readShardMeta, readShardRows } from '../cache/shard-reader.js';
 import { l2norm } from './stats.js';

@@ -5,7 +5,7 @@
  * are streamed past but not copied); their size follows from the grid, hidden size and dtype.
  */
 import fs from 'node:fs/promises';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { readErrors } from '../cache/errors-log.js';
 import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, type ColumnName, type ShardFormat, type ShardMeta } from '../cache/schema.js';
 import { iterateShardRows, readShardInfo } from '../cache/shard-reader.js';

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import type { SourceItem } from './types.js';
 
 export function keyFromListEntry(entry: string): string {

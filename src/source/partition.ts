@@ -3,7 +3,7 @@
  * on listing order and every worker agrees without talking to the others.
  */
 import { createHash } from 'node:crypto';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 
 export interface WorkerSlot {
   index: number;

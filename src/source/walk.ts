@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { decodeName } from './names.js';
 import { hasImageExtension, type SourceItem } from './types.js';
 

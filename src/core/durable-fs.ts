@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError } from './errors.js';
 
 const USER_IO_ERRORS: Readonly<Record<string, string>> = {
   ENOSPC: 'the disk is full',
