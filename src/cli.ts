@@ -4,7 +4,7 @@
  * lazily so `--help` does not load ONNX Runtime or sharp.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { SHARD_FORMATS, TENSOR_DTYPES } from './cache/schema.js';
+import { SHARD_FORMATS, TENSOR_DTYPES } from './shard/schema.js';
 import { EXIT, isUserError } from './core/errors.js';
 import { PRECISIONS } from './model/info.js';
 import { DINOFEAT_VERSION } from './core/version.js';

@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ModelInfo } from '../src/model/info.js';
-import type { CacheIdentity } from '../src/cache/cache-config.js';
-import type { FeatureRow, ShardFormat, ShardMeta, TensorDtype } from '../src/cache/schema.js';
+import type { CacheIdentity } from '../src/cache/identity.js';
+import type { FeatureRow, ShardFormat, ShardMeta, TensorDtype } from '../src/shard/schema.js';
 
 export const HIDDEN = 8;
 export const NUM_REGISTERS = 2;

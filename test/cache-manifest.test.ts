@@ -8,16 +8,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { clearCache, identityMismatch, readCacheConfig, writeCacheConfig } from '../src/cache/cache-config.js';
+import { clearCache, identityMismatch, readCacheConfig, writeCacheConfig } from '../src/cache/identity.js';
 import { ErrorsLog, readErrors } from '../src/cache/errors-log.js';
 import { readJournal } from '../src/cache/journal.js';
 import { acquireLock } from '../src/cache/lock.js';
 import { CacheState, findDuplicates, readAllJournals } from '../src/cache/manifest.js';
 import { mergeCache, writeManifest } from '../src/cache/manifest-summary.js';
 import { removeKeys } from '../src/cache/remove-keys.js';
-import { readFeatureRows } from '../src/cache/shard-reader.js';
+import { readFeatureRows } from '../src/shard/shard-reader.js';
 import { ShardSink } from '../src/cache/shard-sink.js';
-import type { ShardFormat } from '../src/cache/schema.js';
+import type { ShardFormat } from '../src/shard/schema.js';
 import { MODEL, assertClose, identity, makeRow, runPython, shardMeta, tempDir } from './cache-fixtures.js';
 
 /** A cache with `count` rows of part `partId` in shards of at most ~2 rows. */

@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { createShardWriter, type ShardResult } from '../src/cache/shard-writer.js';
-import { readFeatureRows, readShardInfo, readShardRows } from '../src/cache/shard-reader.js';
-import { META_KEYS, shardColumns, type FeatureRow, type ShardFormat, type TensorDtype } from '../src/cache/schema.js';
+import { createShardWriter, type ShardResult } from '../src/shard/shard-writer.js';
+import { readFeatureRows, readShardInfo, readShardRows } from '../src/shard/shard-reader.js';
+import { META_KEYS, shardColumns, type FeatureRow, type ShardFormat, type TensorDtype } from '../src/shard/schema.js';
 import { HIDDEN, NUM_REGISTERS, assertClose, makeRow, runPython, shardMeta, tempDir } from './cache-fixtures.js';
 
 interface Case {

@@ -5,7 +5,7 @@
  * shard set; nothing else is trusted.
  */
 import { appendJsonLine, readJsonLines, type ParsedLines } from './jsonl.js';
-import type { ShardFormat } from './schema.js';
+import type { ShardFormat } from '../shard/schema.js';
 
 /** A committed shard, as the journal records it. */
 export interface ShardRecord {

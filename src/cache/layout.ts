@@ -11,7 +11,7 @@
  */
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { SHARD_EXTENSIONS, type ShardFormat } from './schema.js';
+import { SHARD_EXTENSIONS, type ShardFormat } from '../shard/schema.js';
 
 export const CACHE_CONFIG_FILE = 'cache.json';
 export const SHARDS_DIR = 'shards';

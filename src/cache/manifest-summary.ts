@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isUserError } from '../core/errors.js';
-import { readCacheConfig, type CacheConfig } from './cache-config.js';
+import { readCacheConfig, type CacheConfig } from './identity.js';
 import { writeFileAtomic } from '../core/durable-fs.js';
 import { readErrors, writeMergedErrors } from './errors-log.js';
 import { MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from './layout.js';

@@ -17,7 +17,7 @@ import {
 } from './layout.js';
 import { HOST_TAG, fsyncDir, parseAtomicTemp } from '../core/durable-fs.js';
 import { pidAlive } from './lock.js';
-import type { ShardFormat } from './schema.js';
+import type { ShardFormat } from '../shard/schema.js';
 
 /** Files of the cache root that any part's run rewrites (writeFileAtomic). */
 const SUMMARY_FILES = [MANIFEST_FILE, ERRORS_FILE, CACHE_CONFIG_FILE];

@@ -11,10 +11,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock, type HeldLock } from './lock.js';
 import { repairPart, type CacheState } from './manifest.js';
-import { iterateShardRows, readShardMeta } from './shard-reader.js';
-import { createShardWriter, type RowGroupLimits } from './shard-writer.js';
+import { iterateShardRows, readShardMeta } from '../shard/shard-reader.js';
+import { createShardWriter, type RowGroupLimits } from '../shard/shard-writer.js';
 import { renameDurable, fsyncDir } from '../core/durable-fs.js';
-import { bucketLabel } from './schema.js';
+import { bucketLabel } from '../shard/schema.js';
 import { TMP_SUFFIX } from './layout.js';
 import type { ShardRecord } from './journal.js';
 

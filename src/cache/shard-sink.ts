@@ -9,8 +9,8 @@ import { renameDurable, rethrowIoError } from '../core/durable-fs.js';
 import type { ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
-import { bucketLabel, encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from './schema.js';
-import { createShardWriter, type RowGroupLimits, type ShardWriter } from './shard-writer.js';
+import { bucketLabel, encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import { createShardWriter, type RowGroupLimits, type ShardWriter } from '../shard/shard-writer.js';
 
 export interface ShardSinkOptions {
   state: CacheState;

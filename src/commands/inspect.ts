@@ -13,7 +13,7 @@ import { parsePreprocessing } from '../report/preprocessing.js';
 import { describeRow, formatRow, locateRow, readRowAt, type RowSelector, type RowView } from '../report/row-view.js';
 import { formatSummary, summarize, type InspectSummary } from '../report/summary.js';
 import { openTarget } from '../report/target.js';
-import type { FeatureRow, ShardMeta } from '../cache/schema.js';
+import type { FeatureRow, ShardMeta } from '../shard/schema.js';
 
 export interface InspectOptions {
   /** Row index across the target's shards (in file order). */

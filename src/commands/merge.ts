@@ -1,15 +1,12 @@
 /** `dinofeat merge <cache>`: the global manifest after a multi-worker run, with gaps and overlaps. */
 import { mergeCache } from '../cache/manifest-summary.js';
-import { readList } from '../source/list.js';
-import { walkDirectory } from '../source/walk.js';
-import type { SourceItem } from '../source/types.js';
+import { readInputs } from '../source/inputs.js';
 
 export async function runMerge(out: string, o: { images?: string[]; list?: string[] }): Promise<number> {
   let expected: string[] | undefined;
   if (o.images?.length || o.list?.length) {
     expected = [];
-    const gens: AsyncGenerator<SourceItem>[] = [...(o.images ?? []).map((d) => walkDirectory(d)), ...(o.list ?? []).map((l) => readList(l))];
-    for (const gen of gens) for await (const item of gen) if ('image' in item) expected.push(item.image.key);
+    for await (const item of readInputs({ dirs: o.images ?? [], lists: o.list ?? [] })) if ('image' in item) expected.push(item.image.key);
   }
   const r = await mergeCache(out, expected);
   const c = r.summary.counts;

@@ -8,7 +8,8 @@ import { startSession } from '../model/devices.js';
 import { assignBucket, cropBox, type Bucket, type ResizeMode } from '../image/buckets.js';
 import { decodeRgb, ImageError, readHeader, type DecodedImage, type DecodeOptions } from '../image/decode.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
-import { ImageFailure, type PreparedPixels } from './extract-run.js';
+import type { ErrorStage } from '../cache/errors-log.js';
+import type { ImageStageCapacity } from './sizing.js';
 import { Semaphore } from './semaphore.js';
 
 export interface PrepareSettings {
@@ -47,23 +48,34 @@ export function describePreprocessing(info: ModelInfo, s: PrepareSettings): Prep
   };
 }
 
+/** What the image stage gives for one image: provenance plus the model-ready tensor. */
+export interface PreparedPixels {
+  width: number;
+  height: number;
+  bucketWidth: number;
+  bucketHeight: number;
+  crop: { x: number; y: number; w: number; h: number };
+  /** [3, bucketHeight, bucketWidth], normalised. */
+  pixels: Float32Array;
+}
+
+/** Failure of one image (unreadable, undecodable, over the pixel limit); the run goes on. */
+export class ImageFailure extends Error {
+  constructor(
+    readonly stage: ErrorStage,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface ImagePreparer {
   prepare(bytes: Buffer): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
 
-export interface PreparerCapacity {
-  /** Resize sessions, each one thread in its own worker (default 1). */
-  workers?: number;
-  /**
-   * Source pixels being decoded and resized at once (default: unbounded). A frame costs about
-   * 15 bytes a pixel on its way through (RGB8, then float32 for the exact resize), so the budget
-   * bounds memory whatever the mix of image sizes; an image over the budget is done alone.
-   */
-  pixelBudget?: number;
-}
 
-export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: PreparerCapacity = {}): Promise<ImagePreparer> {
+export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: Partial<ImageStageCapacity> = {}): Promise<ImagePreparer> {
   if (s.buckets.length === 0) throw new Error('no buckets');
   // One thread each: images are many and small next to the model, which gets the cores.
   const model = buildPreprocessModel(info);

@@ -7,7 +7,7 @@
  * exactly when the latent grid is whole (T divisible by S*P) and the grids are equal
  * (D / p = T / (S*P) on both axes); equal grids also mean equal aspect ratios, hence equal crops.
  */
-import type { JsonObject } from '../cache/schema.js';
+import type { JsonObject } from '../shard/schema.js';
 import type { Bucket } from '../image/buckets.js';
 import { CheckRecorder, abbreviate, plural, type CheckResult } from './check.js';
 import { parsePreprocessing } from './preprocessing.js';

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { readErrors } from '../cache/errors-log.js';
-import type { ShardMeta } from '../cache/schema.js';
+import type { ShardMeta } from '../shard/schema.js';
 import { walkDirectory } from '../source/walk.js';
 import { CheckRecorder, abbreviate, plural, skippedCheck, type CheckResult } from './check.js';
 import { sha256File } from '../core/file-hash.js';

@@ -7,7 +7,7 @@
  */
 import sharp, { type OverlayOptions } from 'sharp';
 import { UserError } from '../core/errors.js';
-import type { FeatureRow, ShardMeta } from '../cache/schema.js';
+import type { FeatureRow, ShardMeta } from '../shard/schema.js';
 import type { Size } from '../image/buckets.js';
 import { decodeRgb, readHeader, type DecodeOptions } from '../image/decode.js';
 import { principalComponents, scoresToRgb } from './pca.js';

@@ -3,7 +3,7 @@
  * cache.json and every shard's metadata), so validate can re-derive each row's bucket and crop
  * box, re-extract rows exactly as extract did, and map DINO patches to trainer pixels.
  */
-import type { JsonObject } from '../cache/schema.js';
+import type { JsonObject } from '../shard/schema.js';
 import type { Bucket, ResizeMode } from '../image/buckets.js';
 import type { IccMode } from '../image/decode.js';
 import type { Resample } from '../model/info.js';

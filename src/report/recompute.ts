@@ -8,11 +8,11 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../cache/schema.js';
-import { iterateShardRows, readShardRows } from '../cache/shard-reader.js';
+import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
+import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
 import type { ModelInfo, Precision } from '../model/info.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
-import { ImageFailure } from '../pipeline/extract-run.js';
+import { ImageFailure } from '../pipeline/prepare.js';
 import { createImagePreparer, type ImagePreparer } from '../pipeline/prepare.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 import type { LoadedModel } from './model-check.js';

@@ -5,7 +5,7 @@
  * zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
  */
 import { assignBucket, cropBox } from '../image/buckets.js';
-import { DTYPE_BYTES, type EncodedRow, type TensorDtype } from '../cache/schema.js';
+import { DTYPE_BYTES, type EncodedRow, type TensorDtype } from '../shard/schema.js';
 import type { RecordedPreprocessing } from './preprocessing.js';
 import { l2norm } from './stats.js';
 

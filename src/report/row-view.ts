@@ -3,8 +3,8 @@
  * through the journals, else by scanning the key column) and describes it.
  */
 import { UserError } from '../core/errors.js';
-import { decodeRow, type FeatureRow, type ShardMeta } from '../cache/schema.js';
-import { iterateShardRows, readShardInfo, readShardMeta, readShardRows } from '../cache/shard-reader.js';
+import { decodeRow, type FeatureRow, type ShardMeta } from '../shard/schema.js';
+import { iterateShardRows, readShardInfo, readShardMeta, readShardRows } from '../shard/shard-reader.js';
 import { l2norm } from './stats.js';
 import type { ShardTarget, Target } from './target.js';
 

@@ -7,8 +7,8 @@
 import fs from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { readErrors } from '../cache/errors-log.js';
-import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, type ColumnName, type ShardFormat, type ShardMeta } from '../cache/schema.js';
-import { iterateShardRows, readShardInfo } from '../cache/shard-reader.js';
+import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, type ColumnName, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import { iterateShardRows, readShardInfo } from '../shard/shard-reader.js';
 import { abbreviate, plural } from './check.js';
 import { NormStats, formatNorms, l2norm, type NormSummary } from './stats.js';
 import type { Target } from './target.js';

@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError, isUserError } from '../core/errors.js';
-import { readCacheConfig, type CacheConfig } from '../cache/cache-config.js';
+import { readCacheConfig, type CacheConfig } from '../cache/identity.js';
 import { CACHE_CONFIG_FILE, MANIFEST_DIR, SHARDS_DIR } from '../cache/layout.js';
 import { CacheState, type ShardEntry } from '../cache/manifest.js';
 

@@ -9,7 +9,7 @@ import type { ColumnSource } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
 import { INT_COLUMNS, encodedRowBytes, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
-import type { ShardEncoder } from './shard-writer.js';
+import type { ShardEncoder } from './encoder.js';
 
 /** Parquet schema of a shard; `cls` is a standard 3-level LIST so every reader sees list<float>. */
 export function parquetSchema(registersKept: boolean): SchemaElement[] {

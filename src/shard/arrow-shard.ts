@@ -9,7 +9,7 @@ import {
 } from 'apache-arrow';
 import { INT_COLUMNS, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
-import type { ShardEncoder } from './shard-writer.js';
+import type { ShardEncoder } from './encoder.js';
 
 function columnType(name: ColumnName): DataType {
   switch (name) {

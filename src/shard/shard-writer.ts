@@ -4,6 +4,7 @@
  * one row group at a time, so memory is bounded by the row group budget, never by the shard.
  */
 import { encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from './schema.js';
+import type { ShardEncoder } from './encoder.js';
 import { HashingOutput, type WrittenFile } from './hashing-output.js';
 import { ParquetShardEncoder } from './parquet-shard.js';
 import { ArrowShardEncoder } from './arrow-shard.js';
@@ -33,13 +34,6 @@ export interface RowGroupLimits {
   rowGroupBytes?: number;
   /** ...or this many rows (default 64), whichever comes first. */
   rowGroupRows?: number;
-}
-
-/** What a format contributes: a header, row groups, a footer, all written through `out`. */
-export interface ShardEncoder {
-  start(): Promise<void>;
-  writeGroup(rows: readonly EncodedRow[]): Promise<void>;
-  finish(): Promise<void>;
 }
 
 export type ShardEncoderFactory = (out: HashingOutput, meta: ShardMeta) => ShardEncoder;

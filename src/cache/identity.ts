@@ -1,29 +1,77 @@
 /**
- * cache.json: what a cache was made with, written when the cache is created. Rows made with a
- * different model, preprocessing or storage settings must not be mixed into it; the check here
- * says what differs and the CLI decides (refuse, or clear with --overwrite).
+ * What a cache is: the one record (model, preprocessing, stored form) that decides the numbers in
+ * its shards, written to cache.json when the cache is created. The fingerprint recipe lives here,
+ * beside the check that compares two identities, so validate recomputes it from cache.json exactly
+ * as extract computed it; every shard's metadata is derived from the same record.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../core/errors.js';
-import type { ModelInfo } from '../model/info.js';
 import { writeFileAtomic } from '../core/durable-fs.js';
+import { UserError } from '../core/errors.js';
+import { DINOFEAT_VERSION } from '../core/version.js';
+import type { ModelInfo } from '../model/info.js';
+import type { JsonObject, ShardFormat, ShardMeta, TensorDtype } from '../shard/schema.js';
 import { CACHE_CONFIG_FILE, ERRORS_FILE, MANIFEST_DIR, MANIFEST_FILE, SHARDS_DIR } from './layout.js';
-import type { JsonObject, ShardFormat, TensorDtype } from './schema.js';
 
-export interface CacheIdentity {
-  dinofeatVersion: string;
-  /** Of model + preprocessing + dinofeat version; computed by the caller. */
-  fingerprint: string;
-  model: ModelInfo;
-  preprocessing: JsonObject;
+/** How the features are stored: chosen when the cache is made, fixed for its life. */
+export interface StoredForm {
   format: ShardFormat;
   dtype: TensorDtype;
+  /** Whether the register tokens have a column of their own. */
   registersKept: boolean;
+}
+
+export interface CacheIdentity extends StoredForm {
+  dinofeatVersion: string;
+  /** fingerprintOf(this): what shapes the numbers, hashed. */
+  fingerprint: string;
+  /** The model, its weights' sha256 always filled in (from the file itself for a foreign export). */
+  model: ModelInfo;
+  preprocessing: JsonObject;
 }
 
 export interface CacheConfig extends CacheIdentity {
   createdAt: string;
+}
+
+/** What the fingerprint covers; a change to any of it makes other features. */
+type Fingerprinted = Pick<CacheIdentity, 'dinofeatVersion' | 'model' | 'preprocessing'>;
+
+/** The fingerprint recipe: extract writes it, validate recomputes it from cache.json. */
+export function fingerprintOf(what: Fingerprinted): string {
+  const hashed = { dinofeat: what.dinofeatVersion, model: { ...what.model, weights: what.model.weightsSha256 }, preprocessing: what.preprocessing };
+  return createHash('sha256').update(JSON.stringify(hashed)).digest('hex').slice(0, 16);
+}
+
+export interface IdentityParts {
+  model: ModelInfo;
+  /** sha256 of the model file, for a model whose metadata does not carry its weights' hash. */
+  modelFileSha256?: string;
+  preprocessing: JsonObject;
+  stored: StoredForm;
+}
+
+/** The identity of a cache made by this dinofeat with this model, preprocessing and stored form. */
+export function cacheIdentity(p: IdentityParts): CacheIdentity {
+  const weightsSha256 = p.model.weightsSha256 ?? p.modelFileSha256;
+  if (!weightsSha256) throw new Error('cacheIdentity needs the weights hash: from the model metadata or the model file');
+  const base = { dinofeatVersion: DINOFEAT_VERSION, model: { ...p.model, weightsSha256 }, preprocessing: p.preprocessing };
+  return { ...base, fingerprint: fingerprintOf(base), ...p.stored };
+}
+
+/** What every shard of the cache records about how it was made. */
+export function shardMetaOf(identity: CacheIdentity): ShardMeta {
+  return {
+    dinofeatVersion: identity.dinofeatVersion,
+    dtype: identity.dtype,
+    hiddenSize: identity.model.hiddenSize,
+    numRegisters: identity.model.numRegisters,
+    registersKept: identity.registersKept,
+    model: identity.model,
+    preprocessing: identity.preprocessing,
+    fingerprint: identity.fingerprint,
+  };
 }
 
 export async function readCacheConfig(dir: string): Promise<CacheConfig | undefined> {

@@ -1,0 +1,146 @@
+/**
+ * `extract` end to end: checks every setting and the model before touching the cache, opens the
+ * cache for writing (cache/open.ts), builds the stages and runs them (extract-run.ts), and leaves
+ * the cache summarised. What it returns is what the command prints.
+ */
+import fs from 'node:fs';
+import { UserError } from '../core/errors.js';
+import { sha256File } from '../core/file-hash.js';
+import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
+import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
+import { ShardSink } from '../cache/shard-sink.js';
+import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { resolveBackground, type DecodeOptions } from '../image/decode.js';
+import { startSession } from '../model/devices.js';
+import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
+import { probeModel } from '../model/probe.js';
+import { resolveModelPath } from '../model/resolve.js';
+import { resolveWorkerSlot } from '../source/partition.js';
+import { readInputs, type Inputs } from '../source/inputs.js';
+import { runExtraction, RunFailure } from './extract-run.js';
+import { createImagePreparer, describePreprocessing } from './prepare.js';
+import { createProgress } from './progress.js';
+import { defaultDecoders, imageStageCapacity } from './sizing.js';
+import type { ExtractStats } from './tally.js';
+
+export interface ExtractRequest {
+  inputs: Inputs;
+  /** The cache directory. */
+  out: string;
+  /** --model as given (undefined: $DINOFEAT_MODEL, then the default pulled model). */
+  model?: string;
+  /** For a foreign ONNX export without dinofeat metadata. */
+  modelOverrides: InfoOverrides;
+  buckets: BucketFlags;
+  resize: ResizeMode;
+  decode: DecodeOptions;
+  stored: StoredForm;
+  batchSize: number;
+  device: string;
+  threads?: number;
+  decoders?: number;
+  /** Bytes after which a new shard is started. */
+  maxShardBytes: number;
+  overwrite: boolean;
+  retryFailed: boolean;
+  numWorkers?: number;
+  workerIndex?: number;
+  quiet: boolean;
+}
+
+export interface ExtractOutcome {
+  stats: ExtractStats;
+  out: string;
+  /** Bytes in the cache's live shards (every part). */
+  shardBytes: number;
+}
+
+/** Stops the run after the work in flight on the first SIGINT/SIGTERM; the second leaves at once. */
+function listenForStop(): { requested: () => boolean; close: () => void } {
+  let requested = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (requested) {
+      // Leave now (the journal keeps the cache consistent), by the signal itself: process.exit()
+      // would tear down sharp's and ONNX Runtime's threads mid-call and can abort.
+      close();
+      process.kill(process.pid, signal);
+      return;
+    }
+    requested = true;
+    process.stderr.write(`\ndinofeat: ${signal}: finishing the images in flight and closing the shard (again to quit at once)\n`);
+  };
+  const close = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { requested: () => requested, close };
+}
+
+export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+  if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
+  for (const dir of r.inputs.dirs) {
+    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
+  }
+  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
+
+  // Model first: its patch size decides which buckets are valid.
+  const modelPath = await resolveModelPath(r.model);
+  let info = loadModelInfo(modelPath, r.modelOverrides);
+  const buckets = resolveBuckets(r.buckets, info.patchSize);
+  await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
+  checkCacheDirWritable(r.out);
+
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
+    const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
+    cleanups.push(() => model.close());
+    info = await probeModel(model, info, modelPath);
+    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
+    const identity = cacheIdentity({
+      model: info,
+      modelFileSha256: info.weightsSha256 ? undefined : await sha256File(modelPath),
+      preprocessing: describePreprocessing(info, settings),
+      stored: r.stored,
+    });
+
+    const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
+    cleanups.push(() => cache.close());
+    if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
+    const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
+
+    const decoders = r.decoders ?? defaultDecoders();
+    const preparer = await createImagePreparer(info, settings, imageStageCapacity(decoders));
+    cleanups.push(() => preparer.close());
+    const sink = new ShardSink({ state: cache.state, partId, format: r.stored.format, maxShardBytes: r.maxShardBytes, meta: shardMetaOf(identity) });
+    const stop = listenForStop();
+    cleanups.push(async () => stop.close());
+
+    const progress = createProgress({ label: 'extract', quiet: r.quiet });
+    let stats: ExtractStats;
+    try {
+      stats = await runExtraction({
+        sources: readInputs(r.inputs), slot, partId, model, info,
+        prepare: (bytes) => preparer.prepare(bytes),
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: r.batchSize,
+        decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
+      });
+    } catch (e) {
+      progress.stop();
+      await sink.abort().catch(() => undefined);
+      await cache.errors.save().catch(() => undefined);
+      if (!(e instanceof RunFailure)) throw e;
+      if (e.cause instanceof UserError) throw e.cause;
+      if (typeof e.cause === 'string') throw new UserError(e.cause);
+      throw e.cause;
+    }
+    progress.stop();
+    await sink.close();
+    const summary = await cache.summarise();
+    return { stats, out: r.out, shardBytes: summary.counts.bytes };
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+}

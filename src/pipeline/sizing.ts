@@ -1,0 +1,52 @@
+/**
+ * How much of the extract run is in flight at once: every sizing rule of the pipeline, in one
+ * place. Decoding runs on sharp's (libuv's) threads and the exact resize on worker threads of its
+ * own; both must keep ahead of the model on any host, from a 2-core VM running the model on its CPU
+ * to a GPU host whose model eats images as fast as 16 cores can decode them. Measured on 2 cores
+ * (docs/speed.md): 4 decodes in flight instead of 2 took the decode-bound rate from 78 to 92 img/s;
+ * a second resize worker added little there.
+ */
+import os from 'node:os';
+
+/** Images decoded at once by default: one per core, at least 4 (decode waits on I/O too). */
+export function defaultDecoders(): number {
+  return Math.max(4, os.availableParallelism());
+}
+
+export interface ImageStageCapacity {
+  /** Resize sessions, each one thread in its own worker. */
+  workers: number;
+  /**
+   * Source pixels being decoded and resized at once. A frame costs about 15 bytes a pixel on its
+   * way through (RGB8, then float32 for the exact resize), so the budget bounds memory whatever
+   * the mix of image sizes; an image over the budget is done alone.
+   */
+  pixelBudget: number;
+}
+
+/**
+ * A resize (≈15 ms for 1.5 MP → 1024²) costs about twice a decode, so one resize worker serves
+ * up to four decodes. The pixel budget allows each decode a 16 MP frame; larger ones count more.
+ */
+export function imageStageCapacity(decoders: number): ImageStageCapacity {
+  return { workers: Math.ceil(decoders / 4), pixelBudget: decoders * 16_000_000 };
+}
+
+/**
+ * Batches handed to the model at once: one running and one ready to start, so the model never
+ * waits for the main thread, and no more, so batch tensors exist only for those two.
+ */
+export const MODEL_QUEUE_DEPTH = 2;
+
+export interface QueueSizes {
+  /** Images held in partial batches before the fullest one goes early (memory bound across buckets). */
+  maxWaiting: number;
+  /** Images between being read and their row being written: the run's memory bound. */
+  imageSlots: number;
+}
+
+/** Enough slots that partial batches plus images being decoded can never hold all of them. */
+export function queueSizes(batchSize: number, decoders: number): QueueSizes {
+  const maxWaiting = batchSize * 4;
+  return { maxWaiting, imageSlots: maxWaiting + decoders + MODEL_QUEUE_DEPTH * batchSize };
+}

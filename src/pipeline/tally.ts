@@ -1,0 +1,86 @@
+/**
+ * What a run counts, and the one place an image's failure is recorded: the errors log (so it is
+ * never lost), the summary's reasons and the progress display.
+ */
+import type { ErrorsLog, ErrorStage } from '../cache/errors-log.js';
+import type { Progress } from './progress.js';
+
+export interface ExtractStats {
+  /** Images this worker was given (after partition, --retry-failed and duplicate keys). */
+  found: number;
+  extracted: number;
+  skipped: number;
+  failed: number;
+  /** Extracted images whose old row (from changed bytes) was replaced. */
+  replaced: number;
+  perBucket: Record<string, number>;
+  failuresByReason: Record<string, number>;
+  seconds: number;
+  stopped: boolean;
+}
+
+/**
+ * The summary groups failures by kind: the reason's first clause, without the decoder's name
+ * ("vipspng: ") and with numbers as N, so "40000x30000 ... over the limit" and "9000x9000 ..." count together.
+ */
+function failureKind(stage: ErrorStage, reason: string): string {
+  const clause = reason.replace(/^\w+: /, '').split(/[:;(,]/)[0]!.replace(/\d+/g, 'N').trim();
+  return `${stage}: ${clause.slice(0, 60)}`;
+}
+
+export class RunTally {
+  readonly stats: ExtractStats = {
+    found: 0, extracted: 0, skipped: 0, failed: 0, replaced: 0, perBucket: {}, failuresByReason: {}, seconds: 0, stopped: false,
+  };
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly errors: ErrorsLog,
+    private readonly progress: Progress,
+  ) {}
+
+  found(): void {
+    this.stats.found++;
+    this.progress.setTotal(this.stats.found, false);
+  }
+
+  /** Every image is known: the total is final. */
+  allFound(): void {
+    this.progress.setTotal(this.stats.found, true);
+  }
+
+  skipped(key: string): void {
+    this.stats.skipped++;
+    this.errors.resolve(key);
+    this.report();
+  }
+
+  async failed(key: string, display: string, stage: ErrorStage, reason: string): Promise<void> {
+    this.stats.failed++;
+    const kind = failureKind(stage, reason);
+    this.stats.failuresByReason[kind] = (this.stats.failuresByReason[kind] ?? 0) + 1;
+    await this.errors.record({ key, path: display, stage, reason });
+    this.report();
+  }
+
+  /** Rows committed to the cache: their images leave the errors log. */
+  written(images: ReadonlyArray<{ key: string; bucketKey: string }>, replaced: number): void {
+    for (const { key, bucketKey } of images) {
+      this.errors.resolve(key);
+      this.stats.perBucket[bucketKey] = (this.stats.perBucket[bucketKey] ?? 0) + 1;
+    }
+    this.stats.extracted += images.length;
+    this.stats.replaced += replaced;
+    this.report();
+  }
+
+  finish(stopped: boolean): ExtractStats {
+    this.stats.seconds = (performance.now() - this.started) / 1000;
+    this.stats.stopped = stopped;
+    return this.stats;
+  }
+
+  private report(): void {
+    this.progress.update({ done: this.stats.extracted, failed: this.stats.failed, skipped: this.stats.skipped });
+  }
+}
