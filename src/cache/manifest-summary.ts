@@ -3,15 +3,13 @@
  * checksums; counts; rows per bucket), rebuilt from the journals at the end of a run, and merge:
  * the same after a multi-worker run, plus what is missing (gaps) or stored twice (duplicates).
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isUserError } from '../core/errors.js';
 import { readCacheConfig, type CacheConfig } from './identity.js';
 import { writeFileAtomic } from '../core/durable-fs.js';
 import { readErrors, writeMergedErrors } from './errors-log.js';
-import { MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from './layout.js';
-import { acquireLock } from './lock.js';
-import { CacheState, readAllJournals, repairPart, type DuplicateKey } from './manifest.js';
+import { MANIFEST_FILE } from './layout.js';
+import { CacheState, type DuplicateKey } from './manifest.js';
+import { repairAllParts } from './repair.js';
 
 export interface ManifestSummary extends CacheConfig {
   updatedAt: string;
@@ -64,29 +62,7 @@ export interface MergeReport {
  * so crashed workers' leftovers go; a part whose worker is still running is reported as busy.
  */
 export async function mergeCache(dir: string, expectedKeys?: Iterable<string>): Promise<MergeReport> {
-  const journals = await readAllJournals(dir);
-  const parts = new Set(journals.keys());
-  for (const name of await fs.readdir(path.join(dir, SHARDS_DIR)).catch(() => [] as string[])) {
-    const part = parseShardName(name.endsWith(TMP_SUFFIX) ? name.slice(0, -TMP_SUFFIX.length) : name)?.partId;
-    if (part) parts.add(part);
-  }
-  const removed: string[] = [];
-  const busyParts: string[] = [];
-  for (const part of [...parts].sort()) {
-    let lock;
-    try {
-      lock = await acquireLock(dir, part);
-    } catch (e) {
-      if (!isUserError(e)) throw e;
-      busyParts.push(part);
-      continue;
-    }
-    try {
-      removed.push(...(await repairPart(dir, part, journals.get(part) ?? { records: [], validBytes: 0, torn: false })));
-    } finally {
-      await lock.release();
-    }
-  }
+  const { removed, busyParts } = await repairAllParts(dir);
   const state = await CacheState.read(dir);
   const summary = await writeManifest(dir, state);
   const gaps: string[] = [];
