@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataType, GraphBuilder, encodeModel, i } from '../src/onnx/builder.js';
 import { infoToMetadata } from '../src/model/info.js';
-import { fakeModelInfo, writeFakeVit } from './report-fixtures.js';
+import { fakeModelInfo, writeFakeVit } from './validate-fixtures.js';
 import { makeTinyModel, runCli, seededRandom, snapshot, tempDir, writeStructured } from './faults-fixtures.js';
 
 let dir: string;

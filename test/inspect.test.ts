@@ -11,19 +11,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
+import { openReadOnly } from '../src/cache/open-read-only.js';
 import { readShardRows } from '../src/shard/shard-reader.js';
 import { decodeRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../src/shard/schema.js';
 import { createShardWriter } from '../src/shard/shard-writer.js';
 import { inspect, runInspect } from '../src/commands/inspect.js';
 import { UserError } from '../src/core/errors.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
-import { principalComponents, scoresToRgb } from '../src/report/pca.js';
-import { pcaPanelPixels, PANEL_GAP } from '../src/report/pca-picture.js';
-import { readRowAt, locateRow } from '../src/report/row-view.js';
-import { summarize } from '../src/report/summary.js';
-import { openTarget } from '../src/report/target.js';
+import { principalComponents, scoresToRgb } from '../src/inspect/pca.js';
+import { pcaPanelPixels, PANEL_GAP } from '../src/inspect/pca-picture.js';
+import { readRowAt, locateRow } from '../src/inspect/row-view.js';
+import { summarize } from '../src/inspect/summary.js';
 import { runPython } from './cache-fixtures.js';
-import { extractCache, fakeModelInfo, makeTinyModel, onlyShard, tempDir, writeStructured } from './report-fixtures.js';
+import { extractCache, fakeModelInfo, makeTinyModel, onlyShard, tempDir, writeStructured } from './validate-fixtures.js';
 
 const HIDDEN = 64;
 const REGISTERS = 4;
@@ -117,7 +117,7 @@ async function destroyPatchColumn(file: string): Promise<number> {
 test('summary of a 300-row shard: counts, buckets, sizes and CLS norms, without reading any patch byte', async (t) => {
   const expected = expectedSummary();
   const started = performance.now();
-  const s = await summarize(await openTarget(parquet), parquet);
+  const s = await summarize(await openReadOnly(parquet), parquet);
   const summaryMs = performance.now() - started;
   assert.equal(s.rows, ROWS);
   assert.equal(s.shards, 1);
@@ -143,13 +143,13 @@ test('summary of a 300-row shard: counts, buckets, sizes and CLS norms, without 
   const patchBytes = Array.from({ length: ROWS }, (_, i) => makeRow(i).patches.length * 2).reduce((a, b) => a + b);
   assert.ok(destroyed >= patchBytes, `destroyed ${destroyed} bytes, the patches hold ${patchBytes}`);
   await assert.rejects(readShardRows(broken));
-  const again = await summarize(await openTarget(broken), parquet);
+  const again = await summarize(await openReadOnly(broken), parquet);
   assert.deepEqual(again, s);
 });
 
 test('an Arrow shard of the same rows summarises the same', async () => {
-  const p = await summarize(await openTarget(parquet), 'x');
-  const a = await summarize(await openTarget(arrow), 'x');
+  const p = await summarize(await openReadOnly(parquet), 'x');
+  const a = await summarize(await openReadOnly(arrow), 'x');
   assert.equal(a.format, 'arrow');
   assert.deepEqual({ ...a, format: 'parquet', fileBytes: 0, bytesPerImage: 0, compressionRatio: 0 }, { ...p, fileBytes: 0, bytesPerImage: 0, compressionRatio: 0 });
 });
@@ -190,7 +190,7 @@ test('--pca: input | PCA | original with the crop box, at the expected size; PCA
   const px = (x: number, y: number) => Array.from(data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3));
 
   // PCA panel: 6x4 patches of 64x64 pixels, each one flat colour, the colours of the row's PCA.
-  const { row, meta: shardMeta } = await readRowAt(await locateRow(await openTarget(cache), { key: 'a.png' }, cache));
+  const { row, meta: shardMeta } = await readRowAt(await locateRow(await openReadOnly(cache), { key: 'a.png' }, cache));
   const expected = scoresToRgb(principalComponents(row.patches, 24, TINY_TEST_MODEL.hiddenSize, 3), 24);
   const left = 384 + PANEL_GAP;
   for (let i = 0; i < 4; i++) {

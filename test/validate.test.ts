@@ -21,17 +21,17 @@ import { UserError } from '../src/core/errors.js';
 import { dinoBucket } from '../src/image/buckets.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
 import { infoToMetadata } from '../src/model/info.js';
-import { alignBucket } from '../src/report/alignment.js';
-import { formatChecks, type CheckResult } from '../src/report/check.js';
-import { checkModel } from '../src/report/model-check.js';
-import { compareGroup, recomputeTolerance, sampleRows } from '../src/report/recompute.js';
-import { countNonFinite } from '../src/report/row-checks.js';
+import { alignBucket } from '../src/validate/alignment.js';
+import { formatChecks, type CheckResult } from '../src/validate/check.js';
+import { checkModel } from '../src/validate/model-check.js';
+import { compareGroup, recomputeTolerance, sampleRows } from '../src/validate/recompute.js';
+import { countNonFinite } from '../src/validate/row-checks.js';
 import { makeRow, shardMeta } from './cache-fixtures.js';
 import type { TinyModel } from './extract-fixtures.js';
 import {
   copyCache, duplicateRow, extractCache, fakeModelInfo, makeTinyModel, onlyShard, replaceRow, tempDir, transplantRow,
   writeFakeVit, writeStructured,
-} from './report-fixtures.js';
+} from './validate-fixtures.js';
 
 const HIDDEN = TINY_TEST_MODEL.hiddenSize;
 const BUCKETS = ['--bucket', '64x64', '--bucket', '96x64', '--bucket', '64x96'];

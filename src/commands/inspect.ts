@@ -6,13 +6,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { openReadOnly } from '../cache/open-read-only.js';
 import { EXIT, UserError } from '../core/errors.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
-import { writePcaPicture, type PictureResult, type PictureSource } from '../report/pca-picture.js';
-import { parsePreprocessing } from '../report/preprocessing.js';
-import { describeRow, formatRow, locateRow, readRowAt, type RowSelector, type RowView } from '../report/row-view.js';
-import { formatSummary, summarize, type InspectSummary } from '../report/summary.js';
-import { openTarget } from '../report/target.js';
+import { parsePreprocessing } from '../image/preprocessing-record.js';
+import { writePcaPicture, type PictureResult, type PictureSource } from '../inspect/pca-picture.js';
+import { describeRow, formatRow, locateRow, readRowAt, type RowSelector, type RowView } from '../inspect/row-view.js';
+import { formatSummary, summarize, type InspectSummary } from '../inspect/summary.js';
 import type { FeatureRow, ShardMeta } from '../shard/schema.js';
 
 export interface InspectOptions {
@@ -54,7 +54,7 @@ function findSource(row: FeatureRow, meta: ShardMeta, imagesDir: string | undefi
 
 export async function inspect(target: string, o: InspectOptions): Promise<InspectReport> {
   if (o.row !== undefined && o.key !== undefined) throw new UserError('use either --row or --key, not both');
-  const t = await openTarget(target);
+  const t = await openReadOnly(target);
   if (t.journalError) throw new UserError(`${t.journalError} (dinofeat validate ${target} checks the rest)`);
   if (t.shards.length === 0) throw new UserError(`${target} holds no shards yet: run dinofeat extract first`);
   if (o.row === undefined && o.key === undefined && !o.pca) return { summary: await summarize(t, target) };

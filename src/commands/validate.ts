@@ -5,15 +5,15 @@
  * every check that ran passed, 1 when one failed, 2 on a usage error.
  */
 import fs from 'node:fs';
+import { openReadOnly } from '../cache/open-read-only.js';
 import { EXIT, UserError } from '../core/errors.js';
 import { resolveModelPath } from '../model/resolve.js';
-import { checkAlignment } from '../report/alignment.js';
-import { checkCache } from '../report/cache-check.js';
-import { formatChecks, skippedCheck, type CheckResult } from '../report/check.js';
-import { checkImages } from '../report/images-check.js';
-import { checkModel } from '../report/model-check.js';
-import { recomputeRows } from '../report/recompute.js';
-import { openTarget } from '../report/target.js';
+import { checkAlignment } from '../validate/alignment.js';
+import { checkCache } from '../validate/cache-check.js';
+import { formatChecks, skippedCheck, type CheckResult } from '../validate/check.js';
+import { checkImages } from '../validate/images-check.js';
+import { checkModel } from '../validate/model-check.js';
+import { recomputeRows } from '../validate/recompute.js';
 
 export interface ValidateOptions {
   /** The model to check, and to recompute rows with (.onnx, checkpoint dir or Hub folder). */
@@ -55,7 +55,7 @@ function checkFlags(o: ValidateOptions): void {
 
 export async function validate(target: string, o: ValidateOptions): Promise<ValidationReport> {
   checkFlags(o);
-  const t = await openTarget(target);
+  const t = await openReadOnly(target);
   const checks: CheckResult[] = [];
   const cache = await checkCache(t);
   checks.push(cache.result);

@@ -3,6 +3,7 @@
  * at, what is wrong (by kind, each naming the shard / row / image / bucket), and what to do about
  * each kind. Notes are reported but never make a check fail (orphan files, skipped rows).
  */
+import { plural } from '../core/text.js';
 
 export type CheckStatus = 'pass' | 'fail' | 'skipped';
 
@@ -84,13 +85,6 @@ export class CheckRecorder {
 export function skippedCheck(check: string, reason: string): CheckResult {
   return { check, status: 'skipped', summary: [reason], findings: [], counts: {}, fixes: {}, notes: [] };
 }
-
-/** A list for one line of text: the first `shown` items, then how many there are. */
-export function abbreviate(items: readonly string[], shown = 4, sep = ', '): string {
-  return items.length <= shown + 1 ? items.join(sep) : `${items.slice(0, shown).join(sep)}${sep}... (${items.length} in all)`;
-}
-
-export const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Findings shown per kind in the text report (all of them are in --json). */
 const SHOWN_PER_KIND = 10;

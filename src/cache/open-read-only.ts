@@ -1,14 +1,16 @@
 /**
- * What validate and inspect were pointed at: a cache directory (its live shards, replayed from
- * the journals, read-only) or one shard file, which may sit inside a cache (then its journal
- * record and the cache's identity are known too).
+ * The read side of the store: opens what validate and inspect are pointed at, without a lock and
+ * without writing: a cache directory (its live shards, replayed from the journals) or one shard
+ * file, which may sit inside a cache (then its journal record and the cache's identity are known
+ * too). Journals that cannot be replayed are reported in journalError and an unreadable
+ * cache.json leaves config unset, rather than throwing, so validate can still check the rest.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError, isUserError } from '../core/errors.js';
-import { readCacheConfig, type CacheConfig } from '../cache/identity.js';
-import { CACHE_CONFIG_FILE, MANIFEST_DIR, SHARDS_DIR } from '../cache/layout.js';
-import { CacheState, type ShardEntry } from '../cache/manifest.js';
+import { readCacheConfig, type CacheConfig } from './identity.js';
+import { CACHE_CONFIG_FILE, MANIFEST_DIR, SHARDS_DIR } from './layout.js';
+import { CacheState, type ShardEntry } from './manifest.js';
 
 export interface ShardTarget {
   /** Absolute path of the file. */
@@ -19,7 +21,7 @@ export interface ShardTarget {
   record?: ShardEntry;
 }
 
-export interface Target {
+export interface ReadTarget {
   kind: 'cache' | 'shard';
   /** The cache directory (for a shard: the cache it belongs to, if any). */
   dir?: string;
@@ -31,7 +33,7 @@ export interface Target {
   shards: ShardTarget[];
 }
 
-async function openCache(dir: string): Promise<Pick<Target, 'config' | 'state' | 'journalError'>> {
+async function openCache(dir: string): Promise<Pick<ReadTarget, 'config' | 'state' | 'journalError'>> {
   let state: CacheState | undefined;
   let journalError: string | undefined;
   try {
@@ -53,7 +55,7 @@ const isCacheDir = async (dir: string) =>
   (await fs.stat(path.join(dir, CACHE_CONFIG_FILE)).catch(() => undefined)) !== undefined ||
   (await fs.stat(path.join(dir, MANIFEST_DIR)).catch(() => undefined))?.isDirectory() === true;
 
-export async function openTarget(target: string): Promise<Target> {
+export async function openReadOnly(target: string): Promise<ReadTarget> {
   const st = await fs.stat(target).catch(() => undefined);
   if (!st) throw new UserError(`${target} not found: pass a cache directory or a shard file`);
   if (st.isDirectory()) {

@@ -3,10 +3,10 @@
  * through the journals, else by scanning the key column) and describes it.
  */
 import { UserError } from '../core/errors.js';
+import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo, readShardMeta, readShardRows } from '../shard/shard-reader.js';
-import { l2norm } from './stats.js';
-import type { ShardTarget, Target } from './target.js';
+import { l2norm } from '../core/norm-stats.js';
 
 export interface RowLocation {
   shard: ShardTarget;
@@ -20,7 +20,7 @@ async function rowsIn(shard: ShardTarget): Promise<number> {
   return shard.record?.rows ?? (await readShardInfo(shard.path)).rows;
 }
 
-export async function locateRow(t: Target, sel: RowSelector, targetName: string): Promise<RowLocation> {
+export async function locateRow(t: ReadTarget, sel: RowSelector, targetName: string): Promise<RowLocation> {
   if ('row' in sel) {
     let start = 0;
     for (const shard of t.shards) {

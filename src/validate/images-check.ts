@@ -5,15 +5,16 @@
  */
 import path from 'node:path';
 import { readErrors } from '../cache/errors-log.js';
+import type { ReadTarget } from '../cache/open-read-only.js';
 import type { ShardMeta } from '../shard/schema.js';
 import { walkDirectory } from '../source/walk.js';
-import { CheckRecorder, abbreviate, plural, skippedCheck, type CheckResult } from './check.js';
 import { sha256File } from '../core/file-hash.js';
-import type { Target } from './target.js';
+import { abbreviate, plural } from '../core/text.js';
+import { CheckRecorder, skippedCheck, type CheckResult } from './check.js';
 
 const short = (sha: string) => sha.slice(0, 12);
 
-export async function checkImages(t: Target, imagesDir: string, shardMeta: ReadonlyMap<string, ShardMeta>, fingerprint?: string): Promise<CheckResult> {
+export async function checkImages(t: ReadTarget, imagesDir: string, shardMeta: ReadonlyMap<string, ShardMeta>, fingerprint?: string): Promise<CheckResult> {
   if (t.kind !== 'cache' || !t.dir || !t.state) {
     return skippedCheck('images', 'needs a cache directory (with its journals), not a single shard');
   }

@@ -4,10 +4,10 @@
  * derives from the image size and the recorded preprocessing, no NaN / Inf, a CLS that is not
  * zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
  */
-import { assignBucket, cropBox } from '../image/buckets.js';
 import { DTYPE_BYTES, type EncodedRow, type TensorDtype } from '../shard/schema.js';
-import type { RecordedPreprocessing } from './preprocessing.js';
-import { l2norm } from './stats.js';
+import { l2norm } from '../core/norm-stats.js';
+import { assignBucket, cropBox } from '../image/buckets.js';
+import type { RecordedPreprocessing } from '../image/preprocessing-record.js';
 
 export interface RowExpectations {
   hiddenSize: number;

@@ -9,8 +9,9 @@
  */
 import type { JsonObject } from '../shard/schema.js';
 import type { Bucket } from '../image/buckets.js';
-import { CheckRecorder, abbreviate, plural, type CheckResult } from './check.js';
-import { parsePreprocessing } from './preprocessing.js';
+import { abbreviate, plural } from '../core/text.js';
+import { parsePreprocessing } from '../image/preprocessing-record.js';
+import { CheckRecorder, type CheckResult } from './check.js';
 
 export interface AlignmentInput {
   patchSize: number;

@@ -7,17 +7,17 @@
 import fs from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { readErrors } from '../cache/errors-log.js';
+import type { ReadTarget } from '../cache/open-read-only.js';
 import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, type ColumnName, type ShardFormat, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo } from '../shard/shard-reader.js';
-import { abbreviate, plural } from './check.js';
-import { NormStats, formatNorms, l2norm, type NormSummary } from './stats.js';
-import type { Target } from './target.js';
+import { NormStats, formatNorms, l2norm, type NormSummary } from '../core/norm-stats.js';
+import { abbreviate, plural } from '../core/text.js';
 
 export const SUMMARY_COLUMNS = ['bucket_width', 'bucket_height', 'grid_h', 'grid_w', 'cls'] as const satisfies readonly ColumnName[];
 
 export interface InspectSummary {
   target: string;
-  kind: Target['kind'];
+  kind: ReadTarget['kind'];
   format: ShardFormat;
   schemaVersion: number;
   columns: ColumnName[];
@@ -39,7 +39,7 @@ export interface InspectSummary {
   failed?: number;
 }
 
-export async function summarize(t: Target, targetName: string): Promise<InspectSummary> {
+export async function summarize(t: ReadTarget, targetName: string): Promise<InspectSummary> {
   const buckets: Record<string, number> = {};
   const norms = new NormStats();
   const fingerprints = new Set<string>();

@@ -4,8 +4,8 @@
  * box, re-extract rows exactly as extract did, and map DINO patches to trainer pixels.
  */
 import type { JsonObject } from '../shard/schema.js';
-import type { Bucket, ResizeMode } from '../image/buckets.js';
-import type { IccMode } from '../image/decode.js';
+import type { Bucket, ResizeMode } from './buckets.js';
+import type { IccMode } from './decode.js';
 import type { Resample } from '../model/info.js';
 import type { PrepareSettings } from '../pipeline/prepare.js';
 

@@ -8,16 +8,16 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { ReadTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
+import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
 import type { ModelInfo, Precision } from '../model/info.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import { ImageFailure } from '../pipeline/prepare.js';
 import { createImagePreparer, type ImagePreparer } from '../pipeline/prepare.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 import type { LoadedModel } from './model-check.js';
-import { parsePreprocessing, prepareSettingsOf } from './preprocessing.js';
-import type { Target } from './target.js';
 
 export interface Tolerance {
   /** Every token's cosine similarity must be at least this. */
@@ -91,7 +91,7 @@ export function sampleRows(rows: readonly RowRef[], n: number, seed: number): Ro
   return rows.map((r) => ({ r, h: rank(r) })).sort((a, b) => (a.h < b.h ? -1 : a.h > b.h ? 1 : 0)).slice(0, n).map(({ r }) => r);
 }
 
-async function rowRefs(t: Target, readable: ReadonlyMap<string, ShardMeta>): Promise<RowRef[]> {
+async function rowRefs(t: ReadTarget, readable: ReadonlyMap<string, ShardMeta>): Promise<RowRef[]> {
   const refs: RowRef[] = [];
   for (const shard of t.shards) {
     if (!readable.has(shard.name)) continue;
@@ -112,7 +112,7 @@ export interface RecomputeOptions {
   model: LoadedModel;
 }
 
-export async function recomputeRows(t: Target, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
+export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
   const rec = new CheckRecorder('recompute');
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));

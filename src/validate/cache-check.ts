@@ -10,16 +10,17 @@ import path from 'node:path';
 import { LOCKS_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from '../cache/layout.js';
 import { liveShards, readAllJournals, type ShardEntry } from '../cache/manifest.js';
 import type { ManifestSummary } from '../cache/manifest-summary.js';
+import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
 import { openParquetShard } from '../shard/parquet-read.js';
 import { parquetSchema } from '../shard/parquet-shard.js';
 import { bucketLabel, shardColumns, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo, type ShardInfo } from '../shard/shard-reader.js';
-import { CheckRecorder, abbreviate, plural, type CheckResult } from './check.js';
 import { sha256File } from '../core/file-hash.js';
-import { parsePreprocessing } from './preprocessing.js';
+import { NormStats, formatNorms, l2norm, type NormSummary } from '../core/norm-stats.js';
+import { abbreviate, plural } from '../core/text.js';
+import { parsePreprocessing } from '../image/preprocessing-record.js';
+import { CheckRecorder, type CheckResult } from './check.js';
 import { checkRow } from './row-checks.js';
-import { NormStats, formatNorms, l2norm, type NormSummary } from './stats.js';
-import type { ShardTarget, Target } from './target.js';
 
 export interface CacheCheckOutput {
   result: CheckResult;
@@ -48,11 +49,11 @@ function sameVector(a: Float32Array, b: Float32Array): boolean {
 }
 
 /** What the user runs to have rows extracted again once a shard is gone. */
-function reextract(t: Target): string {
+function reextract(t: ReadTarget): string {
   return `dinofeat extract <images> --out ${t.dir ?? '<cache>'} with the same flags as before`;
 }
 
-export async function checkCache(t: Target): Promise<CacheCheckOutput> {
+export async function checkCache(t: ReadTarget): Promise<CacheCheckOutput> {
   const rec = new CheckRecorder('cache');
   const dropShard = t.dir
     ? `delete the shard file and run ${reextract(t)}: the rows of a missing shard are extracted again`
@@ -133,7 +134,7 @@ export async function checkCache(t: Target): Promise<CacheCheckOutput> {
   return { result: rec.result(), rowsPerBucket, shardMeta, identity, rows, clsNorms };
 }
 
-function addFixes(rec: CheckRecorder, t: Target, dropShard: string): void {
+function addFixes(rec: CheckRecorder, t: ReadTarget, dropShard: string): void {
   const rowFix = `${dropShard}; if it recurs, check the model (dinofeat validate --model M --recompute N)`;
   for (const kind of ['patch-count', 'vector-length', 'grid', 'bucket', 'crop', 'provenance', 'cls-degenerate', 'row-count', 'journal-keys']) rec.fix(kind, rowFix);
   rec.fix('non-finite', `${dropShard}; if NaN/Inf come back, the model overflows (an fp16 model?): extract with an fp32 model`);
@@ -141,7 +142,7 @@ function addFixes(rec: CheckRecorder, t: Target, dropShard: string): void {
 }
 
 /** Missing shards, stray files in shards/, manifest.json against the journals, held locks. */
-async function checkCacheFiles(t: Target, dir: string, rec: CheckRecorder): Promise<void> {
+async function checkCacheFiles(t: ReadTarget, dir: string, rec: CheckRecorder): Promise<void> {
   const state = t.state!;
   if (state.missing.length) {
     const journaled = liveShards(await readAllJournals(dir));
