@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { resolveBuckets } from '../src/image/buckets.js';
 import { DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
-import { createImagePreparer, type PrepareSettings } from '../src/pipeline/prepare.js';
+import type { PrepareSettings } from '../src/image/prepare-settings.js';
+import { createImagePreparer } from '../src/pipeline/prepare.js';
 import { MODEL } from './cache-fixtures.js';
 import { tempDir, writeStructured } from './extract-fixtures.js';
 

@@ -1,14 +1,31 @@
 /**
- * Reads back the preprocessing record a cache was made with (describePreprocessing's JSON, in
- * cache.json and every shard's metadata), so validate can re-derive each row's bucket and crop
- * box, re-extract rows exactly as extract did, and map DINO patches to trainer pixels.
+ * The preprocessing record: what decides the pixels a model sees, as JSON. extract writes it into
+ * cache.json (it is part of the fingerprint, so a changed setting is caught) and every shard's
+ * metadata; validate and inspect read it back to re-derive each row's bucket and crop box,
+ * re-extract rows exactly as extract did, and map DINO patches to trainer pixels. Writing and
+ * reading live here together so they cannot drift. The JSON itself (keys, their order, the bucket
+ * text) must stay as it is: existing caches and their fingerprints depend on it.
  */
-import type { JsonObject } from '../shard/schema.js';
+import type { ModelInfo, Resample } from '../model/info.js';
 import type { Bucket, ResizeMode } from './buckets.js';
 import type { IccMode } from './decode.js';
-import type { Resample } from '../model/info.js';
-import type { PrepareSettings } from '../pipeline/prepare.js';
+import type { PrepareSettings } from './prepare-settings.js';
 
+/** The record as written. */
+export interface PreprocessingRecord {
+  resize: ResizeMode;
+  resample: Resample;
+  mean: readonly number[];
+  std: readonly number[];
+  /** trainer bucket → DINO input, e.g. '1024x1024→512x512' (bucketText). */
+  buckets: string[];
+  dinoScale: number;
+  background: string;
+  icc: IccMode;
+  orientation: 'exif';
+}
+
+/** The record as read back: the buckets as sizes again. */
 export interface RecordedPreprocessing {
   resize: ResizeMode;
   resample: Resample;
@@ -19,13 +36,32 @@ export interface RecordedPreprocessing {
   dinoScale: number;
   background: string;
   icc: IccMode;
+  orientation: 'exif';
 }
 
-/** "<trainer w>x<h>→<dino w>x<h>", as describePreprocessing writes it. */
-const BUCKET = /^(\d+)x(\d+)→(\d+)x(\d+)$/;
+export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
+  return {
+    resize: s.resize,
+    resample: info.resample,
+    mean: info.imageMean,
+    std: info.imageStd,
+    buckets: s.buckets.map(bucketText),
+    dinoScale: s.dinoScale,
+    background: s.decode.background,
+    icc: s.decode.icc,
+    orientation: 'exif',
+  };
+}
 
-function parseBucketPair(text: string): Bucket | undefined {
-  const m = BUCKET.exec(text);
+/** "<trainer w>x<h>→<dino w>x<h>", a bucket as the record writes it. */
+export function bucketText(b: Bucket): string {
+  return `${b.trainer.width}x${b.trainer.height}→${b.width}x${b.height}`;
+}
+
+const BUCKET_TEXT = /^(\d+)x(\d+)→(\d+)x(\d+)$/;
+
+function parseBucketText(text: string): Bucket | undefined {
+  const m = BUCKET_TEXT.exec(text);
   if (!m) return undefined;
   return { width: Number(m[3]), height: Number(m[4]), trainer: { width: Number(m[1]), height: Number(m[2]) } };
 }
@@ -33,33 +69,34 @@ function parseBucketPair(text: string): Bucket | undefined {
 const isTriple = (v: unknown): v is [number, number, number] =>
   Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
 
-/** The record, or what is missing or unreadable in it. */
-export function parsePreprocessing(record: JsonObject): { value: RecordedPreprocessing } | { problem: string } {
+/** The record, or one line saying what is missing or unreadable in it. */
+export function parsePreprocessing(record: object): { value: RecordedPreprocessing } | { problem: string } {
   const r = record as Record<string, unknown>;
   const problems: string[] = [];
-  const want = <T>(key: string, ok: (v: unknown) => boolean): T | undefined => {
-    if (ok(r[key])) return r[key] as T;
+  const want = <T>(key: string, ok: (v: unknown) => v is T): T | undefined => {
+    if (ok(r[key])) return r[key];
     problems.push(`${key}=${JSON.stringify(r[key]) ?? 'missing'}`);
     return undefined;
   };
-  const resize = want<ResizeMode>('resize', (v) => v === 'stretch' || v === 'cover');
-  const resample = want<Resample>('resample', (v) => v === 'bilinear' || v === 'bicubic');
-  const mean = want<[number, number, number]>('mean', isTriple);
-  const std = want<[number, number, number]>('std', isTriple);
-  const texts = want<string[]>('buckets', (v) => Array.isArray(v) && v.length > 0 && v.every((b) => typeof b === 'string' && BUCKET.test(b)));
-  const dinoScale = want<number>('dinoScale', (v) => typeof v === 'number' && v > 0);
-  const background = want<string>('background', (v) => typeof v === 'string');
-  const icc = want<IccMode>('icc', (v) => v === 'ignore' || v === 'convert');
+  const resize = want('resize', (v): v is ResizeMode => v === 'stretch' || v === 'cover');
+  const resample = want('resample', (v): v is Resample => v === 'bilinear' || v === 'bicubic');
+  const mean = want('mean', isTriple);
+  const std = want('std', isTriple);
+  const texts = want('buckets', (v): v is string[] => Array.isArray(v) && v.length > 0 && v.every((b) => typeof b === 'string' && BUCKET_TEXT.test(b)));
+  const dinoScale = want('dinoScale', (v): v is number => typeof v === 'number' && v > 0);
+  const background = want('background', (v): v is string => typeof v === 'string');
+  const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
+  const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
-      buckets: texts!.map((t) => parseBucketPair(t)!),
+      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!),
     },
   };
 }
 
-/** Settings that make createImagePreparer do what extract did for this cache. */
+/** Settings that make the image stage do what extract did for this cache. */
 export function prepareSettingsOf(p: RecordedPreprocessing, maxPixels: number): PrepareSettings {
   return {
     buckets: p.buckets,

@@ -1,52 +1,17 @@
 /**
  * The image stage of extract, validate --recompute and inspect: header → bucket → crop box →
- * decode (sharp) → resize + normalise (ONNX Runtime, in worker threads of its own). Also describes
- * the preprocessing as JSON, which goes into the cache fingerprint and every shard's metadata.
+ * decode (sharp) → resize + normalise (ONNX Runtime, in worker threads of its own). What it did is
+ * recorded with the cache by image/preprocessing-record.ts.
  */
 import type { ModelInfo } from '../model/info.js';
 import { startSession } from '../model/devices.js';
-import { assignBucket, cropBox, type Bucket, type ResizeMode } from '../image/buckets.js';
-import { decodeRgb, ImageError, readHeader, type DecodedImage, type DecodeOptions } from '../image/decode.js';
+import { assignBucket, cropBox, type Bucket } from '../image/buckets.js';
+import { decodeRgb, ImageError, readHeader, type DecodedImage } from '../image/decode.js';
+import type { PrepareSettings } from '../image/prepare-settings.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
 import type { ErrorStage } from '../cache/errors-log.js';
 import type { ImageStageCapacity } from './sizing.js';
 import { Semaphore } from './semaphore.js';
-
-export interface PrepareSettings {
-  buckets: readonly Bucket[];
-  resize: ResizeMode;
-  dinoScale: number;
-  decode: DecodeOptions;
-}
-
-/** What decides the pixels a model sees; recorded with the cache so a changed setting is caught. */
-export interface PreprocessingDescription {
-  [key: string]: unknown;
-  resize: ResizeMode;
-  resample: ModelInfo['resample'];
-  mean: readonly number[];
-  std: readonly number[];
-  /** trainer bucket → DINO input, e.g. '1024x1024→512x512'. */
-  buckets: string[];
-  dinoScale: number;
-  background: string;
-  icc: DecodeOptions['icc'];
-  orientation: 'exif';
-}
-
-export function describePreprocessing(info: ModelInfo, s: PrepareSettings): PreprocessingDescription {
-  return {
-    resize: s.resize,
-    resample: info.resample,
-    mean: info.imageMean,
-    std: info.imageStd,
-    buckets: s.buckets.map((b) => `${b.trainer.width}x${b.trainer.height}→${b.width}x${b.height}`),
-    dinoScale: s.dinoScale,
-    background: s.decode.background,
-    icc: s.decode.icc,
-    orientation: 'exif',
-  };
-}
 
 /** What the image stage gives for one image: provenance plus the model-ready tensor. */
 export interface PreparedPixels {
@@ -73,7 +38,6 @@ export interface ImagePreparer {
   prepare(bytes: Buffer): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
-
 
 export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: Partial<ImageStageCapacity> = {}): Promise<ImagePreparer> {
   if (s.buckets.length === 0) throw new Error('no buckets');

@@ -10,7 +10,7 @@
 import type { JsonObject } from '../shard/schema.js';
 import type { Bucket } from '../image/buckets.js';
 import { abbreviate, plural } from '../core/text.js';
-import { parsePreprocessing } from '../image/preprocessing-record.js';
+import { bucketText, parsePreprocessing } from '../image/preprocessing-record.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 
 export interface AlignmentInput {
@@ -59,7 +59,7 @@ export function alignBucket(b: Bucket, input: Omit<AlignmentInput, 'buckets'>): 
     reasons.push(`DINO grid ${dinoGrid.w}x${dinoGrid.h} vs latent grid ${fmt(latentGrid.w)}x${fmt(latentGrid.h)}: ${span}${fix}`);
   }
   return {
-    label: `${t.width}x${t.height}→${b.width}x${b.height}`,
+    label: bucketText(b),
     dinoLabel: `${b.width}x${b.height}`,
     dinoGrid, latentGrid, dinoPatchPixels, tokenPixels: tok,
     aligned: reasons.length === 0,

@@ -1,0 +1,14 @@
+/**
+ * The image stage's settings: the buckets, how an image is fitted to its bucket, and how it is
+ * decoded. extract builds them from its flags; validate --recompute rebuilds them from the cache's
+ * preprocessing record (preprocessing-record.ts).
+ */
+import type { Bucket, ResizeMode } from './buckets.js';
+import type { DecodeOptions } from './decode.js';
+
+export interface PrepareSettings {
+  buckets: readonly Bucket[];
+  resize: ResizeMode;
+  dinoScale: number;
+  decode: DecodeOptions;
+}
