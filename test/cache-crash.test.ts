@@ -13,7 +13,8 @@ import { pathToFileURL } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { acquireLock } from '../src/cache/lock.js';
 import { CacheState } from '../src/cache/manifest.js';
-import { tempDir } from './cache-fixtures.js';
+import { tsxEval } from './helpers/process.js';
+import { tempDir } from './helpers/temp.js';
 
 const KEYS = 60;
 
@@ -25,7 +26,7 @@ const WORKER = `
   const { CacheState } = await m('manifest.ts');
   const { ShardSink } = await m('shard-sink.ts');
   const { removeKeys } = await m('remove-keys.ts');
-  const { makeRow, shardMeta } = await import(${JSON.stringify(pathToFileURL(path.resolve('test/cache-fixtures.ts')).href)});
+  const { makeRow, shardMeta } = await import(${JSON.stringify(pathToFileURL(path.resolve('test/fixtures/feature-rows.ts')).href)});
   await acquireLock(dir, '0');
   const state = await CacheState.open(dir, '0');
   console.log('ready');
@@ -48,7 +49,7 @@ interface KillPoint {
 }
 
 function runWorker(dir: string, kill?: KillPoint): Promise<'done' | 'killed'> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', WORKER, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, tsxEval(WORKER, dir), { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let armed = kill !== undefined;
   child.stdout!.on('data', (d: Buffer) => {

@@ -10,7 +10,8 @@ import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { acquireLock } from '../src/cache/lock.js';
 import { isUserError } from '../src/core/errors.js';
-import { tempDir } from './cache-fixtures.js';
+import { tsxEval } from './helpers/process.js';
+import { tempDir } from './helpers/temp.js';
 
 const dir = tempDir();
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -24,7 +25,7 @@ async function childHoldingLock(partId: string): Promise<ChildProcess> {
     console.log('locked');
     setInterval(() => {}, 1000);
   `;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, tsxEval(script), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
     child.on('exit', (code) => reject(new Error(`lock holder exited early (${code})`)));

@@ -18,7 +18,9 @@ import { removeKeys } from '../src/cache/remove-keys.js';
 import { readFeatureRows } from '../src/shard/shard-reader.js';
 import { ShardSink } from '../src/cache/shard-sink.js';
 import type { ShardFormat } from '../src/shard/schema.js';
-import { MODEL, assertClose, identity, makeRow, runPython, shardMeta, tempDir } from './cache-fixtures.js';
+import { MODEL, assertClose, identity, makeRow, shardMeta } from './fixtures/feature-rows.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 /** A cache with `count` rows of part `partId` in shards of at most ~2 rows. */
 async function fillCache(dir: string, partId: string, keys: readonly string[], format: ShardFormat = 'parquet') {
@@ -38,13 +40,14 @@ const keysOf = (n: number, prefix = 'img') => Array.from({ length: n }, (_, i) =
 async function plainReadKeys(dir: string): Promise<{ duckdb: string[]; pyarrow: string[] }> {
   const db = await (await DuckDBInstance.create(':memory:')).connect();
   const rows = (await db.runAndReadAll(`SELECT key FROM read_parquet('${dir}/shards/*.parquet') ORDER BY key`)).getRowObjects();
-  const py = runPython(
+  const pyarrow = await pythonJson<string[]>([
+    '-c',
     'import sys, json, glob, pyarrow.parquet as pq\n' +
       'keys = [k for f in sorted(glob.glob(sys.argv[1] + "/shards/*.parquet")) for k in pq.read_table(f, columns=["key"]).column("key").to_pylist()]\n' +
       'print(json.dumps(sorted(keys)))',
-    [dir],
-  );
-  return { duckdb: rows.map((r) => String(r.key)), pyarrow: JSON.parse(py) };
+    dir,
+  ]);
+  return { duckdb: rows.map((r) => String(r.key)), pyarrow };
 }
 
 describe('shard sink', () => {

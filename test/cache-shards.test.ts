@@ -7,11 +7,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBBlobValue, DuckDBInstance, DuckDBListValue, type DuckDBValue } from '@duckdb/node-api';
 import { createShardWriter, type ShardResult } from '../src/shard/shard-writer.js';
 import { readFeatureRows, readShardInfo, readShardRows } from '../src/shard/shard-reader.js';
 import { META_KEYS, shardColumns, type FeatureRow, type ShardFormat, type TensorDtype } from '../src/shard/schema.js';
-import { HIDDEN, NUM_REGISTERS, assertClose, makeRow, runPython, shardMeta, tempDir } from './cache-fixtures.js';
+import { HIDDEN, NUM_REGISTERS, assertClose, makeRow, shardMeta, type StoredScalars } from './fixtures/feature-rows.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 interface Case {
   format: ShardFormat;
@@ -135,32 +137,49 @@ for f in sys.argv[1:]:
 print(json.dumps(out))
 `;
 
+/** What PYARROW_READ prints for each file: its columns, their types, the schema metadata and the rows. */
+interface PyarrowFile {
+  columns: string[];
+  types: Record<string, string>;
+  meta: Record<string, string>;
+  rows: PyarrowRow[];
+}
+
+/** One row as pyarrow reads it, patches and registers decoded to [grid_h][grid_w][hidden] and [registers][hidden]. */
+interface PyarrowRow extends StoredScalars {
+  cls: number[];
+  patches: number[][][];
+  registers?: number[][];
+}
+
 describe('pyarrow', () => {
-  it('reads both formats: every column, metadata, patches reshaped to [grid_h, grid_w, hidden]', () => {
-    const read = JSON.parse(runPython(PYARROW_READ, cases.map((c) => c.file)));
+  it('reads both formats: every column, metadata, patches reshaped to [grid_h, grid_w, hidden]', async () => {
+    const read = await pythonJson<Record<string, PyarrowFile>>(['-c', PYARROW_READ, ...cases.map((c) => c.file)]);
     for (const c of cases) {
       const got = read[c.file];
+      assert.ok(got, `pyarrow did not read ${c.file}`);
       assert.deepEqual(got.columns, shardColumns(c.registersKept), name(c));
       assert.equal(got.types.cls, c.format === 'parquet' ? 'list<element: float not null>' : 'list<item: float not null>');
       assert.equal(got.types.patches, 'binary');
       assert.equal(got.meta[META_KEYS.dtype], c.dtype);
       assert.match(got.meta[META_KEYS.layout], /patches: \[grid_h\*grid_w, hidden\] row-major little-endian/);
       assert.deepEqual(JSON.parse(got.meta[META_KEYS.model]), shardMeta(c.dtype, c.registersKept).model);
-      got.rows.forEach((r: Record<string, unknown>, i: number) => {
+      got.rows.forEach((r, i) => {
         const e = c.rows[i]!;
         assert.deepEqual(
           [r.key, r.sha256, r.width, r.height, r.bucket_width, r.bucket_height, r.grid_h, r.grid_w, r.crop_x, r.crop_y, r.crop_w, r.crop_h],
           [e.key, e.sha256, e.width, e.height, e.bucketWidth, e.bucketHeight, e.gridH, e.gridW, e.cropX, e.cropY, e.cropW, e.cropH],
         );
-        assertClose(r.cls as number[], e.cls, 'float32', `${name(c)} cls`);
-        const patches = r.patches as number[][][];
+        assertClose(r.cls, e.cls, 'float32', `${name(c)} cls`);
+        const patches = r.patches;
         assert.equal(patches.length, e.gridH);
         assert.equal(patches[0]!.length, e.gridW);
         // Patch (y, x) must be the model's token y*grid_w + x: row-major over the grid.
         assertClose(patches.flat(2), e.patches, c.dtype, `${name(c)} patches`);
         if (c.registersKept) {
-          assert.equal((r.registers as number[][]).length, NUM_REGISTERS);
-          assertClose((r.registers as number[][]).flat(), e.registers!, c.dtype, `${name(c)} registers`);
+          assert.ok(r.registers, `${name(c)}: no registers column`);
+          assert.equal(r.registers.length, NUM_REGISTERS);
+          assertClose(r.registers.flat(), e.registers!, c.dtype, `${name(c)} registers`);
         }
       });
     }
@@ -179,9 +198,9 @@ describe('DuckDB', () => {
         const e = expected[i]!;
         assert.equal(r.key, e.key);
         assert.equal(r.grid_w, e.gridW);
-        assertClose((r.cls as unknown as { items: number[] }).items, e.cls, 'float32', 'duckdb cls');
-        const bytes = (r.patches as unknown as { bytes: Uint8Array }).bytes;
-        const copy = Uint8Array.from(bytes); // a fresh buffer: DuckDB may hand out a view into a larger one
+        assertClose(floats(r.cls), e.cls, 'float32', 'duckdb cls');
+        assert.ok(r.patches instanceof DuckDBBlobValue, 'patches is a BLOB');
+        const copy = Uint8Array.from(r.patches.bytes); // a fresh buffer: DuckDB may hand out a view into a larger one
         const decoded = c.dtype === 'float32'
           ? new Float32Array(copy.buffer)
           : Float32Array.from(new Uint16Array(copy.buffer), halfToFloat);
@@ -194,6 +213,12 @@ describe('DuckDB', () => {
     }
   });
 });
+
+/** A DuckDB FLOAT[] value as numbers; anything else fails the test. */
+function floats(value: DuckDBValue): number[] {
+  assert.ok(value instanceof DuckDBListValue, `not a list: ${String(value)}`);
+  return value.items.map((v) => (typeof v === 'number' ? v : assert.fail(`not a float: ${String(v)}`)));
+}
 
 /** Independent fp16 decoder (IEEE 754 binary16), so the DuckDB check does not reuse the project's. */
 function halfToFloat(h: number): number {

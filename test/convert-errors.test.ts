@@ -9,7 +9,8 @@ import path from 'node:path';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { openCheckpoint, writeSafetensors } from '../src/convert/safetensors.js';
 import { UserError } from '../src/core/errors.js';
-import { GOLDEN, tempDir } from './convert-fixtures.js';
+import { GOLDEN } from './fixtures/reference-outputs.js';
+import { tempDir } from './helpers/temp.js';
 
 const TINY = path.join(GOLDEN, 'models', 'tiny');
 

@@ -13,7 +13,8 @@ import { convertCheckpoint } from '../src/convert/convert.js';
 import { resizePositionGrid } from '../src/convert/dinov2-graph.js';
 import { openCheckpoint, writeSafetensors, type StDtype } from '../src/convert/safetensors.js';
 import { DataType, GraphBuilder, encodeModel, typedBytes } from '../src/onnx/builder.js';
-import { GOLDEN, assertClose, goldenIndex, maxAbsDiff, readF32, runModel, tempDir, type GoldenIndex } from './convert-fixtures.js';
+import { GOLDEN, type GoldenIndex, assertClose, goldenIndex, maxAbsDiff, readF32, runModel } from './fixtures/reference-outputs.js';
+import { tempDir } from './helpers/temp.js';
 
 const work = tempDir();
 const indexes: [string, GoldenIndex][] = [['index.json', goldenIndex('index.json')], ['dinov2.json', goldenIndex('dinov2.json')]];

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
-import { type HfModelJob, assertClose, hfOutputs, hfReference, runModel } from './convert-fixtures.js';
+import { assertClose, hfOutputs, hfReference, runModel, type HfModelJob } from './fixtures/reference-outputs.js';
 
 const DINOV2_SIZES: [number, number, number][] = [
   [1, 518, 518], // native 37x37 grid: the table is used as is

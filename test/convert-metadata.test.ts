@@ -5,11 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { loadModelInfo } from '../src/model/load-info.js';
@@ -17,7 +15,9 @@ import { METADATA_KEYS } from '../src/model/info.js';
 import { readOnnxHeader } from '../src/onnx/metadata-reader.js';
 import { readVarint } from '../src/onnx/protobuf.js';
 import { UserError } from '../src/core/errors.js';
-import { GOLDEN, goldenIndex, tempDir } from './convert-fixtures.js';
+import { GOLDEN, goldenIndex } from './fixtures/reference-outputs.js';
+import { run, tsxEval } from './helpers/process.js';
+import { tempDir } from './helpers/temp.js';
 
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -119,7 +119,8 @@ test('dinofeat convert writes the model atomically and reports what it made', as
   const out = path.join(dir, 'nested', 'tiny-fp16.onnx');
   const args = ['convert', path.join(GOLDEN, 'models', 'tiny'), '--out', out, '--precision', 'fp16', '--source-repo', 'facebook/x'];
   const cli = `import { main } from ${JSON.stringify(path.resolve('src/cli.ts'))}; process.exitCode = await main(['node', 'dinofeat', ...${JSON.stringify(args)}]);`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', cli]);
+  const { code, stdout, stderr } = await run(process.execPath, tsxEval(cli));
+  assert.equal(code, 0, stderr);
   assert.match(stdout, /tiny-fp16\.onnx .*fp16/);
   assert.match(stdout, /patch 16, 4 registers, hidden 64/);
   const info = loadModelInfo(out);

@@ -12,7 +12,8 @@ import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
 import type { Precision } from '../src/model/info.js';
-import { GOLDEN, type PrecisionStats, PrecisionMeter, goldenIndex, readF32, runModel, tempDir } from './convert-fixtures.js';
+import { GOLDEN, PrecisionMeter, type PrecisionStats, goldenIndex, readF32, runModel } from './fixtures/reference-outputs.js';
+import { tempDir } from './helpers/temp.js';
 
 type Floor = Partial<Record<'clsMin' | 'patchMin' | 'patchMean', number>> & { maxAbs: number };
 

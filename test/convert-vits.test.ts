@@ -9,7 +9,8 @@ import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { openCheckpoint } from '../src/convert/safetensors.js';
 import { VITS16_SHAPED, writeTestCheckpoint } from '../src/convert/test-model.js';
-import { runModel, tempDir } from './convert-fixtures.js';
+import { runModel } from './fixtures/reference-outputs.js';
+import { tempDir } from './helpers/temp.js';
 
 test('ViT-S/16-sized checkpoint: converts in seconds, runs at 224x224 and 832x1216', async (t) => {
   const dir = tempDir();

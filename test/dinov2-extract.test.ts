@@ -5,7 +5,8 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { loadModelInfo } from '../src/model/load-info.js';
-import { runCli, tempDir } from './extract-fixtures.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 
 const GOLDEN = path.resolve('../shared/golden/models');
 

@@ -11,7 +11,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp, { type Sharp } from 'sharp';
-import { makeTinyModel, runCli, runPythonJson, structuredImage, tempDir, type TinyModel } from './extract-fixtures.js';
+import { structuredImage } from './fixtures/images.js';
+import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 const PHOTOS = path.resolve('examples/images');
 const THRESHOLDS = { cls: 0.99998, mean: 0.9999, min: 0.999 };
@@ -108,7 +112,7 @@ before(async () => {
     assert.equal(r.code, 0, `${run.name}: exit ${r.code}\n${r.stdout}${r.stderr}`);
     return { name: run.name, cache, images: run.images };
   }));
-  ({ rows, reference } = await runPythonJson<{ rows: ParityRow[]; reference: string }>(path.resolve('test/hf-parity.py'), { checkpoint: model.checkpoint, runs: caches }));
+  ({ rows, reference } = await pythonJson<{ rows: ParityRow[]; reference: string }>([path.resolve('test/hf-parity.py')], JSON.stringify({ checkpoint: model.checkpoint, runs: caches })));
 });
 
 test('real photos shrunk (every side larger than 224) to 224x224', (t) => {

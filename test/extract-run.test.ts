@@ -12,7 +12,8 @@ import type { PreparedPixels } from '../src/pipeline/prepare.js';
 import type { ModelRunner } from '../src/pipeline/scheduler.js';
 import { createProgress } from '../src/pipeline/progress.js';
 import type { SourceItem } from '../src/source/types.js';
-import { HIDDEN, MODEL, NUM_REGISTERS, shardMeta, tempDir } from './cache-fixtures.js';
+import { HIDDEN, MODEL, NUM_REGISTERS, shardMeta } from './fixtures/feature-rows.js';
+import { tempDir } from './helpers/temp.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

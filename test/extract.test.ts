@@ -18,9 +18,14 @@ import { DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import ort from '../src/model/ort.js';
 import { createImagePreparer } from '../src/pipeline/prepare.js';
-import {
-  makeTinyModel, runCli, runPythonJson, structuredImage, tempDir, writeStructured, type Completed, type TinyModel,
-} from './extract-fixtures.js';
+import type { StoredScalars } from './fixtures/feature-rows.js';
+import { structuredImage, writeStructured } from './fixtures/images.js';
+import { tokenCosines } from './fixtures/reference-outputs.js';
+import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import type { Completed } from './helpers/process.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 const HIDDEN = TINY_TEST_MODEL.hiddenSize;
 const REGISTERS = TINY_TEST_MODEL.numRegisters;
@@ -54,19 +59,7 @@ interface Reference {
   patches: Float32Array;
 }
 
-interface PyRow {
-  key: string;
-  sha256: string;
-  width: number;
-  height: number;
-  bucket_width: number;
-  bucket_height: number;
-  grid_h: number;
-  grid_w: number;
-  crop_x: number;
-  crop_y: number;
-  crop_w: number;
-  crop_h: number;
+interface PyRow extends StoredScalars {
   cls_length: number;
   patches_shape: number[];
   registers_shape?: number[];
@@ -92,7 +85,7 @@ let db: DuckDBConnection;
 let f16Cache: string;
 
 function readWithPyarrow(cache: string, values = true): Promise<PyCache> {
-  return runPythonJson<PyCache>(path.resolve('test/read-cache.py'), { cache, values });
+  return pythonJson<PyCache>([path.resolve('test/read-cache.py')], JSON.stringify({ cache, values }));
 }
 
 async function extract(args: string[], quiet = true): Promise<Completed> {
@@ -152,23 +145,6 @@ function assertMatches(stored: ArrayLike<number>, expected: Float32Array, roundi
     const tolerance = Math.max(Math.abs(e) * rounding, 2 ** -25) + slack * Math.max(1, Math.abs(e));
     if (!(Math.abs(stored[i]! - e) <= tolerance)) assert.fail(`${what}[${i}]: stored ${stored[i]} vs expected ${e} (tolerance ${tolerance})`);
   }
-}
-
-/** Cosine similarity of each pair of patch tokens. */
-function patchCosines(a: ArrayLike<number>, b: ArrayLike<number>): number[] {
-  const out: number[] = [];
-  for (let t = 0; t < a.length / HIDDEN; t++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let c = t * HIDDEN; c < (t + 1) * HIDDEN; c++) {
-      dot += a[c]! * b[c]!;
-      na += a[c]! ** 2;
-      nb += b[c]! ** 2;
-    }
-    out.push(dot / Math.sqrt(na * nb));
-  }
-  return out;
 }
 
 function sha256(file: string): string {
@@ -281,7 +257,7 @@ test('EXIF orientation 6 and 8: upright width/height, the portrait bucket, the u
     } else {
       // JPEG recompression moves the features a little (mean cosine 0.99992 measured); a wrong
       // turn (180°, or a mirror) would put every patch elsewhere.
-      const cos = patchCosines(r.patches!, upright.patches!);
+      const cos = tokenCosines(r.patches!, upright.patches!, HIDDEN);
       assert.ok(cos.reduce((a, c) => a + c, 0) / cos.length > 0.999, `${key}: patches close to upright.png's`);
     }
   }

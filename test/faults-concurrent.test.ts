@@ -4,24 +4,21 @@
  * end with one run and one refusal; a lock left by a SIGKILLed run, or naming a pid that now
  * belongs to another process, is taken over with a note.
  */
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeWorkspace, readShardRows, runCli, startCli, type Started } from './faults-fixtures.js';
+import { readShardRows } from './fixtures/cache-reads.js';
+import { workspaceBefore } from './fixtures/workspace.js';
+import { runCli, startCli } from './helpers/cli.js';
+import type { Started } from './helpers/process.js';
 
 const IMAGES = 300;
-let dir: string;
-let model: string;
-let images: string;
-let keys: string[];
+/** The tiny model and IMAGES images, made before the tests run. */
+const ws = workspaceBefore(IMAGES);
 
-before(async () => {
-  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
-});
-
-const args = (out: string) => ['extract', images, '--model', model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1'];
+const args = (out: string) => ['extract', ws.images, '--model', ws.model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const lockFile = (out: string) => path.join(out, 'locks', 'part-0.lock');
 
@@ -47,7 +44,7 @@ async function pauseMidWay(out: string, run: Started): Promise<void> {
 }
 
 test('a second run on a busy --out refuses with the pid; a SIGKILLed holder\'s lock is taken over', async () => {
-  const out = path.join(dir, 'busy');
+  const out = path.join(ws.dir, 'busy');
   const first = startCli(args(out));
   await pauseMidWay(out, first);
 
@@ -66,7 +63,7 @@ test('a second run on a busy --out refuses with the pid; a SIGKILLed holder\'s l
   const third = await runCli(args(out));
   assert.equal(third.code, 0, third.stderr);
   assert.match(third.stderr, new RegExp(`^dinofeat: took over the lock of pid ${first.child.pid} \\(started [^)]+\\): pid ${first.child.pid} is no longer running\\n$`));
-  assert.deepEqual((await readShardRows(out)).map((r) => r.key), keys, 'every image once');
+  assert.deepEqual((await readShardRows(out)).map((r) => r.key), ws.keys, 'every image once');
   assert.equal(fs.existsSync(lockFile(out)), false, 'released at the end');
 
   // A lock naming a live pid that started after the lock was taken: the pid was reused, the holder is gone.
@@ -80,7 +77,7 @@ test('a second run on a busy --out refuses with the pid; a SIGKILLed holder\'s l
 });
 
 test('two runs started at the same instant: one extracts, the other refuses naming it (or, come later, finds all cached)', async () => {
-  const out = path.join(dir, 'race');
+  const out = path.join(ws.dir, 'race');
   const runs = [startCli(args(out)), startCli(args(out))];
   const results = await Promise.all(runs.map((r) => r.done));
   const winners = results.filter((r) => r.code === 0);
@@ -92,5 +89,5 @@ test('two runs started at the same instant: one extracts, the other refuses nami
   }
   // Had the second one come after the first finished, it would have found everything cached.
   if (winners.length === 2) assert.ok(winners.some((r) => / 0 extracted, 300 already cached/.test(r.stdout)));
-  assert.deepEqual((await readShardRows(out)).map((r) => r.key), keys, 'every image once');
+  assert.deepEqual((await readShardRows(out)).map((r) => r.key), ws.keys, 'every image once');
 });

@@ -5,7 +5,7 @@
  * not stop writes, the immutable attribute). Each run stops with one line and exit 2, nothing
  * half-written is counted, and a rerun once the problem is gone completes.
  */
-import { before, test, type TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,20 +13,17 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CacheState } from '../src/cache/manifest.js';
 import { readJsonLines } from '../src/cache/jsonl.js';
-import { CLI, makeWorkspace, readShardRows, runCli, snapshot, start, summaryCounts } from './faults-fixtures.js';
+import { readShardRows, snapshot, summaryCounts } from './fixtures/cache-reads.js';
+import { workspaceBefore } from './fixtures/workspace.js';
+import { CLI, runCli } from './helpers/cli.js';
+import { start } from './helpers/process.js';
 
 const IMAGES = 100;
-let dir: string;
-let model: string;
-let images: string;
-let keys: string[];
-
-before(async () => {
-  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
-});
+/** The tiny model and IMAGES images, made before the tests run. */
+const ws = workspaceBefore(IMAGES);
 
 /** 256x256 float32 rows are 64 KiB: 15 rows make a ~1 MiB shard, so 100 images are 7 shards. */
-const commonArgs = () => ['extract', images, '--model', model, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1'];
+const commonArgs = () => ['extract', ws.images, '--model', ws.model, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1'];
 const extractArgs = (out: string) => [...commonArgs(), '--out', out];
 
 /** Everything that must hold after a run stopped by a write failure: no temp file, only journaled shards, each complete key once. */
@@ -52,7 +49,7 @@ async function underFileSizeLimit(kib: number, args: readonly string[]) {
 }
 
 test('a file size limit (EFBIG) while writing a shard: one line, exit 2, nothing half-written; a rerun without it completes', async () => {
-  const out = path.join(dir, 'efbig');
+  const out = path.join(ws.dir, 'efbig');
   const r = await underFileSizeLimit(300, extractArgs(out));
   assert.equal(r.signal, null, 'not killed by SIGXFSZ: Node ignores it, so the write fails with EFBIG');
   assert.equal(r.code, 2, r.stderr);
@@ -61,12 +58,12 @@ test('a file size limit (EFBIG) while writing a shard: one line, exit 2, nothing
 
   const rerun = await runCli(extractArgs(out));
   assert.equal(rerun.code, 0, rerun.stderr);
-  assert.deepEqual((await readShardRows(out)).map((row) => row.key), keys);
+  assert.deepEqual((await readShardRows(out)).map((row) => row.key), ws.keys);
 });
 
 test('a cut-short journal append fails at once instead of leaving a torn line behind', async () => {
   // 300-byte records under a 1 KiB limit: the fourth write is cut short at the limit.
-  const file = path.join(dir, 'limited.jsonl');
+  const file = path.join(ws.dir, 'limited.jsonl');
   const script = `
     const { appendJsonLine } = await import(${JSON.stringify(pathToFileURL(path.resolve('src/cache/jsonl.ts')).href)});
     for (let i = 0; i < 5; i++) {
@@ -82,8 +79,8 @@ test('a cut-short journal append fails at once instead of leaving a torn line be
 });
 
 test('a full disk (ENOSPC, small tmpfs): finished shards are kept, the one being written is dropped; after freeing space a rerun completes', async (t: TestContext) => {
-  const mnt = path.join(dir, 'mnt');
-  const saved = path.join(dir, 'saved');
+  const mnt = path.join(ws.dir, 'mnt');
+  const saved = path.join(ws.dir, 'saved');
   fs.mkdirSync(mnt);
   fs.mkdirSync(saved);
   // The tmpfs lives in the child's mount namespace only: the script saves what the test checks.
@@ -114,7 +111,7 @@ test('a full disk (ENOSPC, small tmpfs): finished shards are kept, the one being
 
   assert.equal(read('freed.rc').trim(), '0', read('freed.err'));
   assert.deepEqual(summaryCounts(read('freed.out')), { extracted: IMAGES - kept, skipped: kept, failed: 0, found: IMAGES });
-  assert.deepEqual((await readShardRows(path.join(saved, 'final'))).map((row) => row.key), keys);
+  assert.deepEqual((await readShardRows(path.join(saved, 'final'))).map((row) => row.key), ws.keys);
 });
 
 /**
@@ -144,7 +141,7 @@ function makeUnwritable(target: string): (() => void) | undefined {
 }
 
 test('a read-only --out: one line, exit 2, nothing written; a read-only shards directory stops the run the same way', async (t: TestContext) => {
-  const out = path.join(dir, 'readonly');
+  const out = path.join(ws.dir, 'readonly');
   fs.mkdirSync(out);
   const undo = makeUnwritable(out);
   if (!undo) {
@@ -181,5 +178,5 @@ test('a read-only --out: one line, exit 2, nothing written; a read-only shards d
   assert.deepEqual(Object.keys(before).sort(), ['cache.json'], 'only the cache identity was written');
   const rerun = await runCli(extractArgs(out));
   assert.equal(rerun.code, 0, rerun.stderr);
-  assert.deepEqual((await readShardRows(out)).map((row) => row.key), keys);
+  assert.deepEqual((await readShardRows(out)).map((row) => row.key), ws.keys);
 });

@@ -1,6 +1,6 @@
 /**
  * Bad input never stops a run and is never lost: every kind of broken, odd or hostile file in one
- * directory (test/faults-fixtures.ts builds it), run through `dinofeat extract` as a user runs it.
+ * directory (test/fixtures/bad-corpus.ts builds it), run through `dinofeat extract` as a user runs it.
  * Valid images are stored exactly once with their upright size (a plain DuckDB read of the
  * shards), invalid ones are in errors.jsonl with the file, the stage and a reason, the summary
  * counts both, and the exit code says whether any failed.
@@ -11,9 +11,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeRgb, ImageError, readHeader, DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
-import {
-  buildBadCorpus, makeTinyModel, readErrorsFile, readShardRows, runCli, summaryCounts, tempDir, type CorpusCase,
-} from './faults-fixtures.js';
+import { buildBadCorpus, type CorpusCase } from './fixtures/bad-corpus.js';
+import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 
 let dir: string;
 let model: string;

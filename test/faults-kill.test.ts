@@ -7,7 +7,7 @@
  * hand, so the repair of each is proven whatever the timing did. SIGINT / SIGTERM stop cleanly
  * with exit 130 and say how to resume.
  */
-import { before, test, type TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -15,23 +15,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { HOST_TAG } from '../src/core/durable-fs.js';
 import { CacheState } from '../src/cache/manifest.js';
-import {
-  makeWorkspace, readShardRows, seededRandom, startCli, summaryCounts, writeManyImages, writeStructured, type Started,
-} from './faults-fixtures.js';
+import { seededRandom } from '../src/convert/test-model.js';
+import { readShardRows, summaryCounts } from './fixtures/cache-reads.js';
+import { writeManyImages, writeStructured } from './fixtures/images.js';
+import { workspaceBefore } from './fixtures/workspace.js';
+import { startCli } from './helpers/cli.js';
+import type { Started } from './helpers/process.js';
 
 const IMAGES = 500;
-let dir: string;
-let model: string;
-let images: string;
-let keys: string[];
-
-before(async () => {
-  ({ dir, model, images, keys } = await makeWorkspace(IMAGES));
-});
+/** The tiny model and IMAGES images, made before the tests run. */
+const ws = workspaceBefore(IMAGES);
 
 /** 256x256 float32 rows are 64 KiB, so a 1 MiB shard holds 16 images: many shard commits per run. */
-const startExtract = (out: string, from = images) =>
-  startCli(['extract', from, '--model', model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1', '--batch-size', '4']);
+const startExtract = (out: string, from = ws.images) =>
+  startCli(['extract', from, '--model', ws.model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1', '--batch-size', '4']);
 
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -130,12 +127,12 @@ async function runAndKill(out: string, from: string, trigger: Trigger): Promise<
 }
 
 test('SIGKILL at 14 moments, then a rerun: every image exactly once, no temp or partial file counted', async (t: TestContext) => {
-  const out = path.join(dir, 'killed');
+  const out = path.join(ws.dir, 'killed');
   // Its own copy of the images: it adds more whenever the killed runs have nearly caught up, so
   // that every kill lands in real work however fast this machine is.
-  const from = path.join(dir, 'kill-images');
-  fs.cpSync(images, from, { recursive: true });
-  const all = [...keys];
+  const from = path.join(ws.dir, 'kill-images');
+  fs.cpSync(ws.images, from, { recursive: true });
+  const all = [...ws.keys];
   const random = seededRandom(20_260_101);
   const triggers: Trigger[] = [
     // Seeded random moments from start-up (model loading, walking) to well into the writing.
@@ -189,7 +186,7 @@ test('SIGKILL at 14 moments, then a rerun: every image exactly once, no temp or 
 });
 
 test('the states a kill can leave, built by hand: torn journal line, unjournaled shard, temp files, dead lock', async () => {
-  const out = path.join(dir, 'crafted');
+  const out = path.join(ws.dir, 'crafted');
   const first = await startExtract(out).done;
   assert.equal(first.code, 0, first.stderr);
   const journal = path.join(out, 'manifest', 'part-0.jsonl');
@@ -219,7 +216,7 @@ test('the states a kill can leave, built by hand: torn journal line, unjournaled
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.match(rerun.stderr, /took over the lock of pid 4194311 \(started 2026-01-01T00:00:00\.000Z\): pid 4194311 is no longer running/);
   assert.deepEqual(summaryCounts(rerun.stdout), { extracted: last.keys.length, skipped: IMAGES - last.keys.length, failed: 0, found: IMAGES });
-  await checkComplete(out, keys);
+  await checkComplete(out, ws.keys);
   assert.ok(fs.readFileSync(journal, 'utf8').endsWith('\n'), 'the torn line was cut off');
   assert.deepEqual(filesUnder(out).filter((f) => f.startsWith('locks/')), [], 'the lock was released');
 });
@@ -235,7 +232,7 @@ async function untilCommitted(out: string, run: Started): Promise<void> {
 }
 
 test('SIGTERM and SIGINT: the images in flight are finished, the shard closed, exit 130 with how to resume; a rerun completes', async () => {
-  const out = path.join(dir, 'signalled');
+  const out = path.join(ws.dir, 'signalled');
   let stored = 0;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const run = startExtract(out);
@@ -273,5 +270,5 @@ test('SIGTERM and SIGINT: the images in flight are finished, the shard closed, e
   const rerun = await startExtract(out).done;
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.ok(summaryCounts(rerun.stdout).skipped >= stored);
-  await checkComplete(out, keys);
+  await checkComplete(out, ws.keys);
 });

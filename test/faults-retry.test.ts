@@ -9,7 +9,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { makeTinyModel, readErrorsFile, runCli, summaryCounts, tempDir, writeStructured } from './faults-fixtures.js';
+import { readErrorsFile, summaryCounts } from './fixtures/cache-reads.js';
+import { writeStructured } from './fixtures/images.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 
 async function storedShas(out: string): Promise<Record<string, string>> {
   const db = await (await DuckDBInstance.create(':memory:')).connect();

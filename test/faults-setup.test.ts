@@ -11,8 +11,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataType, GraphBuilder, encodeModel, i } from '../src/onnx/builder.js';
 import { infoToMetadata } from '../src/model/info.js';
-import { fakeModelInfo, writeFakeVit } from './validate-fixtures.js';
-import { makeTinyModel, runCli, seededRandom, snapshot, tempDir, writeStructured } from './faults-fixtures.js';
+import { seededRandom } from '../src/convert/test-model.js';
+import { snapshot } from './fixtures/cache-reads.js';
+import { fakeModelInfo, writeFakeVit } from './fixtures/fake-vit.js';
+import { writeStructured } from './fixtures/images.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 
 let dir: string;
 let model: string;

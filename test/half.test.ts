@@ -1,13 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { float16ToFloat32, float32ToFloat16 } from '../src/core/half.js';
+import { venvPython } from './helpers/python.js';
 
 test('float32 -> float16 -> float32 matches numpy bit for bit (rounding, subnormals, inf, NaN)', () => {
-  const py = path.resolve('.venv/bin/python');
-  assert.ok(fs.existsSync(py), `${py} missing: CI must create the Python venv`);
+  // Binary in and out: numpy's own fp16 bytes, compared bit for bit.
+  const py = venvPython();
   const special = [0, -0, 1, -1, 65504, 65520, 1e6, -1e6, 6.1e-5, 5.96e-8, 2.98e-8, 1e-9, 0.1, 1 / 3, Infinity, -Infinity, NaN];
   const rand = Array.from({ length: 5000 }, (_, k) => Math.sin(k * 12.9898) * 10 ** ((k % 14) - 8));
   const values = Float32Array.from([...special, ...rand]);

@@ -12,7 +12,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ort from '../src/model/ort.js';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { PullOptions } from '../src/commands/pull.js';
 import { downloadCheckpoint } from '../src/convert/hub.js';
@@ -22,6 +21,8 @@ import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/model/registry.js';
 import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/paths.js';
+import { run, tsxEval, type Completed } from './helpers/process.js';
+import { tempDir } from './helpers/temp.js';
 
 const COMMIT = 'c0ffee'.padEnd(40, '0');
 const TOKEN = 'hf_test_secret';
@@ -151,19 +152,8 @@ const PULL_CHILD = `
   }
 `;
 
-function pull(repoId: string, opts: PullOptions): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', PULL_CHILD, JSON.stringify([repoId, opts])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 20_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function pull(repoId: string, opts: PullOptions): Promise<Completed> {
+  return run(process.execPath, tsxEval(PULL_CHILD, JSON.stringify([repoId, opts])), { timeoutMs: 20_000 });
 }
 
 async function pullOk(repoId: string, opts: PullOptions): Promise<{ stdout: string; stderr: string }> {
@@ -194,7 +184,7 @@ async function runModel(modelPath: string): Promise<Float32Array> {
 }
 
 before(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-hub-'));
+  work = tempDir();
   tiny = path.join(work, 'tiny');
   writeTestCheckpoint(tiny, TINY_TEST_MODEL);
   hub = http.createServer(handle('hub'));
@@ -215,7 +205,6 @@ after(() => {
     s.closeAllConnections();
     s.close();
   }
-  fs.rmSync(work, { recursive: true, force: true });
 });
 
 test('pull downloads byte-identical files, converts, and makes the first model the default', { timeout: 30_000 }, async () => {

@@ -7,9 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import ort, { type InferenceSession } from '../src/model/ort.js';
@@ -17,8 +15,9 @@ import type { ModelInfo } from '../src/model/info.js';
 import { cropBox, dinoBucket, type ResizeMode, type Size } from '../src/image/buckets.js';
 import { decodeRgb, readHeader, type DecodeOptions } from '../src/image/decode.js';
 import { buildPreprocessModel, type PreprocessInfo } from '../src/image/preprocess.js';
+import { pythonJson, venvPython } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
-const PYTHON = path.resolve('.venv/bin/python');
 const EXAMPLES = path.resolve('examples/images');
 const OPTS: DecodeOptions = { maxPixels: 100_000_000, background: '#ffffff', icc: 'ignore' };
 const IMAGENET = { imageMean: [0.485, 0.456, 0.406], imageStd: [0.229, 0.224, 0.225] } as const satisfies Partial<ModelInfo>;
@@ -49,7 +48,7 @@ interface Reference {
   preprocess: PreprocessRow[];
 }
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-image-parity-'));
+const dir = tempDir();
 const file = (name: string) => path.join(dir, name);
 
 /** Deterministic noise in [-amplitude, amplitude]. */
@@ -135,7 +134,7 @@ const DECODE_FILES = [
 let reference: Reference;
 
 test.before(async () => {
-  assert.ok(fs.existsSync(PYTHON), `${PYTHON} is missing: create the venv with torch, transformers and pillow (see .ci/run)`);
+  venvPython(); // fail before the work when the venv is missing
   await makeImages();
   const job: { decode: object[]; preprocess: object[] } = { decode: [], preprocess: [] };
   for (const f of DECODE_FILES) {
@@ -170,12 +169,8 @@ test.before(async () => {
     });
   }
   for (const s of sessions.values()) await s.release();
-  const run = spawnSync(PYTHON, [path.resolve('test/image-reference.py')], { input: JSON.stringify(job), encoding: 'utf8', maxBuffer: 1 << 26 });
-  assert.equal(run.status, 0, `image-reference.py failed:\n${run.stderr}`);
-  reference = JSON.parse(run.stdout) as Reference;
+  reference = await pythonJson<Reference>([path.resolve('test/image-reference.py')], JSON.stringify(job));
 });
-
-test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const e = (v: number) => v.toExponential(2);
 

@@ -11,7 +11,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
-import { openReadOnly } from '../src/cache/open-read-only.js';
 import { readShardRows } from '../src/shard/shard-reader.js';
 import { decodeRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../src/shard/schema.js';
 import { createShardWriter } from '../src/shard/shard-writer.js';
@@ -22,8 +21,13 @@ import { principalComponents, scoresToRgb } from '../src/inspect/pca.js';
 import { pcaPanelPixels, PANEL_GAP } from '../src/inspect/pca-picture.js';
 import { readRowAt, locateRow } from '../src/inspect/row-view.js';
 import { summarize } from '../src/inspect/summary.js';
-import { runPython } from './cache-fixtures.js';
-import { extractCache, fakeModelInfo, makeTinyModel, onlyShard, tempDir, writeStructured } from './validate-fixtures.js';
+import { openReadOnly } from '../src/cache/open-read-only.js';
+import { extractCache, onlyShard } from './fixtures/damaged-cache.js';
+import { fakeModelInfo } from './fixtures/fake-vit.js';
+import { writeStructured } from './fixtures/images.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 const HIDDEN = 64;
 const REGISTERS = 4;
@@ -216,7 +220,7 @@ test('--pca: input | PCA | original with the crop box, at the expected size; PCA
   assert.deepEqual([m.width, m.height], [384, 256]);
 });
 
-test('PCA matches numpy: variances and components of a matrix with a planted spectrum', () => {
+test('PCA matches numpy: variances and components of a matrix with a planted spectrum', async () => {
   const n = 200;
   const d = 48;
   const x = new Float32Array(n * d);
@@ -232,13 +236,13 @@ test('PCA matches numpy: variances and components of a matrix with a planted spe
   }
   const file = path.join(dir, 'matrix.f32');
   fs.writeFileSync(file, x);
-  const reference = JSON.parse(runPython(`
+  const reference = await pythonJson<{ variances: number[]; components: number[][]; total: number }>(['-c', `
 import json, sys, numpy as np
 x = np.fromfile(sys.argv[1], dtype='<f4').astype(np.float64).reshape(${n}, ${d})
 xc = x - x.mean(axis=0)
 u, s, vt = np.linalg.svd(xc, full_matrices=False)
 print(json.dumps({"variances": (s[:3] ** 2 / (${n} - 1)).tolist(), "components": vt[:3].tolist(), "total": float((xc ** 2).sum() / (${n} - 1))}))
-`, [file])) as { variances: number[]; components: number[][]; total: number };
+`, file]);
   const pca = principalComponents(x, n, d, 3);
   for (let c = 0; c < 3; c++) {
     assert.ok(Math.abs(pca.variances[c]! - reference.variances[c]!) < 1e-6 * reference.variances[0]!, `variance ${c}: ${pca.variances[c]} vs ${reference.variances[c]}`);

@@ -9,7 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
-import { makeTinyModel, runCli, runPython, runPythonJson, tempDir, writeStructured } from './extract-fixtures.js';
+import { writeStructured } from './fixtures/images.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { pythonJson, runPython } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 const HIDDEN = TINY_TEST_MODEL.hiddenSize;
 const REGISTERS = TINY_TEST_MODEL.numRegisters;
@@ -105,7 +109,7 @@ json.dump(out, sys.stdout)
 `;
 
 function loadBatches(cache: string, float32Cache?: string): Promise<Batches> {
-  return runPythonJson<Batches>(['-c', CHECK], { cache, batch: BATCH, float32_cache: float32Cache });
+  return pythonJson<Batches>(['-c', CHECK], JSON.stringify({ cache, batch: BATCH, float32_cache: float32Cache }));
 }
 
 before(async () => {

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import ort from '../src/model/ort.js';
 import { DataType, GraphBuilder, encodeModel, f, i, ints, typedBytes } from '../src/onnx/builder.js';
 import { writeModel } from '../src/onnx/writer.js';
 import { readOnnxHeader } from '../src/onnx/metadata-reader.js';
+import { pythonStdout } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
 function smallGraph(): GraphBuilder {
   const g = new GraphBuilder('t');
@@ -36,7 +36,7 @@ test('a built graph runs in ONNX Runtime with the expected numbers', async () =>
 });
 
 test('writeModel with external data round-trips and metadata is readable without loading the graph', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxb-'));
+  const dir = tempDir();
   const g = new GraphBuilder('ext');
   const x = g.input('x', DataType.FLOAT, [1, 512]);
   const big = new Float32Array(512 * 4).map((_, k) => (k % 7) - 3);
@@ -60,12 +60,10 @@ test('writeModel with external data round-trips and metadata is readable without
   assert.deepEqual(header.metadata, META);
 });
 
-test('onnx.checker accepts the built model (independent reader)', () => {
-  const py = path.resolve('.venv/bin/python');
-  assert.ok(fs.existsSync(py), `${py} missing: CI must create the Python venv`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxc-'));
+test('onnx.checker accepts the built model (independent reader)', async () => {
+  const dir = tempDir();
   const file = path.join(dir, 'm.onnx');
   writeModel(smallGraph(), file, { opsets: { '': 18 }, metadata: META });
-  const out = execFileSync(py, ['-c', `import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print({p.key:p.value for p in m.metadata_props}['note'])`, file]).toString().trim();
+  const out = (await pythonStdout(['-c', `import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print({p.key:p.value for p in m.metadata_props}['note'])`, file])).trim();
   assert.equal(out, META.note);
 });

@@ -6,8 +6,9 @@ import { resolveBuckets } from '../src/image/buckets.js';
 import { DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
 import type { PrepareSettings } from '../src/image/prepare-settings.js';
 import { createImagePreparer } from '../src/pipeline/prepare.js';
-import { MODEL } from './cache-fixtures.js';
-import { tempDir, writeStructured } from './extract-fixtures.js';
+import { MODEL } from './fixtures/feature-rows.js';
+import { writeStructured } from './fixtures/images.js';
+import { tempDir } from './helpers/temp.js';
 
 test('a pool of resize workers under a tight pixel budget gives the pixels one worker gives', async () => {
   const dir = tempDir();

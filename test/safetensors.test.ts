@@ -6,16 +6,15 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint, writeSafetensors, type StDtype } from '../src/convert/safetensors.js';
 import { UserError } from '../src/core/errors.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-safetensors-'));
-process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
+const work = tempDir();
 
 const DTYPES: StDtype[] = ['F32', 'F16', 'BF16'];
 
@@ -93,9 +92,7 @@ print(json.dumps(report))
 let report: Record<StDtype, { dtype: string; matrix_shape: number[]; metadata: Record<string, string>; bit_mismatches: number; nan_kept: boolean; matrix_equal: boolean }>;
 const values = testValues();
 
-before(() => {
-  const py = path.resolve('.venv/bin/python');
-  assert.ok(fs.existsSync(py), `${py} missing: CI must create the Python venv (scripts/python-env.sh)`);
+before(async () => {
   fs.writeFileSync(path.join(work, 'values.f32'), bytesOf(values));
   for (const dtype of DTYPES) {
     // From the ordinary values (no NaN), so Python can compare it with torch.equal.
@@ -106,7 +103,7 @@ before(() => {
       { format: 'pt', writer: 'dinofeat' },
     );
   }
-  report = JSON.parse(execFileSync(py, ['-c', PYTHON, work], { encoding: 'utf8' })) as typeof report;
+  report = await pythonJson<typeof report>(['-c', PYTHON, work]);
 });
 
 /** A directory holding one of our files as its model.safetensors. */

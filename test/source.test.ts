@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { walkDirectory } from '../src/source/walk.js';
 import { readList, keyFromListEntry } from '../src/source/list.js';
 import { resolveWorkerSlot, workerOfKey } from '../src/source/partition.js';
 import type { SourceItem } from '../src/source/types.js';
+import { tempDir } from './helpers/temp.js';
 
 async function collect(gen: AsyncGenerator<SourceItem>): Promise<SourceItem[]> {
   const out: SourceItem[] = [];
@@ -16,7 +16,7 @@ async function collect(gen: AsyncGenerator<SourceItem>): Promise<SourceItem[]> {
 }
 
 function tree(): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'walk-'));
+  const root = tempDir();
   fs.mkdirSync(path.join(root, 'b/sub'), { recursive: true });
   fs.mkdirSync(path.join(root, 'a.jpg')); // a directory named like an image
   fs.writeFileSync(path.join(root, 'a.jpg/inner.PNG'), 'x');

@@ -5,16 +5,15 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { openCheckpoint } from '../src/convert/safetensors.js';
 import { parameterCount, testCheckpointTensors, TINY_TEST_MODEL, VITS16_SHAPED, writeTestCheckpoint, type TestModelSpec } from '../src/convert/test-model.js';
+import { pythonJson } from './helpers/python.js';
+import { tempDir } from './helpers/temp.js';
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-test-model-'));
-process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
+const work = tempDir();
 
 const GOLDEN_TINY = path.resolve('..', 'shared', 'golden', 'models', 'tiny');
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
@@ -134,14 +133,11 @@ for d in sys.argv[1:]:
 print(json.dumps(report))
 `;
 
-test("transformers' DINOv3ViTModel loads it with no missing or unexpected keys; activations are sane and follow the image", () => {
-  const py = path.resolve('.venv/bin/python');
-  assert.ok(fs.existsSync(py), `${py} missing: CI must create the Python venv (scripts/python-env.sh)`);
+test("transformers' DINOv3ViTModel loads it with no missing or unexpected keys; activations are sane and follow the image", async () => {
   const dirs = [tiny, gated];
-  const report = JSON.parse(execFileSync(py, ['-c', HF_CHECK, ...dirs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Record<
-    string,
-    { missing: string[]; unexpected: string[]; mismatched: string[]; errors: string[]; hidden_std: number[]; token_change: number[] }
-  >;
+  const report = await pythonJson<
+    Record<string, { missing: string[]; unexpected: string[]; mismatched: string[]; errors: string[]; hidden_std: number[]; token_change: number[] }>
+  >(['-c', HF_CHECK, ...dirs]);
   for (const d of dirs) {
     const r = report[d]!;
     assert.deepEqual([r.missing, r.unexpected, r.mismatched, r.errors], [[], [], [], []], d);

@@ -26,12 +26,12 @@ import { formatChecks, type CheckResult } from '../src/validate/check.js';
 import { checkModel } from '../src/validate/model-check.js';
 import { compareGroup, recomputeTolerance, sampleRows } from '../src/validate/recompute.js';
 import { countNonFinite } from '../src/validate/row-checks.js';
-import { makeRow, shardMeta } from './cache-fixtures.js';
-import type { TinyModel } from './extract-fixtures.js';
-import {
-  copyCache, duplicateRow, extractCache, fakeModelInfo, makeTinyModel, onlyShard, replaceRow, tempDir, transplantRow,
-  writeFakeVit, writeStructured,
-} from './validate-fixtures.js';
+import { copyCache, duplicateRow, extractCache, onlyShard, replaceRow, transplantRow } from './fixtures/damaged-cache.js';
+import { fakeModelInfo, writeFakeVit } from './fixtures/fake-vit.js';
+import { makeRow, shardMeta } from './fixtures/feature-rows.js';
+import { writeStructured } from './fixtures/images.js';
+import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
+import { tempDir } from './helpers/temp.js';
 
 const HIDDEN = TINY_TEST_MODEL.hiddenSize;
 const BUCKETS = ['--bucket', '64x64', '--bucket', '96x64', '--bucket', '64x96'];

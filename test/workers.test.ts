@@ -1,17 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { convertCheckpoint } from '../src/convert/convert.js';
-import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
 import { workerOfKey } from '../src/source/partition.js';
-import { runCli as run } from './extract-fixtures.js';
+import { makeTinyModel } from './fixtures/tiny-model.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 
 test('three workers over one directory store every image exactly once; merge reports a missing worker as gaps', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'workers-'));
+  const dir = tempDir();
   const images = path.join(dir, 'images');
   fs.mkdirSync(path.join(images, 'sub'), { recursive: true });
   const keys: string[] = [];
@@ -20,29 +19,27 @@ test('three workers over one directory store every image exactly once; merge rep
     keys.push(key);
     await sharp({ create: { width: 40 + k * 3, height: 60 - k, channels: 3, background: { r: k * 10, g: 255 - k * 10, b: 128 } } }).png().toFile(path.join(images, key));
   }
-  writeTestCheckpoint(path.join(dir, 'ckpt'), TINY_TEST_MODEL);
-  const model = path.join(dir, 'model.onnx');
-  await convertCheckpoint(path.join(dir, 'ckpt'), model, { precision: 'fp32' });
+  const model = (await makeTinyModel(dir)).onnx;
   const out = path.join(dir, 'cache');
   const common = ['extract', images, '--model', model, '--out', out, '--bucket', '64x64', '--quiet'];
 
   // Workers 0 and 2 by flags and by the SLURM environment, concurrently; worker 1 never runs.
   const results = await Promise.all([
-    run([...common, '--num-workers', '3', '--worker-index', '0']),
-    run(common, { SLURM_ARRAY_TASK_ID: '2', SLURM_ARRAY_TASK_COUNT: '3' }),
+    runCli([...common, '--num-workers', '3', '--worker-index', '0']),
+    runCli(common, { SLURM_ARRAY_TASK_ID: '2', SLURM_ARRAY_TASK_COUNT: '3' }),
   ]);
   for (const r of results) assert.equal(r.code, 0, r.stderr);
 
   const missing = keys.filter((k) => workerOfKey(k, 3) === 1).sort();
   assert.ok(missing.length > 0 && missing.length < keys.length);
-  const merged = await run(['merge', out, '--images', images]);
+  const merged = await runCli(['merge', out, '--images', images]);
   assert.equal(merged.code, 1, 'gaps make merge exit 1');
   assert.match(merged.stdout, new RegExp(`gaps: ${missing.length} images neither stored nor failed`));
 
   // The missing worker runs later (RANK/WORLD_SIZE this time); then nothing is missing.
-  const last = await run(common, { RANK: '1', WORLD_SIZE: '3' });
+  const last = await runCli(common, { RANK: '1', WORLD_SIZE: '3' });
   assert.equal(last.code, 0, last.stderr);
-  const final = await run(['merge', out, '--images', images]);
+  const final = await runCli(['merge', out, '--images', images]);
   assert.equal(final.code, 0, final.stdout + final.stderr);
   assert.match(final.stdout, /gaps: 0 images/);
 
