@@ -19,7 +19,7 @@ export interface StartOptions {
   /** Added to this process's environment. */
   env?: NodeJS.ProcessEnv;
   /** Written to its stdin, which is then closed (empty when not given). */
-  stdin?: string | undefined;
+  stdin?: string;
   /** Killed (SIGTERM) after this many milliseconds. */
   timeoutMs?: number;
 }
@@ -30,7 +30,7 @@ export function start(command: string, args: readonly string[], { env = {}, stdi
   const child = spawn(command, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env },
-    ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
+    timeout: timeoutMs,
   });
   let stdout = '';
   let stderr = '';
