@@ -11,7 +11,7 @@ import { GraphBuilder } from '../onnx/builder.js';
 import { chunkSize } from '../onnx/protobuf.js';
 import { writeModel } from '../onnx/writer.js';
 import { DINOFEAT_VERSION } from '../core/version.js';
-import { readVitSpec, specToInfo } from './config.js';
+import { readVitSpec, specToInfo } from '../model/hf-config.js';
 import { buildDinov2 } from './dinov2-graph.js';
 import { buildDinov3 } from './dinov3-graph.js';
 import { openCheckpoint } from './safetensors.js';

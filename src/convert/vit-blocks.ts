@@ -9,7 +9,7 @@ import type { LazyBytes } from '../onnx/protobuf.js';
 import type { Precision } from '../model/info.js';
 import { UserError } from '../core/errors.js';
 import type { Checkpoint } from './safetensors.js';
-import type { VitSpec } from './config.js';
+import type { VitSpec } from '../model/hf-config.js';
 import { float32ToFloat16 } from '../core/half.js';
 import { INT4_BLOCK, type Int4Weights, quantizeInt4Blocks, quantizeInt8PerColumn } from './quantize.js';
 

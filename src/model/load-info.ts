@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { readVitSpec, specToInfo } from '../convert/config.js';
+import { readVitSpec, specToInfo } from './hf-config.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
 import { METADATA_KEYS, PRECISIONS, type ModelInfo, type Precision } from './info.js';
 

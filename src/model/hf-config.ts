@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import type { ModelFamily, ModelInfo, Precision, Resample } from '../model/info.js';
+import type { ModelFamily, ModelInfo, Precision, Resample } from './info.js';
 
 /** MLP activation; 'gelu' is the exact erf form (Hugging Face "gelu"). */
 export type Activation = 'gelu' | 'silu';
