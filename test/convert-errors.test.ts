@@ -15,7 +15,7 @@ import { tempDir } from './helpers/temp.js';
 const TINY = path.join(GOLDEN, 'models', 'tiny');
 
 /** A copy of golden tiny with its config and tensors edited. */
-function brokenCopy(edit: { config?: (c: Record<string, unknown>) => void; tensors?: (t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>) => void }): string {
+async function brokenCopy(edit: { config?: (c: Record<string, unknown>) => void; tensors?: (t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>) => void }): Promise<string> {
   const dir = tempDir();
   const config = JSON.parse(fs.readFileSync(path.join(TINY, 'config.json'), 'utf8')) as Record<string, unknown>;
   edit.config?.(config);
@@ -24,7 +24,7 @@ function brokenCopy(edit: { config?: (c: Record<string, unknown>) => void; tenso
   const tensors = Object.fromEntries(ckpt.names().map((n) => [n, { dtype: 'F32' as const, shape: ckpt.info(n).shape, data: ckpt.read(n) }]));
   ckpt.close();
   edit.tensors?.(tensors);
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
   return dir;
 }
 
@@ -40,32 +40,32 @@ async function convertFails(dir: string, ...mustMention: (string | RegExp)[]): P
 }
 
 test('a missing tensor is named, with the checkpoint directory', async () => {
-  const dir = brokenCopy({ tensors: (t) => delete t['layer.1.mlp.up_proj.bias'] });
+  const dir = await brokenCopy({ tensors: (t) => delete t['layer.1.mlp.up_proj.bias'] });
   await convertFails(dir, 'layer.1.mlp.up_proj.bias', dir);
 });
 
 test('a tensor of the wrong shape is named with its file, its shape and the expected one', async () => {
-  const dir = brokenCopy({ tensors: (t) => (t['layer.0.attention.q_proj.weight'] = { dtype: 'F32', shape: [64, 32], data: new Float32Array(64 * 32) }) });
+  const dir = await brokenCopy({ tensors: (t) => (t['layer.0.attention.q_proj.weight'] = { dtype: 'F32', shape: [64, 32], data: new Float32Array(64 * 32) }) });
   await convertFails(dir, 'layer.0.attention.q_proj.weight', 'model.safetensors', '[64,32]', '[64,64]');
 });
 
 test('a config that disagrees with the weights (gated MLP without gate tensors) fails on the first missing one', async () => {
-  const dir = brokenCopy({ config: (c) => (c.use_gated_mlp = true) });
+  const dir = await brokenCopy({ config: (c) => (c.use_gated_mlp = true) });
   await convertFails(dir, 'layer.0.mlp.gate_proj.weight');
 });
 
 test('unknown model_type, unsupported activation and bad field types name config.json and the field', async () => {
-  await convertFails(brokenCopy({ config: (c) => (c.model_type = 'vit') }), 'config.json', 'model_type "vit"', 'dinov3_vit');
-  await convertFails(brokenCopy({ config: (c) => (c.hidden_act = 'relu') }), 'config.json', 'hidden_act "relu"');
-  await convertFails(brokenCopy({ config: (c) => (c.num_hidden_layers = '2') }), 'config.json', '"num_hidden_layers"');
-  await convertFails(brokenCopy({ config: (c) => (c.num_attention_heads = 3) }), 'not divisible by num_attention_heads 3');
+  await convertFails(await brokenCopy({ config: (c) => (c.model_type = 'vit') }), 'config.json', 'model_type "vit"', 'dinov3_vit');
+  await convertFails(await brokenCopy({ config: (c) => (c.hidden_act = 'relu') }), 'config.json', 'hidden_act "relu"');
+  await convertFails(await brokenCopy({ config: (c) => (c.num_hidden_layers = '2') }), 'config.json', '"num_hidden_layers"');
+  await convertFails(await brokenCopy({ config: (c) => (c.num_attention_heads = 3) }), 'not divisible by num_attention_heads 3');
 });
 
 test('a directory without config.json or without weights says what it needs', async () => {
-  const noConfig = brokenCopy({});
+  const noConfig = await brokenCopy({});
   fs.rmSync(path.join(noConfig, 'config.json'));
   await convertFails(noConfig, 'config.json not found');
-  const noWeights = brokenCopy({});
+  const noWeights = await brokenCopy({});
   fs.rmSync(path.join(noWeights, 'model.safetensors'));
   await convertFails(noWeights, 'model.safetensors', noWeights);
 });

@@ -41,7 +41,7 @@ for (const [file, index] of indexes) {
 }
 
 /** The golden checkpoint re-saved with every tensor in `dtype` (values are exact in F16 and BF16). */
-function copyAs(index: GoldenIndex, model: string, dtype: StDtype): string {
+async function copyAs(index: GoldenIndex, model: string, dtype: StDtype): Promise<string> {
   const src = path.join(GOLDEN, index.models[model]!.dir);
   const dir = path.join(work, `${model}-${dtype}`);
   fs.mkdirSync(dir);
@@ -49,7 +49,7 @@ function copyAs(index: GoldenIndex, model: string, dtype: StDtype): string {
   const ckpt = openCheckpoint(src);
   try {
     const tensors = Object.fromEntries(ckpt.names().map((n) => [n, { dtype, shape: ckpt.info(n).shape, data: ckpt.read(n) }]));
-    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   } finally {
     ckpt.close();
   }
@@ -64,7 +64,7 @@ test('F16 and BF16 copies of the golden checkpoints convert to the same model', 
       const pixels = readF32(input.file);
       const reference = await runModel(await ort.InferenceSession.create(await convertGolden(index, model)), pixels, input.shape);
       for (const dtype of ['F16', 'BF16'] as const) {
-        const copy = copyAs(index, model, dtype);
+        const copy = await copyAs(index, model, dtype);
         const written = openCheckpoint(copy);
         assert.ok(written.names().every((n) => written.info(n).dtype === dtype));
         written.close();

@@ -76,7 +76,7 @@ for (const precision of ['fp16', 'int8', 'int4'] as const) {
 
 test('fp16 rounding of weights that are not exact in float16 stays within its floor; sizes shrink per precision', async (t) => {
   const ckpt = path.join(work, 'test-model');
-  writeTestCheckpoint(ckpt, TINY_TEST_MODEL);
+  await writeTestCheckpoint(ckpt, TINY_TEST_MODEL);
   const index = goldenIndex('index.json');
   const inputs = Object.values(index.inputs);
   const meter = new PrecisionMeter();

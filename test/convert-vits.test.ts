@@ -15,7 +15,7 @@ import { tempDir } from './helpers/temp.js';
 test('ViT-S/16-sized checkpoint: converts in seconds, runs at 224x224 and 832x1216', async (t) => {
   const dir = tempDir();
   const ckpt = path.join(dir, 'vits16');
-  writeTestCheckpoint(ckpt, VITS16_SHAPED);
+  await writeTestCheckpoint(ckpt, VITS16_SHAPED);
   const c = openCheckpoint(ckpt);
   assert.equal(c.names().reduce((a, n) => a + c.info(n).shape.reduce((x, y) => x * y, 1), 0), 21_596_544);
   c.close();

@@ -186,7 +186,7 @@ async function runModel(modelPath: string): Promise<Float32Array> {
 before(async () => {
   work = tempDir();
   tiny = path.join(work, 'tiny');
-  writeTestCheckpoint(tiny, TINY_TEST_MODEL);
+  await writeTestCheckpoint(tiny, TINY_TEST_MODEL);
   hub = http.createServer(handle('hub'));
   cdn = http.createServer(handle('cdn'));
   hubUrl = await listen(hub);
@@ -237,7 +237,7 @@ test('pull downloads byte-identical files, converts, and makes the first model t
 
   // The branch moves to new weights of the same size: they are fetched again and reconverted.
   const before = await runModel(modelPath);
-  writeTestCheckpoint(repo.dir, { ...TINY_TEST_MODEL, seed: 99 });
+  await writeTestCheckpoint(repo.dir, { ...TINY_TEST_MODEL, seed: 99 });
   seen.length = 0;
   assert.match((await pullOk('acme/tiny', { precision: 'fp32' })).stdout, /converted to/);
   assert.deepEqual(seen.filter((s) => s.origin === 'cdn').map((s) => s.url), ['/cdn/acme/tiny/model.safetensors']);
@@ -265,11 +265,11 @@ test('a sharded checkpoint (index + shards) converts to the same model as the si
   const half = Math.ceil(tensors.length / 2);
   const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
   const weightMap: Record<string, string> = {};
-  shards.forEach((shard, k) => {
+  for (const [k, shard] of shards.entries()) {
     const part = tensors.slice(k * half, (k + 1) * half);
-    writeSafetensors(path.join(dir, shard), Object.fromEntries(part.map(([n, t]) => [n, { ...t, dtype: 'F32' as const }])));
+    await writeSafetensors(path.join(dir, shard), Object.fromEntries(part.map(([n, t]) => [n, { ...t, dtype: 'F32' as const }])));
     for (const [n] of part) weightMap[n] = shard;
-  });
+  }
   fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
   repos.set('acme/sharded', { dir });
   addRepo('acme/single');
@@ -333,7 +333,7 @@ test('a partial download of an older version of the file is not continued with t
   const dest = path.join(work, 'moved-download');
   await assert.rejects(downloadCheckpoint('acme/moved', { destDir: dest, retries: 0 }), /interrupted after 5000 of/);
   // The branch moves on to weights of the same size before the next call.
-  writeTestCheckpoint(repo.dir, { ...TINY_TEST_MODEL, seed: 7 });
+  await writeTestCheckpoint(repo.dir, { ...TINY_TEST_MODEL, seed: 7 });
   seen.length = 0;
   await downloadCheckpoint('acme/moved', { destDir: dest, retries: 0 });
   assert.deepEqual(seen.filter((s) => s.origin === 'cdn').map((s) => s.range), [undefined]);

@@ -44,7 +44,7 @@ test('writeModel with external data round-trips and metadata is readable without
   g.rename(g.op('MatMul', [x, w]), 'y');
   g.output('y', DataType.FLOAT, [1, 4]);
   const file = path.join(dir, 'm.onnx');
-  const res = writeModel(g, file, { opsets: { '': 18 }, metadata: META, forceExternal: true });
+  const res = await writeModel(g, file, { opsets: { '': 18 }, metadata: META, forceExternal: true });
   assert.ok(res.dataPath && fs.existsSync(res.dataPath));
   assert.deepEqual(fs.readdirSync(dir).sort(), ['m.onnx', 'm.onnx.data']);
   const s = await ort.InferenceSession.create(file);
@@ -63,7 +63,7 @@ test('writeModel with external data round-trips and metadata is readable without
 test('onnx.checker accepts the built model (independent reader)', async () => {
   const dir = tempDir();
   const file = path.join(dir, 'm.onnx');
-  writeModel(smallGraph(), file, { opsets: { '': 18 }, metadata: META });
+  await writeModel(smallGraph(), file, { opsets: { '': 18 }, metadata: META });
   const out = (await pythonStdout(['-c', `import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print({p.key:p.value for p in m.metadata_props}['note'])`, file])).trim();
   assert.equal(out, META.note);
 });

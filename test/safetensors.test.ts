@@ -97,7 +97,7 @@ before(async () => {
   for (const dtype of DTYPES) {
     // From the ordinary values (no NaN), so Python can compare it with torch.equal.
     const matrix = values.slice(100, 100 + 6 * 7);
-    writeSafetensors(
+    await writeSafetensors(
       path.join(work, `ours-${dtype}.safetensors`),
       { values: { dtype, shape: [values.length], data: values }, matrix: { dtype, shape: [6, 7], data: matrix } },
       { format: 'pt', writer: 'dinofeat' },
@@ -163,7 +163,7 @@ test('a sharded checkpoint reads through its index; sha256 covers the shards in 
   ckpt.close();
 });
 
-test("a 'model.' prefix on every key is dropped; on only some keys it is kept", () => {
+test("a 'model.' prefix on every key is dropped; on only some keys it is kept", async () => {
   const ckpt = openCheckpoint(path.join(work, 'py-prefixed'));
   assert.deepEqual(ckpt.names().sort(), ['embeddings.cls_token', 'norm.weight']);
   assert.ok(ckpt.has('norm.weight') && !ckpt.has('model.norm.weight'));
@@ -174,7 +174,7 @@ test("a 'model.' prefix on every key is dropped; on only some keys it is kept", 
   const mixed = path.join(work, 'mixed');
   fs.mkdirSync(mixed);
   const one = { dtype: 'F32' as const, shape: [1], data: new Float32Array([1]) };
-  writeSafetensors(path.join(mixed, 'model.safetensors'), { 'model.a': one, b: one });
+  await writeSafetensors(path.join(mixed, 'model.safetensors'), { 'model.a': one, b: one });
   const m = openCheckpoint(mixed);
   assert.deepEqual(m.names().sort(), ['b', 'model.a']);
   m.close();

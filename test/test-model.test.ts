@@ -65,17 +65,17 @@ const GATED_NO_BIAS: TestModelSpec = { ...TINY_TEST_MODEL, gated: true, queryBia
 
 const tiny = path.join(work, 'tiny');
 const gated = path.join(work, 'gated');
-before(() => {
-  writeTestCheckpoint(tiny, TINY_TEST_MODEL);
-  writeTestCheckpoint(gated, GATED_NO_BIAS, 'BF16');
+before(async () => {
+  await writeTestCheckpoint(tiny, TINY_TEST_MODEL);
+  await writeTestCheckpoint(gated, GATED_NO_BIAS, 'BF16');
 });
 
-test('the same seed writes the same bytes; another seed other weights', () => {
+test('the same seed writes the same bytes; another seed other weights', async () => {
   const a = tiny;
   const b = path.join(work, 'b');
   const c = path.join(work, 'c');
-  writeTestCheckpoint(b, TINY_TEST_MODEL);
-  writeTestCheckpoint(c, { ...TINY_TEST_MODEL, seed: TINY_TEST_MODEL.seed + 1 });
+  await writeTestCheckpoint(b, TINY_TEST_MODEL);
+  await writeTestCheckpoint(c, { ...TINY_TEST_MODEL, seed: TINY_TEST_MODEL.seed + 1 });
   for (const f of ['model.safetensors', 'config.json', 'preprocessor_config.json', 'README.md']) {
     assert.equal(sha256(path.join(a, f)), sha256(path.join(b, f)), f);
   }

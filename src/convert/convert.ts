@@ -55,7 +55,7 @@ export async function convertCheckpoint(dir: string, outPath: string, opts: Conv
     const info = specToInfo(spec, opts.precision, { sourceRepo: opts.sourceRepo, weightsSha256: await ckpt.sha256() });
     const total = g.initializers.reduce((a, t) => a + chunkSize(t.data), 0);
     let written = 0;
-    const result = writeModel(g, outPath, {
+    const result = await writeModel(g, outPath, {
       opsets: { '': 18, [MS_DOMAIN]: 1 },
       metadata: infoToMetadata(info),
       producerVersion: DINOFEAT_VERSION,

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { RERUN_ADVICE, writeAll, writeFileDurable } from '../core/durable-fs.js';
 import { UserError } from '../core/errors.js';
 import { float16ToFloat32, float32ToFloat16 } from '../core/half.js';
 
@@ -210,11 +211,11 @@ function encode(data: Float32Array, dtype: StDtype): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-export function writeSafetensors(
+export async function writeSafetensors(
   file: string,
   tensors: Record<string, { dtype: StDtype; shape: number[]; data: Float32Array }>,
   metadata?: Record<string, string>,
-): void {
+): Promise<void> {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
@@ -228,18 +229,10 @@ export function writeSafetensors(
   json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, json);
+  await writeFileDurable(file, async (handle) => {
+    await writeAll(handle, len);
+    await writeAll(handle, json);
     // One tensor converted at a time, so at most one extra copy is ever held.
-    for (const t of Object.values(tensors)) fs.writeSync(fd, encode(t.data, t.dtype));
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+    for (const t of Object.values(tensors)) await writeAll(handle, encode(t.data, t.dtype));
+  }, { advice: RERUN_ADVICE });
 }

@@ -106,7 +106,7 @@ export function parameterCount(spec: TestModelSpec): number {
   return Object.values(testCheckpointTensors(spec)).reduce((a, x) => a + x.data.length, 0);
 }
 
-export function writeTestCheckpoint(dir: string, spec: TestModelSpec, dtype: StDtype = 'F32'): void {
+export async function writeTestCheckpoint(dir: string, spec: TestModelSpec, dtype: StDtype = 'F32'): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const config = {
     _dinofeat_note: NOT_A_REAL_MODEL,
@@ -151,5 +151,5 @@ export function writeTestCheckpoint(dir: string, spec: TestModelSpec, dtype: StD
   fs.writeFileSync(path.join(dir, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
   fs.writeFileSync(path.join(dir, 'README.md'), `# dinofeat test model\n\n${NOT_A_REAL_MODEL}.\nSeed ${spec.seed}; shapes as in a DINOv3 ViT (hidden ${spec.hiddenSize}, ${spec.numLayers} layers).\n`);
   const tensors = Object.fromEntries(Object.entries(testCheckpointTensors(spec)).map(([k, v]) => [k, { ...v, dtype }]));
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt', note: NOT_A_REAL_MODEL });
+  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt', note: NOT_A_REAL_MODEL });
 }

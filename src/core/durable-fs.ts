@@ -1,7 +1,8 @@
 /**
- * The few file operations the cache's crash safety rests on: fsync of a directory after a rename
- * (otherwise the rename itself may be lost on power failure), atomic whole-file replacement, and
- * turning out-of-space / permission failures into one line a user can act on.
+ * The few file operations crash safety rests on: fsync of a directory after a rename (otherwise
+ * the rename itself may be lost on power failure), whole-file replacement through a temp file
+ * (the one place that protocol is written: cache files, ONNX models, safetensors, the default
+ * model link), and turning out-of-space / permission failures into one line a user can act on.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -18,12 +19,20 @@ const USER_IO_ERRORS: Readonly<Record<string, string>> = {
   EPERM: 'operation not permitted',
 };
 
-/** Rethrows an I/O failure a user can fix as a UserError naming the path; anything else unchanged. */
-export function rethrowIoError(e: unknown, file: string): never {
+/** What to do after a fixable I/O failure while writing a cache: its finished shards survive it. */
+const CACHE_ADVICE = 'fix that and rerun, finished shards are kept';
+/** ...while writing anything else: a model, a checkpoint, a link. */
+export const RERUN_ADVICE = 'fix that and run the command again';
+
+/**
+ * Rethrows an I/O failure a user can fix as a UserError naming the path and `advice` (default:
+ * the cache's); anything else unchanged.
+ */
+export function rethrowIoError(e: unknown, file: string, advice: string = CACHE_ADVICE): never {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   const reason = code ? USER_IO_ERRORS[code] : undefined;
   if (reason) {
-    throw new UserError(`cannot write ${file}: ${reason} (${code}); fix that and rerun, finished shards are kept`);
+    throw new UserError(`cannot write ${file}: ${reason} (${code}); ${advice}`);
   }
   throw e;
 }
@@ -47,35 +56,69 @@ let tempCounter = 0;
 /** This machine, in temp names: a pid only identifies a writer together with its host (caches on shared disks). */
 export const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
 
-/** `<file>.<host tag>-<pid>-<n>.tmp`: the temp name writeFileAtomic uses; see parseAtomicTemp. */
+/** `<file>.<host tag>-<pid>-<n>.tmp`: the temp name writeFileDurable uses; see parseAtomicTemp. */
 export function atomicTempName(file: string): string {
   return `${file}.${HOST_TAG}-${process.pid}-${tempCounter++}.tmp`;
 }
 
-/** The writer of `name` (a base name) when it is a temp file of writeFileAtomic for `file`. */
+/** The writer of `name` (a base name) when it is a temp file of writeFileDurable for `file`. */
 export function parseAtomicTemp(name: string, file: string): { host: string; pid: number } | undefined {
   const base = path.basename(file);
   const m = name.startsWith(`${base}.`) ? /^\.([0-9a-f]{8})-(\d+)-\d+\.tmp$/.exec(name.slice(base.length)) : null;
   return m ? { host: m[1]!, pid: Number(m[2]) } : undefined;
 }
 
-/** Replaces `file` with `data` so that readers see the old or the new contents, never a mix. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+export interface DurableWriteOptions {
+  /** What to do after a fixable I/O failure (default: the cache's advice). */
+  advice?: string;
+}
+
+/**
+ * Replaces `file` with what `write` puts into the open handle, so that readers see the old or the
+ * new contents, never a mix: the bytes go to a temp file that is fsynced, then renamed over `file`.
+ * On failure the temp file is removed. Returns what `write` returns.
+ */
+export async function writeFileDurable<T>(file: string, write: (handle: fs.FileHandle) => Promise<T>, o: DurableWriteOptions = {}): Promise<T> {
   // Unique per writer: workers of one cache may rebuild manifest.json / errors.jsonl at once.
   const tmp = atomicTempName(file);
   try {
     const handle = await fs.open(tmp, 'w');
+    let result: T;
     try {
-      await handle.writeFile(data);
+      result = await write(handle);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await fs.rename(tmp, file);
     await fsyncDir(path.dirname(file));
+    return result;
   } catch (e) {
     await fs.rm(tmp, { force: true });
-    rethrowIoError(e, file);
+    return rethrowIoError(e, file, o.advice);
+  }
+}
+
+/** All of `bytes` at the handle's position: a write may take fewer bytes than it is given. */
+export async function writeAll(handle: fs.FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; ) done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
+}
+
+/** Replaces `file` with `data` (see writeFileDurable). */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, o: DurableWriteOptions = {}): Promise<void> {
+  await writeFileDurable(file, (handle) => handle.writeFile(data), o);
+}
+
+/** Points the symlink `link` at `target`, swapped in by rename: readers see the old link or the new one, never none. */
+export async function symlinkAtomic(target: string, link: string, o: DurableWriteOptions = {}): Promise<void> {
+  const tmp = atomicTempName(link);
+  try {
+    await fs.symlink(target, tmp);
+    await fs.rename(tmp, link);
+    await fsyncDir(path.dirname(link));
+  } catch (e) {
+    await fs.rm(tmp, { force: true });
+    rethrowIoError(e, link, o.advice);
   }
 }
 
