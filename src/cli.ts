@@ -145,7 +145,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('models')
     .description('known DINOv3 / DINOv2 checkpoints and which are pulled here')
     .action(async () => {
-      const { formatRegistry } = await import('./model/registry.js');
+      const { formatRegistry } = await import('./store/registry.js');
       process.stdout.write(formatRegistry());
     });
 

@@ -14,13 +14,13 @@ import path from 'node:path';
 import ort from '../src/model/ort.js';
 import { createHash } from 'node:crypto';
 import type { PullOptions } from '../src/commands/pull.js';
-import { downloadCheckpoint } from '../src/convert/hub.js';
+import { downloadCheckpoint } from '../src/store/hub.js';
 import { writeSafetensors } from '../src/convert/safetensors.js';
 import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../src/convert/test-model.js';
 import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
-import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/model/registry.js';
-import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/paths.js';
+import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
+import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/store/layout.js';
 import { run, tsxEval, type Completed } from './helpers/process.js';
 import { tempDir } from './helpers/temp.js';
 

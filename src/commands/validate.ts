@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { openReadOnly } from '../cache/open-read-only.js';
 import { EXIT, UserError } from '../core/errors.js';
-import { resolveModelPath } from '../model/resolve.js';
+import { resolveModelPath } from '../store/resolve.js';
 import { checkAlignment } from '../validate/alignment.js';
 import { checkCache } from '../validate/cache-check.js';
 import { formatChecks, skippedCheck, type CheckResult } from '../validate/check.js';

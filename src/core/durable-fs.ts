@@ -123,11 +123,11 @@ export async function symlinkAtomic(target: string, link: string, o: DurableWrit
 }
 
 /** Renames a finished temp file to its final name durably. */
-export async function renameDurable(from: string, to: string): Promise<void> {
+export async function renameDurable(from: string, to: string, o: DurableWriteOptions = {}): Promise<void> {
   try {
     await fs.rename(from, to);
     await fsyncDir(path.dirname(to));
   } catch (e) {
-    rethrowIoError(e, to);
+    rethrowIoError(e, to, o.advice);
   }
 }

@@ -15,7 +15,7 @@ import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
 import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
 import { probeModel } from '../model/probe.js';
-import { resolveModelPath } from '../model/resolve.js';
+import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
 import { readInputs, type Inputs } from '../source/inputs.js';
 import { runExtraction, RunFailure } from './extract-run.js';

@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { RERUN_ADVICE, renameDurable, writeFileAtomic } from '../core/durable-fs.js';
 import { UserError } from '../core/errors.js';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
@@ -68,10 +69,8 @@ function readRecord(destDir: string): DownloadRecord {
   }
 }
 
-function writeRecord(destDir: string, record: DownloadRecord): void {
-  const file = path.join(destDir, RECORD_FILE);
-  fs.writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 1));
-  fs.renameSync(`${file}.tmp`, file);
+async function writeRecord(destDir: string, record: DownloadRecord): Promise<void> {
+  await writeFileAtomic(path.join(destDir, RECORD_FILE), JSON.stringify(record, null, 1), { advice: RERUN_ADVICE });
 }
 
 /** Thrown while a body is streaming: the partial file stays for the next attempt to resume. */
@@ -263,7 +262,7 @@ async function downloadFile(file: string, remote: RemoteFile, t: Target): Promis
   // Bytes of another version of the file must not be continued with this one's.
   if (t.record[partKey]?.id !== remote.id) fs.rmSync(part, { force: true });
   t.record[partKey] = remote;
-  writeRecord(destDir, t.record);
+  await writeRecord(destDir, t.record);
   const url = new URL(`${r.endpoint}/${r.repoId}/resolve/${encodeURIComponent(t.commit)}/${encodePath(file)}`);
   for (let attempt = 0; ; attempt++) {
     try {
@@ -276,10 +275,10 @@ async function downloadFile(file: string, remote: RemoteFile, t: Target): Promis
       }
     }
   }
-  fs.renameSync(part, final);
+  await renameDurable(part, final, { advice: RERUN_ADVICE });
   delete t.record[partKey];
   t.record[file] = remote;
-  writeRecord(destDir, t.record);
+  await writeRecord(destDir, t.record);
   return final;
 }
 

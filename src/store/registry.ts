@@ -4,7 +4,7 @@
  * (ARCH_FACTS §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
  */
 import fs from 'node:fs';
-import { pulledRepoDir } from '../paths.js';
+import { precisionOfModelFile, pulledRepoDir } from './layout.js';
 
 export interface KnownModel {
   repoId: string;
@@ -73,8 +73,8 @@ export function pulledPrecisions(repoId: string, env: NodeJS.ProcessEnv = proces
   if (!fs.existsSync(repoDir)) return [];
   const found = new Set<string>();
   for (const entry of fs.readdirSync(repoDir, { withFileTypes: true, recursive: true })) {
-    const m = /^model-(\w+)\.onnx$/.exec(entry.name);
-    if (m && entry.isFile()) found.add(m[1]!);
+    const precision = precisionOfModelFile(entry.name);
+    if (precision && entry.isFile()) found.add(precision);
   }
   return [...found].sort();
 }

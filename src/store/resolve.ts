@@ -1,14 +1,13 @@
 /**
  * Turns --model into an ONNX file: an .onnx path as is; a Hugging Face checkpoint directory is
- * converted once (fp32) into $DINOFEAT_HOME/converted/, keyed by its weights' hash; a Hub-layout
- * directory with onnx/model.onnx uses that file.
+ * converted once (fp32) into the store's converted/<key>/ (./layout.ts); a Hub-layout directory
+ * with onnx/model.onnx uses that file. Without --model: $DINOFEAT_MODEL, then the default model.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { convertCheckpoint } from '../convert/convert.js';
-import { openCheckpoint } from '../convert/safetensors.js';
-import { defaultModelPath, dinofeatHome } from '../paths.js';
+import { checkpointKey, convertOnce } from './convert-once.js';
+import { convertedModelDir, defaultModelPath } from './layout.js';
 
 export async function resolveModelPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const given = flag ?? env.DINOFEAT_MODEL;
@@ -23,12 +22,10 @@ export async function resolveModelPath(flag: string | undefined, env: NodeJS.Pro
   if (st.isFile()) return given;
   const hubOnnx = path.join(given, 'onnx', 'model.onnx');
   if (!fs.existsSync(path.join(given, 'config.json')) && fs.existsSync(hubOnnx)) return hubOnnx;
-  const ckpt = openCheckpoint(given);
-  const sha = await ckpt.sha256().finally(() => ckpt.close());
-  const out = path.join(dinofeatHome(env), 'converted', `${sha.slice(0, 16)}-fp32.onnx`);
-  if (!fs.existsSync(out)) {
-    process.stderr.write(`dinofeat: converting ${given} to ${out} (once)\n`);
-    await convertCheckpoint(given, out, { precision: 'fp32' });
-  }
-  return out;
+  const modelDir = convertedModelDir(await checkpointKey(given), env);
+  const { modelPath } = await convertOnce(given, modelDir, {
+    precision: 'fp32',
+    onStart: (to) => process.stderr.write(`dinofeat: converting ${given} to ${to} (once)\n`),
+  });
+  return modelPath;
 }
