@@ -77,7 +77,7 @@ const CASES: Case[] = [
     error: /truncated\.onnx is not an ONNX model \(cannot parse it\)/,
   },
   { name: 'a model whose output is not last_hidden_state', args: () => ['--model', wrongOutputName(path.join(dir, 'wrong-output.onnx')), '--out', 'OUT'], error: /wrong-output\.onnx does not follow the contract: inputs \[pixel_values\], outputs \[features\]; expected input pixel_values and output last_hidden_state/ },
-  { name: 'a model with the wrong token count', args: () => ['--model', wrongTokenCount(path.join(dir, 'wrong-tokens.onnx')), '--out', 'OUT'], error: /wrong-tokens\.onnx gives last_hidden_state \[1,7,8\] for a 48x32 input; expected \[1, 11, 8\] \(1 CLS \+ 4 registers \+ 2x3 patches of 16px\)/ },
+  { name: 'a model with the wrong token count', args: () => ['--model', wrongTokenCount(path.join(dir, 'wrong-tokens.onnx')), '--out', 'OUT'], error: /wrong-tokens\.onnx does not follow the contract: on a 48x32 input, last_hidden_state is \[2, 7, 8\], expected \[2, 11, hidden\] = 1 CLS \+ 4 registers \+ 2x3 patches of 16px; the metadata does not describe this model/ },
   { name: 'a bucket off the patch grid', args: () => ['--model', model, '--bucket', '100x100', '--out', 'OUT'], error: /^--bucket 100x100 is not a multiple of the model's patch size 16: use 96x96 or 96x112 or 112x96 or 112x112$/ },
   { name: 'batch size 0', args: () => ['--model', model, '--batch-size', '0', '--out', 'OUT'], error: /--batch-size must be a whole number of at least 1 \(got 0\)$/ },
   {

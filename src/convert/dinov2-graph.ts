@@ -5,7 +5,7 @@
  */
 import { DataType, type GraphBuilder, f, i, ints, s, typedBytes } from '../onnx/builder.js';
 import { UserError } from '../core/errors.js';
-import { type BuildContext, expandToBatch, finish, patchEmbed, requireTensor, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { type BuildContext, expandToBatch, finish, patchEmbed, pixelInput, requireTensor, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
 
 const POS = 'embeddings.position_embeddings';
 
@@ -61,7 +61,7 @@ function positionTables(c: BuildContext): { clsWithPos: string; grid: string } {
 export function buildDinov2(c: BuildContext): void {
   const { g, spec } = c;
   const d = spec.hiddenSize;
-  const x = g.input('pixel_values', DataType.FLOAT, ['batch', 3, 'height', 'width']);
+  const x = pixelInput(g);
   const { tokens, gridShape } = patchEmbed(c, x, 'embeddings.patch_embeddings.projection.weight', 'embeddings.patch_embeddings.projection.bias');
   const { clsWithPos, grid } = positionTables(c);
 

@@ -4,7 +4,7 @@
  * batch are dynamic: the RoPE tables are computed in the graph from the patch grid's shape.
  */
 import { DataType, i } from '../onnx/builder.js';
-import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, pixelInput, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
 
 /**
  * cos and sin tables [prefix + Hp·Wp, head_dim/2]. Patch p at row i, column j has centre
@@ -48,7 +48,7 @@ function ropeTables(c: BuildContext, gridShape: string): RopeTables {
 export function buildDinov3(c: BuildContext): void {
   const { g, spec } = c;
   const d = spec.hiddenSize;
-  const x = g.input('pixel_values', DataType.FLOAT, ['batch', 3, 'height', 'width']);
+  const x = pixelInput(g);
   const { tokens, gridShape } = patchEmbed(c, x, 'embeddings.patch_embeddings.weight', 'embeddings.patch_embeddings.bias');
 
   const prefix = [expandToBatch(g, weightF32(c, 'embeddings.cls_token', [1, 1, d]), x)];

@@ -9,6 +9,7 @@ import type { LazyBytes } from '../onnx/protobuf.js';
 import type { Precision } from '../model/info.js';
 import { UserError } from '../core/errors.js';
 import type { Checkpoint } from './safetensors.js';
+import { MODEL_INPUT, MODEL_OUTPUT, MODEL_POOLER } from '../model/contract.js';
 import type { VitSpec } from '../model/hf-config.js';
 import { float32ToFloat16 } from '../core/half.js';
 import { INT4_BLOCK, type Int4Weights, quantizeInt4Blocks, quantizeInt8PerColumn } from './quantize.js';
@@ -237,11 +238,16 @@ export function expandToBatch(g: GraphBuilder, t: string, like: string): string 
   return g.op('Expand', [t, g.op('Concat', [batch, g.constInt64([1, 1])], { axis: i(0) })]);
 }
 
+/** The contract's input (model/contract.ts): normalised pixels, any batch and whole-patch size. */
+export function pixelInput(g: GraphBuilder): string {
+  return g.input(MODEL_INPUT, DataType.FLOAT, ['batch', 3, 'height', 'width']);
+}
+
 /** Final LayerNorm over every token and the two contract outputs (pooler = token 0, the CLS). */
 export function finish(c: BuildContext, h: string, normPrefix: string): void {
   const { g, spec } = c;
-  g.rename(layerNorm(c, h, normPrefix), 'last_hidden_state');
-  g.rename(g.op('Gather', ['last_hidden_state', g.constInt64([0], [])], { axis: i(1) }), 'pooler_output');
-  g.output('last_hidden_state', DataType.FLOAT, ['batch', 'tokens', spec.hiddenSize]);
-  g.output('pooler_output', DataType.FLOAT, ['batch', spec.hiddenSize]);
+  g.rename(layerNorm(c, h, normPrefix), MODEL_OUTPUT);
+  g.rename(g.op('Gather', [MODEL_OUTPUT, g.constInt64([0], [])], { axis: i(1) }), MODEL_POOLER);
+  g.output(MODEL_OUTPUT, DataType.FLOAT, ['batch', 'tokens', spec.hiddenSize]);
+  g.output(MODEL_POOLER, DataType.FLOAT, ['batch', spec.hiddenSize]);
 }

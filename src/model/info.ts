@@ -43,10 +43,6 @@ export const METADATA_KEYS = {
   weightsSha256: 'dinofeat.weights_sha256',
 } as const;
 
-export function tokenCount(info: Pick<ModelInfo, 'numRegisters'>, gridH: number, gridW: number): number {
-  return 1 + info.numRegisters + gridH * gridW;
-}
-
 export function infoToMetadata(info: ModelInfo): Record<string, string> {
   const out: Record<string, string> = {
     [METADATA_KEYS.family]: info.family,

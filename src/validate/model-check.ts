@@ -7,7 +7,8 @@
  */
 import { UserError, isUserError } from '../core/errors.js';
 import { startSession } from '../model/devices.js';
-import { METADATA_KEYS, tokenCount, type ModelInfo } from '../model/info.js';
+import { CONTRACT_FIXES, REQUIRED_METADATA, TEST_GRIDS, layoutProblems, missingMetadata, testContract } from '../model/contract.js';
+import type { ModelInfo } from '../model/info.js';
 import { loadModelInfo } from '../model/load-info.js';
 import type { OrtWorker } from '../model/ort-worker.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
@@ -33,48 +34,6 @@ export interface ModelCheckOptions {
   cacheModel?: ModelInfo;
 }
 
-/** Grids (h, w) of the two test inputs: different sizes and aspect ratios. */
-const TEST_GRIDS: ReadonlyArray<readonly [number, number]> = [[2, 3], [3, 1]];
-
-const REQUIRED_KEYS = ['family', 'patchSize', 'numRegisters', 'hiddenSize', 'tokenLayout', 'imageMean', 'imageStd', 'resample', 'precision'] as const;
-const GROUPS = ['cls', 'registers', 'patches'];
-
-/** What is wrong with a token layout, if anything. */
-function layoutProblems(info: Pick<ModelInfo, 'tokenLayout' | 'numRegisters' | 'patchSize' | 'hiddenSize'>): string[] {
-  const problems: string[] = [];
-  const layout = info.tokenLayout;
-  const unknown = layout.filter((g) => !GROUPS.includes(g));
-  if (unknown.length) problems.push(`token layout [${layout.join(', ')}] has unknown groups ${unknown.join(', ')}`);
-  for (const g of GROUPS) if (layout.filter((x) => x === g).length > 1) problems.push(`token layout [${layout.join(', ')}] lists ${g} twice`);
-  if (!layout.includes('cls') || !layout.includes('patches')) problems.push(`token layout [${layout.join(', ')}] lacks cls or patches`);
-  if (layout.includes('registers') !== info.numRegisters > 0) {
-    problems.push(`token layout [${layout.join(', ')}] ${layout.includes('registers') ? 'lists' : 'lacks'} registers but the model has ${info.numRegisters}`);
-  }
-  if (!(info.patchSize >= 1)) problems.push(`patch size ${info.patchSize}`);
-  return problems;
-}
-
-/** Deterministic, input-like values in [-2, 2] (a fixed LCG: the test must be repeatable). */
-function testPixels(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = (x / 2 ** 32) * 4 - 2;
-  }
-  return out;
-}
-
-function maxAbsDiff(a: Float32Array, aStart: number, b: Float32Array, bStart: number, n: number): { diff: number; scale: number } {
-  let diff = 0;
-  let scale = 0;
-  for (let k = 0; k < n; k++) {
-    diff = Math.max(diff, Math.abs(a[aStart + k]! - b[bStart + k]!));
-    scale = Math.max(scale, Math.abs(a[aStart + k]!));
-  }
-  return { diff, scale };
-}
-
 const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 export async function checkModel(modelPath: string, o: ModelCheckOptions): Promise<ModelCheckOutput> {
@@ -83,9 +42,7 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
   rec.fix('metadata', 'convert the checkpoint with dinofeat convert (it writes this metadata)');
   rec.fix('layout', 'reconvert the model with dinofeat convert');
   rec.fix('load', 'pass an ONNX model that loads here (dinofeat convert and dinofeat pull make one; dinofeat devices lists working --device values)');
-  rec.fix('run', 'the model fails on inputs of whole patches: check its patch size metadata, or reconvert it with dinofeat convert');
-  rec.fix('non-finite', 'the model overflows: convert it at fp32 (dinofeat convert --precision fp32)');
-  rec.fix('degenerate', 'the model ignores its input: reconvert it from the checkpoint with dinofeat convert');
+  for (const [kind, text] of Object.entries(CONTRACT_FIXES)) rec.fix(kind, text);
 
   let metadata: Record<string, string>;
   try {
@@ -94,7 +51,7 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
     rec.fail('load', modelPath, 'not an ONNX model (cannot parse it)');
     return done();
   }
-  const missing = REQUIRED_KEYS.filter((k) => metadata[METADATA_KEYS[k]] === undefined).map((k) => METADATA_KEYS[k]);
+  const missing = missingMetadata(metadata);
   let info: ModelInfo;
   try {
     info = loadModelInfo(modelPath);
@@ -103,7 +60,7 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
     rec.fail('metadata', modelPath, e.message);
     return done();
   }
-  if (missing.length === REQUIRED_KEYS.length) rec.note('no dinofeat metadata in the file: the layout comes from the config.json beside it');
+  if (missing.length === REQUIRED_METADATA.length) rec.note('no dinofeat metadata in the file: the layout comes from the config.json beside it');
   else if (missing.length) rec.fail('metadata', modelPath, `metadata lacks ${missing.join(', ')}`);
   for (const p of layoutProblems(info)) rec.fail('layout', modelPath, p);
   if (rec.failed) return done();
@@ -118,8 +75,10 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
   }
   let keep = false;
   try {
-    const hidden = await runTestBatches(session, info, rec);
-    if (hidden) info = { ...info, hiddenSize: hidden };
+    const test = await testContract(session, info);
+    for (const f of test.findings) rec.fail(f.kind, f.where, f.detail);
+    if (!test.pooler && !test.findings.some((f) => f.kind === 'contract')) rec.note('no pooler_output: CLS is taken from token 0 of last_hidden_state');
+    if (test.hiddenSize) info = { ...info, hiddenSize: test.hiddenSize };
     if (o.cacheModel) {
       const fields = Object.keys({ ...o.cacheModel, ...info }) as (keyof ModelInfo)[];
       const differs = fields.filter((f) => JSON.stringify(info[f]) !== JSON.stringify(o.cacheModel![f]));
@@ -136,67 +95,4 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
   } finally {
     if (!keep) await session.close();
   }
-}
-
-/** Runs the two test batches; returns the hidden size seen (0 when the output is unusable). */
-async function runTestBatches(session: OrtWorker, info: ModelInfo, rec: CheckRecorder): Promise<number> {
-  if (!session.inputNames.includes('pixel_values') || !session.outputNames.includes('last_hidden_state')) {
-    rec.fail('contract', 'model', `inputs [${session.inputNames.join(', ')}], outputs [${session.outputNames.join(', ')}]; expected input pixel_values and output last_hidden_state`);
-    rec.fix('contract', 'convert the checkpoint with dinofeat convert');
-    return 0;
-  }
-  const pooler = session.outputNames.includes('pooler_output');
-  if (!pooler) rec.note('no pooler_output: CLS is taken from token 0 of last_hidden_state');
-  let hidden = 0;
-  for (const [gh, gw] of TEST_GRIDS) {
-    const h = gh * info.patchSize;
-    const w = gw * info.patchSize;
-    const where = `${w}x${h} input`;
-    const plane = 3 * h * w;
-    let out;
-    try {
-      out = await session.run(
-        { pixel_values: { type: 'float32', data: testPixels(2 * plane, gh * 31 + gw), dims: [2, 3, h, w] } },
-        pooler ? ['last_hidden_state', 'pooler_output'] : ['last_hidden_state'],
-      );
-    } catch (e) {
-      rec.fail('run', where, `inference failed: ${(e as Error).message.split('\n')[0]}`);
-      return 0;
-    }
-    const lhs = out.last_hidden_state!;
-    const tokens = tokenCount(info, gh, gw);
-    const [b, t, d] = lhs.dims as [number, number, number];
-    if (lhs.dims.length !== 3 || b !== 2 || t !== tokens) {
-      rec.fail('token-count', where, `last_hidden_state is [${lhs.dims.join(', ')}], expected [2, ${tokens}, hidden] = 1 CLS + ${info.numRegisters} registers + ${gh}x${gw} patches`);
-      rec.fix('token-count', 'the metadata does not describe this model (patch size or register count): reconvert it with dinofeat convert');
-      return 0;
-    }
-    if (info.hiddenSize && d !== info.hiddenSize) {
-      rec.fail('hidden-size', where, `tokens have ${d} values, the metadata says hidden size ${info.hiddenSize}`);
-      rec.fix('hidden-size', 'reconvert the model with dinofeat convert');
-    }
-    hidden = d;
-    const data = lhs.data as Float32Array;
-    let bad = 0;
-    for (let k = 0; k < data.length; k++) if (!Number.isFinite(data[k]!)) bad++;
-    if (bad) rec.fail('non-finite', where, `${bad} NaN/Inf values in last_hidden_state`);
-    const perImage = t * d;
-    if (maxAbsDiff(data, 0, data, perImage, perImage).diff === 0) {
-      rec.fail('degenerate', where, 'both images of the batch give identical outputs: the model ignores its input');
-    }
-    if (pooler) {
-      const pool = out.pooler_output!;
-      if (pool.dims.length !== 2 || pool.dims[0] !== 2 || pool.dims[1] !== d) {
-        rec.fail('pooler', where, `pooler_output is [${pool.dims.join(', ')}], expected [2, ${d}]`);
-      } else {
-        for (let k = 0; k < 2; k++) {
-          const { diff, scale } = maxAbsDiff(data, k * perImage, pool.data as Float32Array, k * d, d);
-          // Token 0 and the pooler are the same tensor in a correct graph; allow rounding only.
-          if (!(diff <= 1e-6 * Math.max(1, scale))) rec.fail('pooler', `${where}, image ${k}`, `pooler_output differs from token 0 by up to ${diff.toPrecision(3)}`);
-        }
-      }
-      rec.fix('pooler', 'the model does not put CLS first: reconvert it with dinofeat convert');
-    }
-  }
-  return hidden;
 }
