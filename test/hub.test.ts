@@ -23,6 +23,8 @@ import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/regis
 import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/store/layout.js';
 import { run, tsxEval, type Completed } from './helpers/process.js';
 import { tempDir } from './helpers/temp.js';
+import { writeStructured } from './fixtures/images.js';
+import { runCli } from './helpers/cli.js';
 
 const COMMIT = 'c0ffee'.padEnd(40, '0');
 const TOKEN = 'hf_test_secret';
@@ -255,6 +257,20 @@ test('a second pull leaves the default alone unless --default is given', { timeo
   await pullOk('acme/second', { precision: 'fp16', default: true });
   assert.equal(fs.readlinkSync(defaultModelPath()), path.join(pulledModelDir('acme/second', 'main'), 'model-fp16.onnx'));
   assert.deepEqual(fs.readdirSync(path.dirname(defaultModelPath())).filter((f) => f.includes('.tmp')), []);
+});
+
+test('pull then extract without --model: the cache is made with the pulled model', { timeout: 60_000 }, async () => {
+  addRepo('acme/for-extract');
+  await pullOk('acme/for-extract', { precision: 'fp32' });
+  const modelPath = path.join(pulledModelDir('acme/for-extract', 'main'), 'model-fp32.onnx');
+  const images = path.join(work, 'extract-images');
+  await writeStructured(path.join(images, 'a.png'), 40, 56, 1);
+  const out = path.join(work, 'extract-cache');
+  const r = await runCli(['extract', images, '--out', out], { DINOFEAT_MODEL: '' });
+  assert.equal(r.code, 0, r.stderr);
+  const { model } = JSON.parse(fs.readFileSync(path.join(out, 'cache.json'), 'utf8')) as { model: { sourceRepo?: string; weightsSha256?: string } };
+  assert.equal(model.sourceRepo, 'acme/for-extract');
+  assert.equal(model.weightsSha256, loadModelInfo(modelPath).weightsSha256);
 });
 
 test('a sharded checkpoint (index + shards) converts to the same model as the single file', { timeout: 30_000 }, async () => {
