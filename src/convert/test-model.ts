@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { convertCheckpoint, type ConvertResult } from './convert.js';
 import { writeSafetensors, type StDtype } from './safetensors.js';
 
 export interface TestModelSpec {
@@ -152,4 +153,17 @@ export async function writeTestCheckpoint(dir: string, spec: TestModelSpec, dtyp
   fs.writeFileSync(path.join(dir, 'README.md'), `# dinofeat test model\n\n${NOT_A_REAL_MODEL}.\nSeed ${spec.seed}; shapes as in a DINOv3 ViT (hidden ${spec.hiddenSize}, ${spec.numLayers} layers).\n`);
   const tensors = Object.fromEntries(Object.entries(testCheckpointTensors(spec)).map(([k, v]) => [k, { ...v, dtype }]));
   await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt', note: NOT_A_REAL_MODEL });
+}
+
+export type TestModelSize = 'tiny' | 'vits16';
+
+/**
+ * `dinofeat test-model`: the test checkpoint of one size in <dir>/checkpoint and its fp32
+ * conversion in <dir>/model.onnx.
+ */
+export async function makeTestModel(dir: string, size: TestModelSize): Promise<{ checkpointDir: string; converted: ConvertResult }> {
+  const checkpointDir = path.join(dir, 'checkpoint');
+  await writeTestCheckpoint(checkpointDir, size === 'vits16' ? VITS16_SHAPED : TINY_TEST_MODEL);
+  const converted = await convertCheckpoint(checkpointDir, path.join(dir, 'model.onnx'), { precision: 'fp32', sourceRepo: `dinofeat/test-${size} (random weights, not a real model)` });
+  return { checkpointDir, converted };
 }
