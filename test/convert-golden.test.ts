@@ -1,5 +1,5 @@
 /**
- * Every golden case (../shared/golden: Hugging Face's forward on DINOv3, DINOv2 and
+ * Every golden case (test/golden: Hugging Face's forward on DINOv3, DINOv2 and
  * DINOv2-with-registers checkpoints): fp32 conversion run in ONNX Runtime within 1e-4 over all
  * tokens; F16 and BF16 copies of the checkpoints give the same model; the in-graph position
  * resize reproduces the tables Hugging Face interpolated.

@@ -5,15 +5,14 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { loadModelInfo } from '../src/model/load-info.js';
+import { GOLDEN } from './fixtures/reference-outputs.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/temp.js';
-
-const GOLDEN = path.resolve('../shared/golden/models');
 
 test('a DINOv2-with-registers model: patch 14 from its metadata, 518x518 buckets give 37x37 grids, validate passes', async () => {
   const dir = tempDir();
   const model = path.join(dir, 'dinov2.onnx');
-  await convertCheckpoint(path.join(GOLDEN, 'tiny_dinov2_reg'), model, { precision: 'fp32' });
+  await convertCheckpoint(path.join(GOLDEN, 'models', 'tiny_dinov2_reg'), model, { precision: 'fp32' });
   const info = loadModelInfo(model);
   assert.deepEqual([info.family, info.patchSize, info.numRegisters, info.resample], ['dinov2', 14, 4, 'bicubic']);
 

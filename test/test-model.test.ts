@@ -10,12 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openCheckpoint } from '../src/convert/safetensors.js';
 import { parameterCount, testCheckpointTensors, TINY_TEST_MODEL, VITS16_SHAPED, writeTestCheckpoint, type TestModelSpec } from '../src/convert/test-model.js';
+import { GOLDEN } from './fixtures/reference-outputs.js';
 import { pythonJson } from './helpers/python.js';
 import { tempDir } from './helpers/temp.js';
 
 const work = tempDir();
 
-const GOLDEN_TINY = path.resolve('..', 'shared', 'golden', 'models', 'tiny');
+const GOLDEN_TINY = path.join(GOLDEN, 'models', 'tiny');
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 
