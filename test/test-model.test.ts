@@ -1,6 +1,6 @@
 /**
  * The generated test model: same bytes for the same seed, the tensor names and shapes of a Hugging
- * Face DINOv3 checkpoint (ARCH_FACTS §1), labelled as not a real model, and loadable by
+ * Face DINOv3 checkpoint (docs/model-architecture.md §1), labelled as not a real model, and loadable by
  * transformers' own DINOv3ViTModel with sane activations that respond to the image.
  */
 import { before, test } from 'node:test';
@@ -20,8 +20,8 @@ const GOLDEN_TINY = path.join(GOLDEN, 'models', 'tiny');
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 
-/** ARCH_FACTS §1, written out from its table: every tensor of a HF DINOv3 checkpoint and its shape. */
-function archFactsTensors(s: TestModelSpec): Map<string, number[]> {
+/** docs/model-architecture.md §1 written out: every tensor of a HF DINOv3 checkpoint and its shape. */
+function checkpointTensors(s: TestModelSpec): Map<string, number[]> {
   const D = s.hiddenSize;
   const I = s.intermediateSize;
   const t = new Map<string, number[]>([
@@ -53,7 +53,7 @@ function archFactsTensors(s: TestModelSpec): Map<string, number[]> {
 function assertLayout(dir: string, spec: TestModelSpec): void {
   const ckpt = openCheckpoint(dir);
   try {
-    const want = archFactsTensors(spec);
+    const want = checkpointTensors(spec);
     assert.deepEqual(ckpt.names().slice().sort(), [...want.keys()].sort());
     for (const [name, shape] of want) assert.deepEqual(ckpt.info(name).shape, shape, name);
   } finally {
@@ -83,7 +83,7 @@ test('the same seed writes the same bytes; another seed other weights', async ()
   assert.notEqual(sha256(path.join(a, 'model.safetensors')), sha256(path.join(c, 'model.safetensors')));
 });
 
-test('tensor names and shapes are those ARCH_FACTS lists, plain and gated, with and without q/v biases', () => {
+test('tensor names and shapes are those of a Hugging Face checkpoint, plain and gated, with and without q/v biases', () => {
   assertLayout(tiny, TINY_TEST_MODEL);
   assertLayout(gated, GATED_NO_BIAS);
   const ckpt = openCheckpoint(gated);
@@ -93,7 +93,7 @@ test('tensor names and shapes are those ARCH_FACTS lists, plain and gated, with 
 
 test('VITS16_SHAPED has the released ViT-S/16 shapes: 211 tensors, 21,596,544 parameters', () => {
   const tensors = testCheckpointTensors(VITS16_SHAPED);
-  const want = archFactsTensors(VITS16_SHAPED);
+  const want = checkpointTensors(VITS16_SHAPED);
   assert.equal(Object.keys(tensors).length, 211);
   for (const [name, t] of Object.entries(tensors)) assert.deepEqual(t.shape, want.get(name), name);
   assert.equal(parameterCount(VITS16_SHAPED), 21_596_544);

@@ -1,5 +1,5 @@
 /**
- * DINOv2 and DINOv2-with-registers as an ONNX graph (ARCH_FACTS §6): patch conv (14) + learned
+ * DINOv2 and DINOv2-with-registers as an ONNX graph (docs/model-architecture.md §6): patch conv (14) + learned
  * position embeddings resized in the graph to the input's patch grid, [CLS, registers, patches],
  * L pre-norm layers, final LayerNorm.
  */

@@ -1,5 +1,5 @@
 /**
- * DINOv3 ViT as an ONNX graph (ARCH_FACTS §1-3): patch conv → [CLS, registers, patches] → L
+ * DINOv3 ViT as an ONNX graph (docs/model-architecture.md §1-3): patch conv → [CLS, registers, patches] → L
  * pre-norm layers with RoPE on the patch tokens' q and k → final LayerNorm. Height, width and
  * batch are dynamic: the RoPE tables are computed in the graph from the patch grid's shape.
  */

@@ -26,7 +26,7 @@ export const TINY_TEST_MODEL: TestModelSpec = {
   gated: false, queryBias: true, valueBias: true, seed: 1,
 };
 
-/** The real ViT-S/16 shapes (ARCH_FACTS §1): 21,596,544 parameters. */
+/** The released ViT-S/16 shapes (hidden 384, 12 layers, 6 heads, MLP 1536): 211 tensors, 21,596,544 parameters. */
 export const VITS16_SHAPED: TestModelSpec = {
   hiddenSize: 384, numLayers: 12, numHeads: 6, intermediateSize: 1536, patchSize: 16, numRegisters: 4,
   gated: false, queryBias: true, valueBias: true, seed: 2,
@@ -103,7 +103,7 @@ export function testCheckpointTensors(spec: TestModelSpec): Record<string, { sha
 }
 
 export function parameterCount(spec: TestModelSpec): number {
-  // mask_token is stored but unused at inference; HF counts it, and so does ARCH_FACTS.
+  // mask_token is stored but unused at inference; Hugging Face's parameter count includes it.
   return Object.values(testCheckpointTensors(spec)).reduce((a, x) => a + x.data.length, 0);
 }
 

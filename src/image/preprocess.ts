@@ -31,7 +31,7 @@ export function buildPreprocessModel(info: PreprocessInfo): Uint8Array {
   const nhwc = g.op('Unsqueeze', [g.op('Cast', [rgb], { to: i(DataType.FLOAT) }), g.constInt64([0])]);
   const sizes = g.op('Concat', [g.constInt64([1]), size, g.constInt64([3])], { axis: i(0) });
   // torch's antialiased bicubic is the Keys kernel with a = -0.5 and taps outside the image
-  // dropped and renormalised (ARCH_FACTS §6); its bilinear is the triangle filter.
+  // dropped and renormalised (docs/model-architecture.md §6); its bilinear is the triangle filter.
   const filter: Record<string, Attr> = info.resample === 'bicubic'
     ? { mode: s('cubic'), cubic_coeff_a: f(-0.5), exclude_outside: i(1) }
     : { mode: s('linear'), exclude_outside: i(1) };

@@ -2,7 +2,7 @@
  * config.json (+ preprocessor_config.json) of a Hugging Face DINOv3 / DINOv2 checkpoint, parsed
  * and checked once into the spec the graph builders use. Values the forward pass depends on come
  * from here; values that only matter in training (layerscale_value, pos_embed_rescale, drop_path)
- * are ignored (ARCH_FACTS §2-4, §6).
+ * are ignored (docs/model-architecture.md §2-4, §6).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -179,7 +179,7 @@ export function readVitSpec(dir: string): VitSpec {
   }
 
   // DINOv2 stores no intermediate size: fc1 is int(hidden * mlp_ratio) wide; the SwiGLU variant
-  // (giant) keeps two thirds of that, rounded up to a multiple of 8 (ARCH_FACTS §6).
+  // (giant) keeps two thirds of that, rounded up to a multiple of 8, as Meta's SwiGLU layer sizes it.
   const swiglu = c.bool('use_swiglu_ffn', false);
   const plainWidth = Math.floor(hiddenSize * c.number('mlp_ratio', 4));
   const qkvBias = c.bool('qkv_bias', true);

@@ -1,7 +1,7 @@
 /**
  * Checkpoints dinofeat knows: Hugging Face ids with their size and licence, for `dinofeat models`
  * and for `pull` to say what it is fetching. Sizes are from the released config.json files
- * (ARCH_FACTS §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
+ * (docs/model-architecture.md §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
  */
 import fs from 'node:fs';
 import { precisionOfModelFile, pulledRepoDir } from './layout.js';
