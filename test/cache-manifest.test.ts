@@ -18,7 +18,7 @@ import { removeKeys } from '../src/cache/remove-keys.js';
 import { readFeatureRows } from '../src/shard/shard-reader.js';
 import { ShardSink } from '../src/cache/shard-sink.js';
 import type { ShardFormat } from '../src/shard/schema.js';
-import { MODEL, assertClose, identity, makeRow, shardMeta } from './fixtures/feature-rows.js';
+import { FINGERPRINT, MODEL, assertClose, identity, makeRow, shardMeta } from './fixtures/feature-rows.js';
 import { pythonJson } from './helpers/python.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -213,7 +213,7 @@ describe('cache identity', () => {
     const config = (await readCacheConfig(dir))!;
     assert.equal(identityMismatch(config, identity()), undefined);
     const other = { ...identity('parquet', 'fp-other'), model: { ...MODEL, hiddenSize: 16 } };
-    assert.match(identityMismatch(config, other)!, /fingerprint fp-test vs fp-other \(model differ/);
+    assert.ok(identityMismatch(config, other)!.startsWith(`fingerprint ${FINGERPRINT} vs fp-other (model differ`), identityMismatch(config, other));
     assert.match(identityMismatch(config, { ...identity(), dtype: 'float32' })!, /dtype float16 vs float32/);
     fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
     await clearCache(dir);
@@ -249,7 +249,7 @@ describe('manifest summary and merge', () => {
     assert.deepEqual(report.busyParts, []);
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     assert.deepEqual(manifest, report.summary);
-    assert.equal(manifest.fingerprint, 'fp-test');
+    assert.equal(manifest.fingerprint, FINGERPRINT);
     assert.deepEqual(manifest.counts, { shards: 5, rows: 7, bytes: manifest.shards.reduce((n: number, s: { bytes: number }) => n + s.bytes, 0), failed: 1, duplicates: 1 });
     const buckets = Object.entries(manifest.buckets as Record<string, number>);
     assert.equal(buckets.reduce((n, [, v]) => n + v, 0), 7);

@@ -11,10 +11,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorsLog } from '../src/cache/errors-log.js';
+import { fingerprintOf, type CacheConfig } from '../src/cache/identity.js';
 import { MANIFEST_FILE } from '../src/cache/layout.js';
 import { writeManifest } from '../src/cache/manifest-summary.js';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { parquetSchema } from '../src/shard/parquet-shard.js';
+import { createShardWriter } from '../src/shard/shard-writer.js';
 import { INT_COLUMNS, encodeRow, metaToKeyValue, type EncodedRow } from '../src/shard/schema.js';
 import { runValidate, validate, type ValidateOptions, type ValidationReport } from '../src/commands/validate.js';
 import { UserError } from '../src/core/errors.js';
@@ -28,7 +30,7 @@ import { compareGroup, recomputeTolerance, sampleRows } from '../src/validate/re
 import { countNonFinite } from '../src/validate/row-checks.js';
 import { copyCache, duplicateRow, extractCache, onlyShard, replaceRow, transplantRow } from './fixtures/damaged-cache.js';
 import { fakeModelInfo, writeFakeVit } from './fixtures/fake-vit.js';
-import { makeRow, shardMeta } from './fixtures/feature-rows.js';
+import { FINGERPRINT, makeRow, shardMeta } from './fixtures/feature-rows.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
 import { tempDir } from './helpers/temp.js';
@@ -134,6 +136,24 @@ test('temp files and unjournaled shards are reported as notes, not counted', asy
   for (const name of ['part-0-00099.parquet (not journaled', 'part-0-00100.parquet.tmp (temp file', 'readme.txt (not a shard name']) assert.ok(notes.includes(name), notes);
 });
 
+test('validate recomputes the fingerprint: a cache.json or shard metadata edited by hand fails', async () => {
+  const dir = copyCache(clean);
+  const configFile = path.join(dir, 'cache.json');
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as CacheConfig;
+  assert.equal(fingerprintOf(config), config.fingerprint, 'extract writes the fingerprint of what cache.json records');
+  fs.writeFileSync(configFile, JSON.stringify({ ...config, preprocessing: { ...config.preprocessing, background: '#000000' } }));
+  assertFinding(await validate(dir, {}), 'cache', 'config', `is not that of the model and preprocessing it records (${fingerprintOf({ ...config, preprocessing: { ...config.preprocessing, background: '#000000' } })})`);
+
+  // A shard whose metadata claims the cache's fingerprint for another preprocessing record.
+  const made = { ...shardMeta('float16', false), preprocessing: { resize: 'cover' } };
+  const file = path.join(tempDir(), 'claims.parquet');
+  const writer = createShardWriter('parquet');
+  await writer.open(file, { ...made, fingerprint: FINGERPRINT });
+  await writer.append([makeRow(0, false)]);
+  await writer.close();
+  assertFinding(await validate(file, {}), 'cache', 'metadata', `fingerprint ${FINGERPRINT} is not that of the model and preprocessing its metadata records`);
+});
+
 test('flipped bytes in a shard: its checksum fails', async () => {
   const dir = copyCache(clean);
   const { name, file } = await onlyShard(dir);
@@ -209,7 +229,8 @@ test('a journal that disagrees with its shard fails: other keys, other row count
 });
 
 test('a shard whose columns have other physical types fails the schema check', async () => {
-  const meta = { ...shardMeta('float16', false), preprocessing: {} };
+  const made = { ...shardMeta('float16', false), preprocessing: {} };
+  const meta = { ...made, fingerprint: fingerprintOf(made) };
   const rows = [0, 1, 2].map((i) => encodeRow(makeRow(i, false), meta));
   const file = path.join(tempDir(), 'foreign.parquet');
   parquetWriteFile({

@@ -8,6 +8,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LOCKS_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from '../cache/layout.js';
+import { fingerprintOf } from '../cache/identity.js';
 import { liveShards, readAllJournals, type ShardEntry } from '../cache/manifest.js';
 import type { ManifestSummary } from '../cache/manifest-summary.js';
 import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
@@ -65,6 +66,9 @@ export async function checkCache(t: ReadTarget): Promise<CacheCheckOutput> {
   if (t.dir && !t.config) {
     rec.fail('config', path.join(t.dir, 'cache.json'), 'missing or not valid JSON: the cache has no identity (model, preprocessing, dtype)');
     rec.fix('config', `rebuild the cache: ${reextract(t)} --overwrite`);
+  } else if (t.config && fingerprintOf(t.config) !== t.config.fingerprint) {
+    rec.fail('config', path.join(t.dir!, 'cache.json'), `fingerprint ${t.config.fingerprint} is not that of the model and preprocessing it records (${fingerprintOf(t.config)}): the file was edited or comes from another cache`);
+    rec.fix('config', `restore cache.json, or rebuild the cache: ${reextract(t)} --overwrite`);
   }
   if (t.kind === 'cache' && t.dir && t.state) await checkCacheFiles(t, t.dir, rec);
   if (t.kind === 'shard' && t.dir && !t.shards[0]!.record) {
@@ -246,6 +250,9 @@ function checkShardMeta(shard: ShardTarget, info: ShardInfo, identity: Identity,
     rec.fix('fingerprint', dropShard);
   } else if (!same(m.model, identity.model) || !same(m.preprocessing, identity.preprocessing)) {
     rec.fail('metadata', shard.name, 'same fingerprint as the cache but another model or preprocessing record');
+  }
+  if (fingerprintOf(m) !== m.fingerprint) {
+    rec.fail('metadata', shard.name, `fingerprint ${m.fingerprint} is not that of the model and preprocessing its metadata records (${fingerprintOf(m)})`);
   }
   const differs: string[] = [];
   if (m.dtype !== identity.dtype) differs.push(`dtype ${m.dtype} vs the cache's ${identity.dtype}`);
