@@ -5,6 +5,7 @@
  * → [1, 3, H, W]. Rescale and normalise are folded into one multiply-add on the small result.
  * Measured agreement with Hugging Face: docs/pixel-parity.md and test/image-parity.test.ts.
  */
+import { MODEL_INPUT } from '../model/contract.js';
 import { DataType, GraphBuilder, encodeModel, f, i, ints, s, type Attr } from '../onnx/builder.js';
 import type { ModelInfo } from '../model/info.js';
 
@@ -42,7 +43,7 @@ export function buildPreprocessModel(info: PreprocessInfo): Uint8Array {
   const nchw = g.op('Transpose', [pixels], { perm: ints([0, 3, 1, 2]) });
   const scale = g.constFloat(info.imageStd.map((sd) => 1 / (255 * sd)), [1, 3, 1, 1]);
   const shift = g.constFloat(info.imageMean.map((m, k) => -m / info.imageStd[k]!), [1, 3, 1, 1]);
-  g.rename(g.op('Add', [g.op('Mul', [nchw, scale]), shift]), 'pixel_values');
-  g.output('pixel_values', DataType.FLOAT, [1, 3, 'H', 'W']);
+  g.rename(g.op('Add', [g.op('Mul', [nchw, scale]), shift]), MODEL_INPUT);
+  g.output(MODEL_INPUT, DataType.FLOAT, [1, 3, 'H', 'W']);
   return encodeModel(g, { opsets: { '': 18 } });
 }

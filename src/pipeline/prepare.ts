@@ -3,6 +3,7 @@
  * decode (sharp) → resize + normalise (ONNX Runtime, in worker threads of its own). What it did is
  * recorded with the cache by image/preprocessing-record.ts.
  */
+import { MODEL_INPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import { startSession } from '../model/devices.js';
 import { assignBucket, cropBox, type Bucket } from '../image/buckets.js';
@@ -65,7 +66,7 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
         rgb: { type: 'uint8', data: new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), dims: [rgb.height, rgb.width, 3] },
         size: { type: 'int64', data: BigInt64Array.from([BigInt(bucket.height), BigInt(bucket.width)]), dims: [2] },
       });
-      return out.pixel_values!.data as Float32Array;
+      return out[MODEL_INPUT]!.data as Float32Array;
     } finally {
       queued[k]!--;
     }

@@ -8,6 +8,7 @@
  * turn as their images' pixels, so a batch tensor exists only for the batches at the model.
  */
 import type { FeatureRow } from '../shard/schema.js';
+import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import type { WireTensor } from '../model/ort-worker.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
@@ -103,7 +104,7 @@ export class ModelScheduler {
   /** One batch on the model; its place at the model is given back as soon as it answers. */
   private async runModel(input: Float32Array, dims: number[]): Promise<WireTensor> {
     try {
-      return (await this.o.model.run({ pixel_values: { type: 'float32', data: input, dims } }, ['last_hidden_state'])).last_hidden_state!;
+      return (await this.o.model.run({ [MODEL_INPUT]: { type: 'float32', data: input, dims } }, [MODEL_OUTPUT]))[MODEL_OUTPUT]!;
     } finally {
       this.atModel--;
       this.feed();

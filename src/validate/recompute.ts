@@ -12,10 +12,10 @@ import type { ReadTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
+import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
-import { ImageFailure } from '../pipeline/prepare.js';
-import { createImagePreparer, type ImagePreparer } from '../pipeline/prepare.js';
+import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 import type { LoadedModel } from './model-check.js';
 
@@ -221,12 +221,12 @@ async function recomputeRow(
   const p = model.info.patchSize;
   let out;
   try {
-    out = await model.session.run({ pixel_values: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, ['last_hidden_state']);
+    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
   } catch (e) {
     rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
     return undefined;
   }
-  const lhs = out.last_hidden_state!;
+  const lhs = out[MODEL_OUTPUT]!;
   try {
     return splitTokens(lhs.data as Float32Array, lhs.dims, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
   } catch (e) {
