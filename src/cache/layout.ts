@@ -6,6 +6,7 @@
  *   shards/part-<P>-<seq>.parquet   shards (.arrow for Arrow IPC streams; <name>.tmp while written)
  *   manifest/part-<P>.jsonl         append-only journal of part P's committed shards
  *   manifest/errors-<P>.jsonl       part P's failed images
+ *   manifest/inputs-<P>.json        what part P's runs read and ran (run-record.ts; not the identity)
  *   locks/part-<P>.lock             who is writing part P
  *   manifest.json, errors.jsonl     summaries merged from all parts at the end of a run
  */

@@ -8,6 +8,7 @@ import { UserError } from '../core/errors.js';
 import { sha256File } from '../core/file-hash.js';
 import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
+import { recordRun } from '../cache/run-record.js';
 import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
@@ -110,6 +111,8 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
     if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
+    // What this run reads and runs, so validate can check the cache without these flags again.
+    await recordRun(r.out, partId, { roots: r.inputs.dirs, lists: r.inputs.lists, modelPath });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
 
     const decoders = r.decoders ?? defaultDecoders();

@@ -1,0 +1,165 @@
+/**
+ * The run record: what a cache's runs read (image folders and list files, absolute) and the model
+ * file they ran with its weights hash, so validate can check the images and recompute rows without
+ * the flags again. It lives outside the cache identity (cache.json): later runs may add inputs,
+ * and a model may move without the features changing.
+ *
+ * One file per part, manifest/inputs-<P>.json, written only by the worker holding that part's
+ * lock: a run merges its inputs into its part's record and replaces it atomically. Workers that
+ * run at once each own their file, so the read-merge-write needs no cache-wide lock and no input
+ * is lost, even when workers read different inputs. Readers take the union over all parts.
+ * --overwrite clears manifest/, and with it the records of the rows it cleared.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../core/errors.js';
+import { parseAtomicTemp, writeFileAtomic } from '../core/durable-fs.js';
+import { sha256File } from '../core/file-hash.js';
+import { METADATA_KEYS } from '../model/info.js';
+import { readOnnxHeader } from '../onnx/metadata-reader.js';
+import { MANIFEST_DIR, checkPartId } from './layout.js';
+
+/** What extract read, as it can be read again. */
+export interface RecordedInputs {
+  /** Image folders, absolute, in the order first given. */
+  roots: string[];
+  /** Image list files, absolute. */
+  lists: string[];
+  /** Some run read a list from stdin: those paths are not recorded. */
+  stdin: boolean;
+}
+
+export interface RecordedModel {
+  /** The ONNX file extract ran, absolute. */
+  path: string;
+  /** See modelWeightsSha256. */
+  weightsSha256: string;
+}
+
+export interface PartRunRecord {
+  inputs: RecordedInputs;
+  model: RecordedModel;
+  updatedAt: string;
+}
+
+/** The union of every part's record. */
+export interface RunRecord {
+  inputs: RecordedInputs;
+  /** Each model path recorded, most recent first (one model, perhaps seen at several paths). */
+  models: RecordedModel[];
+}
+
+const RECORD_NAME = /^inputs-([A-Za-z0-9_.]+)\.json$/;
+const STDIN_LIST = '-';
+
+export function runRecordPath(dir: string, partId: string): string {
+  return path.join(dir, MANIFEST_DIR, `inputs-${checkPartId(partId)}.json`);
+}
+
+/**
+ * What identifies a model's weights: the checkpoint hash dinofeat convert writes into the metadata
+ * (cheap to read, and it covers weights kept in an external .onnx.data file), else the file's own
+ * sha256. The same rule as the weights term of the cache fingerprint.
+ */
+export async function modelWeightsSha256(modelPath: string): Promise<string> {
+  let metadata: Record<string, string> = {};
+  try {
+    metadata = readOnnxHeader(modelPath).metadata;
+  } catch {
+    // Not a parseable ONNX file: its bytes are all there is to compare.
+  }
+  return metadata[METADATA_KEYS.weightsSha256] ?? (await sha256File(modelPath));
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+function parseRecord(text: string, file: string): PartRunRecord {
+  const bad = () => new UserError(`${file} is not a dinofeat run record: delete it (the next extract writes it again) or pass --images and --model`);
+  let v: Partial<PartRunRecord> | undefined;
+  try {
+    v = JSON.parse(text) as Partial<PartRunRecord>;
+  } catch {
+    throw bad();
+  }
+  const inputs = v?.inputs;
+  const model = v?.model;
+  if (!inputs || !isStrings(inputs.roots) || !isStrings(inputs.lists) || typeof inputs.stdin !== 'boolean') throw bad();
+  if (!model || typeof model.path !== 'string' || typeof model.weightsSha256 !== 'string' || typeof v?.updatedAt !== 'string') throw bad();
+  return { inputs, model, updatedAt: v.updatedAt };
+}
+
+async function readPartRecord(file: string): Promise<PartRunRecord | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return parseRecord(text, file);
+}
+
+const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])];
+
+/**
+ * Adds this run's inputs and model to its part's record. The caller holds the part's lock, so
+ * any temp file of this record left beside it is a crashed write of this part: removed first.
+ */
+export async function recordRun(dir: string, partId: string, run: { roots: readonly string[]; lists: readonly string[]; modelPath: string }): Promise<void> {
+  const file = runRecordPath(dir, partId);
+  for (const name of await fs.readdir(path.dirname(file)).catch(() => [] as string[])) {
+    if (parseAtomicTemp(name, file)) await fs.rm(path.join(path.dirname(file), name), { force: true });
+  }
+  const before = await readPartRecord(file);
+  const lists = run.lists.filter((l) => l !== STDIN_LIST).map((l) => path.resolve(l));
+  const record: PartRunRecord = {
+    inputs: {
+      roots: union(before?.inputs.roots ?? [], run.roots.map((r) => path.resolve(r))),
+      lists: union(before?.inputs.lists ?? [], lists),
+      stdin: (before?.inputs.stdin ?? false) || run.lists.includes(STDIN_LIST),
+    },
+    model: { path: path.resolve(run.modelPath), weightsSha256: await modelWeightsSha256(run.modelPath) },
+    updatedAt: new Date().toISOString(),
+  };
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/** The union of the parts' records; undefined when no run recorded one (a cache made before records). */
+export async function readRunRecord(dir: string): Promise<RunRecord | undefined> {
+  const names = (await fs.readdir(path.join(dir, MANIFEST_DIR)).catch(() => [] as string[])).filter((n) => RECORD_NAME.test(n)).sort();
+  const parts: PartRunRecord[] = [];
+  for (const name of names) {
+    const part = await readPartRecord(path.join(dir, MANIFEST_DIR, name));
+    if (part) parts.push(part);
+  }
+  if (parts.length === 0) return undefined;
+  const newestFirst = [...parts].sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
+  return {
+    inputs: {
+      roots: parts.reduce<string[]>((all, p) => union(all, p.inputs.roots), []),
+      lists: parts.reduce<string[]>((all, p) => union(all, p.inputs.lists), []),
+      stdin: parts.some((p) => p.inputs.stdin),
+    },
+    models: newestFirst.map((p) => p.model).filter((m, k, all) => all.findIndex((o) => o.path === m.path) === k),
+  };
+}
+
+/**
+ * The recorded model to use: the most recent path that still holds the same weights. When none
+ * does, one line naming the path and the way out.
+ */
+export async function recordedModelPath(models: readonly RecordedModel[]): Promise<string> {
+  let problem: string | undefined;
+  for (const m of models) {
+    const st = await fs.stat(m.path).catch(() => undefined);
+    const why = !st?.isFile()
+      ? `the cache's model ${m.path} is gone (moved or deleted)`
+      : (await modelWeightsSha256(m.path)) !== m.weightsSha256
+        ? `the cache's model ${m.path} changed since extract ran (its weights hash is not the recorded ${m.weightsSha256.slice(0, 12)}…)`
+        : undefined;
+    if (!why) return m.path;
+    problem ??= why;
+  }
+  throw new UserError(`${problem ?? 'the cache records no model'}: pass --model with the model the cache was made with, or --recompute 0 to skip recomputing`);
+}
