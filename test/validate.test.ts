@@ -92,14 +92,14 @@ async function runCaptured(target: string, o: ValidateOptions): Promise<{ code: 
 }
 
 test('a clean cache passes every check: cache, model, images, recompute of every row, alignment', async () => {
-  const o: ValidateOptions = { model: model.onnx, images, recompute: 6, seed: 3, latentStride: 8, ditPatch: 2 };
+  const o: ValidateOptions = { model: model.onnx, images: [images], recompute: 6, seed: 3, latentStride: 8, ditPatch: 2 };
   const r = await validate(clean, o);
   assert.deepEqual(r.checks.map((c) => [c.check, c.status]), [
     ['cache', 'pass'], ['model', 'pass'], ['images', 'pass'], ['recompute', 'pass'], ['alignment', 'pass'],
   ], JSON.stringify(r.checks, null, 1));
   assert.ok(r.ok);
   assert.match(check(r, 'cache').summary[0]!, /1 shard, 6 rows, 3 buckets/);
-  assert.match(check(r, 'images').summary[0]!, /6 images under .*: 6 stored, 0 in the errors log, 0 missing, 0 stale/);
+  assert.match(check(r, 'images').summary[0]!, /6 images in .*: 6 stored, 0 in the errors log, 0 missing, 0 stale/);
   assert.match(check(r, 'recompute').summary.join('\n'), /6 of 6 sampled rows[^]*registers: lowest token cosine/);
 
   const text = await runCaptured(clean, o);
@@ -111,13 +111,13 @@ test('a clean cache passes every check: cache, model, images, recompute of every
 });
 
 test('a clean Arrow float32 cache without registers passes, also as a single shard', async () => {
-  const r = await validate(cleanArrow, { model: model.onnx, images, recompute: 3 });
+  const r = await validate(cleanArrow, { model: model.onnx, images: [images], recompute: 3 });
   assert.ok(r.ok, formatChecks('validate', r.checks));
   const { file } = await onlyShard(cleanArrow);
   assert.ok((await validate(file, {})).ok);
   const loose = path.join(tempDir(), 'loose.arrow');
   fs.copyFileSync(file, loose);
-  const alone = await validate(loose, { model: model.onnx, images, recompute: 2 });
+  const alone = await validate(loose, { model: model.onnx, images: [images], recompute: 2 });
   assert.ok(alone.ok, formatChecks('validate', alone.checks));
   assert.match(check(alone, 'cache').summary[0]!, /1 shard, 6 rows/);
 });
@@ -263,7 +263,7 @@ test('a key stored in two shards fails, naming both', async () => {
   const dir = copyCache(clean);
   const { name } = await onlyShard(dir);
   const second = await duplicateRow(dir, 'b.jpg');
-  const r = await validate(dir, { images });
+  const r = await validate(dir, { images: [images] });
   assertFinding(r, 'cache', 'duplicate-key', `also stored in ${name}`);
   assert.ok(check(r, 'cache').findings.some((f) => f.where.startsWith(second) && f.where.includes('b.jpg')));
   assert.deepEqual(kinds(check(r, 'cache')), ['duplicate-key']);
@@ -295,7 +295,7 @@ test('manifest.json that disagrees with the journals fails, with dinofeat merge 
 test('a row made with another model: its shard fails the fingerprint check, its image is stale', async () => {
   const dir = copyCache(clean);
   const shard = await transplantRow(dir, other, 'c.png');
-  const r = await validate(dir, { images });
+  const r = await validate(dir, { images: [images] });
   assertFinding(r, 'cache', 'fingerprint', shard);
   assert.deepEqual(kinds(check(r, 'cache')), ['fingerprint']);
   assert.match(check(r, 'cache').findings[0]!.detail, /other model/);
@@ -311,11 +311,11 @@ test('--images: a changed image is stale, a new one missing, a failed one accept
   fs.writeFileSync(path.join(changed, 'broken.jpg'), 'not a jpeg');
   const log = await ErrorsLog.open(dir, '0');
   await log.record({ key: 'broken.jpg', path: path.join(changed, 'broken.jpg'), stage: 'decode', reason: 'not a readable image' });
-  const r = await validate(dir, { images: changed, model: model.onnx, recompute: 6 });
+  const r = await validate(dir, { images: [changed], model: model.onnx, recompute: 6 });
   assertFinding(r, 'images', 'stale-source', 'a.png');
   assertFinding(r, 'images', 'missing-image', 'new.png');
   assert.deepEqual(kinds(check(r, 'images')), ['missing-image', 'stale-source']);
-  assert.match(check(r, 'images').summary[0]!, /8 images under .*: 6 stored, 1 in the errors log, 1 missing, 1 stale/);
+  assert.match(check(r, 'images').summary[0]!, /8 images in .*: 6 stored, 1 in the errors log, 1 missing, 1 stale/);
   // The changed image cannot be compared; the other five are.
   const recompute = check(r, 'recompute');
   assert.equal(recompute.status, 'pass');
@@ -324,10 +324,10 @@ test('--images: a changed image is stale, a new one missing, a failed one accept
 });
 
 test('--recompute fails on a cache written with another model (and the model check says so)', async () => {
-  const r = await validate(other, { model: model.onnx, images, recompute: 3 });
+  const r = await validate(other, { model: model.onnx, images: [images], recompute: 3 });
   assertFinding(r, 'model', 'cache-model', 'weightsSha256');
   assertFinding(r, 'recompute', 'mismatch', 'lowest token cosine');
-  const own = await validate(other, { model: otherModel.onnx, images, recompute: 3 });
+  const own = await validate(other, { model: otherModel.onnx, images: [images], recompute: 3 });
   assert.ok(own.ok, formatChecks('validate', own.checks));
 });
 
@@ -444,7 +444,10 @@ test('NaN / Inf are counted in stored bytes of both dtypes, at any alignment', (
 
 test('usage errors are one line naming the flag', async () => {
   await assert.rejects(validate(clean, { latentStride: 8 }), (e: unknown) => e instanceof UserError && /--latent-stride and --dit-patch/.test(e.message));
-  await assert.rejects(validate(clean, { recompute: 2, images }), (e: unknown) => e instanceof UserError && /--recompute needs --model/.test(e.message));
-  await assert.rejects(validate(clean, { recompute: 2, model: model.onnx }), (e: unknown) => e instanceof UserError && /--recompute needs --images/.test(e.message));
+  // A single shard has no run record to take the model or the images from.
+  const { file: shard } = await onlyShard(clean);
+  await assert.rejects(validate(shard, { recompute: 2, images: [images] }), (e: unknown) => e instanceof UserError && /--recompute needs --model/.test(e.message));
+  await assert.rejects(validate(shard, { recompute: 2, model: model.onnx }), (e: unknown) => e instanceof UserError && /--recompute needs the images: pass --images DIR or --list FILE/.test(e.message));
+  await assert.rejects(validate(clean, { images: [path.join(images, 'a.png')] }), (e: unknown) => e instanceof UserError && /--images .*a\.png is not a directory/.test(e.message));
   await assert.rejects(validate(images, {}), (e: unknown) => e instanceof UserError && /not a dinofeat cache/.test(e.message));
 });

@@ -1,20 +1,19 @@
 /**
- * validate --images DIR: the cache against the images it was made from. Every image under DIR
- * must be stored exactly once or be in the errors log; a stored row whose image bytes changed
- * (sha256) or whose shard was made with another model / preprocessing fingerprint is stale.
+ * validate --images / --list: the cache against the images it was made from. Every image the
+ * inputs hold must be stored exactly once or be in the errors log; a stored row whose image bytes
+ * changed (sha256) or whose shard was made with another model / preprocessing fingerprint is stale.
  */
-import path from 'node:path';
 import { readErrors } from '../cache/errors-log.js';
 import type { ReadTarget } from '../cache/open-read-only.js';
 import type { ShardMeta } from '../shard/schema.js';
-import { walkDirectory } from '../source/walk.js';
+import { inputArgs, readInputs, type Inputs } from '../source/inputs.js';
 import { sha256File } from '../core/file-hash.js';
 import { abbreviate, plural } from '../core/text.js';
 import { CheckRecorder, skippedCheck, type CheckResult } from './check.js';
 
 const short = (sha: string) => sha.slice(0, 12);
 
-export async function checkImages(t: ReadTarget, imagesDir: string, shardMeta: ReadonlyMap<string, ShardMeta>, fingerprint?: string): Promise<CheckResult> {
+export async function checkImages(t: ReadTarget, inputs: Inputs, shardMeta: ReadonlyMap<string, ShardMeta>, fingerprint?: string): Promise<CheckResult> {
   if (t.kind !== 'cache' || !t.dir || !t.state) {
     return skippedCheck('images', 'needs a cache directory (with its journals), not a single shard');
   }
@@ -29,7 +28,7 @@ export async function checkImages(t: ReadTarget, imagesDir: string, shardMeta: R
   const stale = new Set<string>();
   let stored = 0;
   let inErrors = 0;
-  for await (const item of walkDirectory(imagesDir)) {
+  for await (const item of readInputs(inputs)) {
     const key = 'image' in item ? item.image.key : item.problem.key;
     walked.add(key);
     const n = copies.get(key) ?? 0;
@@ -55,13 +54,13 @@ export async function checkImages(t: ReadTarget, imagesDir: string, shardMeta: R
 
   const elsewhere = [...copies.keys()].filter((k) => !walked.has(k));
   if (elsewhere.length) {
-    rec.note(`${plural(elsewhere.length, 'stored row')} without an image under ${imagesDir} (deleted, or extracted from another folder): ${abbreviate(elsewhere)}`);
+    rec.note(`${plural(elsewhere.length, 'stored row')} without an image in ${inputArgs(inputs)} (deleted, or extracted from other inputs): ${abbreviate(elsewhere)}`);
   }
-  const again = `dinofeat extract ${imagesDir} --out ${t.dir} with the same flags as before`;
+  const again = `dinofeat extract ${inputArgs(inputs)} --out ${t.dir} with the same flags as before`;
   rec.fix('missing-image', `run ${again}: it extracts the images not stored yet`);
   rec.fix('stale-source', `run ${again}: changed images are extracted again and their old rows removed`);
   rec.fix('stale-model', `delete the shards the cache check names under "fingerprint" and run ${again}`);
   rec.fix('duplicate-key', `run ${again}: it drops every copy of a key stored twice and extracts the image again`);
-  rec.info(`${walked.size} images under ${path.resolve(imagesDir)}: ${stored} stored, ${inErrors} in the errors log, ${rec.count('missing-image')} missing, ${stale.size} stale`);
+  rec.info(`${walked.size} images in ${inputArgs(inputs)}: ${stored} stored, ${inErrors} in the errors log, ${rec.count('missing-image')} missing, ${stale.size} stale`);
   return rec.result();
 }

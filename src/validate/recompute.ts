@@ -7,7 +7,6 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { ReadTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
@@ -16,6 +15,7 @@ import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
+import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 import type { LoadedModel } from './model-check.js';
 
@@ -108,13 +108,15 @@ async function rowRefs(t: ReadTarget, readable: ReadonlyMap<string, ShardMeta>):
 export interface RecomputeOptions {
   count: number;
   seed: number;
-  imagesDir: string;
+  /** What extract read: where the sampled rows' images are found again. */
+  inputs: Inputs;
   model: LoadedModel;
 }
 
 export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
   const rec = new CheckRecorder('recompute');
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
+  const files = await locateKeys(o.inputs, new Set(sample.map((r) => r.key)));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
   const preparers = new Map<string, ImagePreparer>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
@@ -131,7 +133,12 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       const stored = decodeRow(encoded, meta.dtype);
       const preparer = await preparerFor(meta, o.model.info, preparers, rec, where);
       if (!preparer) continue;
-      const recomputed = await recomputeRow(stored, path.join(o.imagesDir, ref.key), preparer, o.model, rec, where);
+      const file = files.get(ref.key);
+      if (file === undefined) {
+        rec.note(`${where}: no image of that key in ${inputArgs(o.inputs)}; not compared`);
+        continue;
+      }
+      const recomputed = await recomputeRow(stored, file, preparer, o.model, rec, where);
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
@@ -154,12 +161,12 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   } finally {
     for (const p of preparers.values()) await p.close();
   }
-  if (compared === 0) rec.fail('nothing-compared', o.imagesDir, `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
+  if (compared === 0) rec.fail('nothing-compared', inputArgs(o.inputs), `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
   rec.fix('mismatch', `the stored features are not what ${o.model.path} computes from the images: validate with the model the cache was made with; if it is that model, rebuild the cache (dinofeat extract ... --overwrite)`);
   rec.fix('row', 'the journal and the shard disagree: see the cache check');
   rec.fix('layout', "the model metadata does not describe its output, or the cache was made for another patch size: validate with the cache's model");
   rec.fix('run', "the model cannot run on the cache's bucket sizes: validate with the model the cache was made with");
-  rec.fix('nothing-compared', '--images must be the folder extract read (keys are paths relative to it)');
+  rec.fix('nothing-compared', '--images and --list must be what extract read (keys are paths relative to a folder, or as written in a list)');
   rec.fix('provenance', 'the row is not what extract makes of its image under the recorded preprocessing: delete its shard and run extract again (same flags)');
   rec.fix('preprocessing', 'this cache cannot be re-extracted exactly; rebuild it with this dinofeat (dinofeat extract ... --overwrite)');
   rec.info(`${compared} of ${sample.length} sampled rows (seed ${o.seed}) extracted again with ${o.model.path}`);
@@ -190,7 +197,7 @@ async function preparerFor(
 }
 
 async function recomputeRow(
-  stored: FeatureRow, file: string, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
+  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
 ): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
   let bytes: Buffer;
   try {
