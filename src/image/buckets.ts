@@ -187,6 +187,6 @@ export function resolveBuckets(flags: BucketFlags, patch: number): Bucket[] {
   if (preset === 'auto' && flags.auto?.step !== undefined && flags.auto.step % patch !== 0) {
     throw new UserError(`--bucket-step ${flags.auto.step} is not a multiple of the model's patch size ${patch}`);
   }
-  const auto = { step: patch * 4, ...flags.auto };
+  const auto = { ...flags.auto, step: flags.auto?.step ?? patch * 4 }; // the flags pass step: undefined when not given
   return presetBuckets(preset, auto).map((s) => dinoBucket(s, flags.dinoScale, patch));
 }
