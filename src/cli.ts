@@ -1,39 +1,17 @@
 /**
- * The commander program: commands, flags and help text. No logic here: each action parses its
- * flags into typed options and hands them to src/commands/<name>.ts. Commands are imported
+ * The commander program: commands, flags and help text. No logic here: each action hands its
+ * flags, typed as declared (@commander-js/extra-typings infers them), to src/commands/<name>.ts.
+ * Flags that several commands take are declared once, in src/cli/flags.ts. Commands are imported
  * lazily so `--help` does not load ONNX Runtime or sharp.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { SHARD_FORMATS, TENSOR_DTYPES } from './shard/schema.js';
+import { dropOutputAfterClose } from './cli/closed-output.js';
+import { DEFAULT_CACHE_DIR, bucketFlags, inputFlags, listFlag, modelFlag, runtimeFlags } from './cli/flags.js';
+import { nonNegativeInt, positiveInt } from './cli/parsers.js';
 import { EXIT, isUserError } from './core/errors.js';
 import { PRECISIONS } from './model/info.js';
 import { DINOFEAT_VERSION } from './core/version.js';
-
-export function positiveInt(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a whole number of at least 1 (got ${value})`);
-    return n;
-  };
-}
-
-export function nonNegativeInt(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a whole number of at least 0 (got ${value})`);
-    return n;
-  };
-}
-
-export function positiveNumber(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a number above 0 (got ${value})`);
-    return n;
-  };
-}
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('dinofeat')
@@ -44,29 +22,22 @@ function buildProgram(setExit: (code: number) => void): Command {
     // Before any subcommand is added, so they inherit it: parse errors reach main() as exceptions.
     .exitOverride();
 
+  // A flag group adds its flags where it is called: the chain is cut there to keep the help's order.
   const extract = program
     .command('extract')
     .description('extract CLS and patch features of every image into Parquet / Arrow shards (resumable)')
-    .argument('[inputs...]', 'image directories, walked recursively')
-    .option('--list <file>', 'file with one image path per line (- for stdin); repeatable', collect)
-    .option('-o, --out <dir>', 'cache directory', './dinofeat-cache')
-    .option('-m, --model <path>', 'model.onnx or a Hugging Face checkpoint directory (default: $DINOFEAT_MODEL, then the default pulled model)')
+    .argument('[inputs...]', 'image directories, walked recursively');
+  const extractSources = listFlag(extract).option('-o, --out <dir>', 'cache directory', DEFAULT_CACHE_DIR);
+  const extractModel = modelFlag(extractSources, 'model.onnx or a Hugging Face checkpoint directory (default: $DINOFEAT_MODEL, then the default pulled model)')
     .option('--patch-size <n>', 'patch size of a foreign ONNX export without dinofeat metadata', positiveInt('--patch-size'))
-    .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'))
-    .option('--bucket <WxH>', 'a bucket size (repeatable); one bucket sends every image there', collect)
-    .option('--buckets <preset>', 'bucket preset: sdxl, sd15, or auto (see dinofeat buckets)')
-    .option('--bucket-area <pixels>', 'target area for --buckets auto', positiveInt('--bucket-area'))
-    .option('--bucket-step <n>', 'size step for --buckets auto (a multiple of the patch size)', positiveInt('--bucket-step'))
-    .option('--bucket-min <n>', 'smallest side for --buckets auto', positiveInt('--bucket-min'))
-    .option('--bucket-max <n>', 'largest side for --buckets auto', positiveInt('--bucket-max'))
-    .option('--dino-scale <s>', 'run DINO at this fraction of the bucket size (rounded to the patch size)', positiveNumber('--dino-scale'), 1)
+    .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'));
+  const extractImages = bucketFlags(extractModel)
     .addOption(new Option('--resize <mode>', 'stretch: whole image to the bucket, no crop; cover: scale to cover and centre-crop').choices(['stretch', 'cover']).default('stretch'))
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
-    .option('-b, --batch-size <n>', 'images per inference batch (per bucket)', positiveInt('--batch-size'), 4)
-    .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
-    .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'))
+    .option('-b, --batch-size <n>', 'images per inference batch (per bucket)', positiveInt('--batch-size'), 4);
+  runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
     .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
@@ -77,44 +48,42 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--num-workers <n>', 'split the images over N workers by a hash of the key', positiveInt('--num-workers'))
     .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
     .option('-q, --quiet', 'no progress output, only the summary')
-    .action(async (inputs: string[], opts: Record<string, unknown>) => {
+    .addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).')
+    .action(async (inputs, opts) => {
       const { runExtract } = await import('./commands/extract.js');
-      setExit(await runExtract(inputs, opts as never));
+      setExit(await runExtract(inputs, opts));
     });
-  extract.addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).');
 
-  program
+  const validate = program
     .command('validate')
     .description('prove a cache (and a model) are right: schema, every row, checksums, duplicates, stale rows, recomputed features, latent alignment')
-    .argument('[target]', 'a cache directory or one shard', './dinofeat-cache')
-    .option('-m, --model <path>', 'the model to check and recompute rows with (default: the model the cache records, when rows are recomputed)')
-    .option('--images <dir>', 'image directory extract read, walked recursively; repeatable (default: the inputs the cache records)', collect)
-    .option('--list <file>', 'file with one image path per line (- for stdin); repeatable (default: the inputs the cache records)', collect)
+    .argument('[target]', 'a cache directory or one shard', DEFAULT_CACHE_DIR);
+  const validateModel = modelFlag(validate, 'the model to check and recompute rows with (default: the model the cache records, when rows are recomputed)');
+  const validateChecks = inputFlags(validateModel, ' (default: the inputs the cache records)')
     .option('--recompute <n>', 're-extract N sampled rows with the model and compare; 0 skips (default: 4 for a cache directory)', nonNegativeInt('--recompute'))
     .option('--seed <s>', 'seed for the --recompute sample', nonNegativeInt('--seed'), 0)
     .option('--latent-stride <s>', 'VAE stride, for the alignment check (e.g. 8)', positiveInt('--latent-stride'))
-    .option('--dit-patch <p>', 'DiT patch size, for the alignment check (e.g. 2)', positiveInt('--dit-patch'))
-    .option('--device <name>', 'execution provider for model checks', 'cpu')
-    .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
+    .option('--dit-patch <p>', 'DiT patch size, for the alignment check (e.g. 2)', positiveInt('--dit-patch'));
+  runtimeFlags(validateChecks)
     .option('--json', 'print the report as JSON')
-    .addHelpText('after', '\nExit codes: 0 every check passed, 1 a check failed (the report names it and what to do), 2 usage error.')
-    .action(async (target: string, opts: Record<string, unknown>) => {
+    .addHelpText('after', '\nEvery image of --images / --list must be in the cache once or in its errors log; changed ones are listed as stale. With no flags, a cache directory is checked against what its extract runs recorded (manifest/inputs-*.json): the images they read, and a few rows recomputed with their model.\nExit codes: 0 every check passed, 1 a check failed (the report names it and what to do), 2 usage error.')
+    .action(async (target, opts) => {
       const { runValidate } = await import('./commands/validate.js');
-      setExit(await runValidate(target, opts as never));
+      setExit(await runValidate(target, opts));
     });
 
   program
     .command('inspect')
     .description('show what a shard or cache holds: summary, one row, or a PCA picture of a row\'s patch features')
-    .argument('[target]', 'a shard or a cache directory', './dinofeat-cache')
+    .argument('[target]', 'a shard or a cache directory', DEFAULT_CACHE_DIR)
     .option('--row <n>', 'show this row (0-based)', nonNegativeInt('--row'))
     .option('--key <key>', 'show the row of this image key')
     .option('--pca <out.png>', 'write the input as the model saw it beside a PCA-to-RGB map of its patches')
     .option('--images <dir>', 'where to find the source image for --pca (default: the current directory)')
     .option('--json', 'print as JSON')
-    .action(async (target: string, opts: Record<string, unknown>) => {
+    .action(async (target, opts) => {
       const { runInspect } = await import('./commands/inspect.js');
-      setExit(await runInspect(target, opts as never));
+      setExit(await runInspect(target, opts));
     });
 
   program
@@ -124,9 +93,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)')
     .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(PRECISIONS).default('fp32'))
     .option('--source-repo <id>', 'Hugging Face repo id to record in the model metadata')
-    .action(async (dir: string, opts: Record<string, unknown>) => {
+    .action(async (dir, opts) => {
       const { runConvert } = await import('./commands/convert.js');
-      setExit(await runConvert(dir, opts as never));
+      setExit(await runConvert(dir, opts));
     });
 
   program
@@ -137,9 +106,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .addOption(new Option('--precision <p>', 'weights of the converted model').choices(PRECISIONS).default('fp32'))
     .option('--default', 'make it the default model even if one exists')
     .addHelpText('after', '\nHF_TOKEN: token for gated repos (DINOv3: accept the licence on the Hub first). HF_ENDPOINT: a mirror. DINOFEAT_HOME: where models go (default ~/.cache/dinofeat).')
-    .action(async (repo: string, opts: Record<string, unknown>) => {
+    .action(async (repo, opts) => {
       const { runPull } = await import('./commands/pull.js');
-      setExit(await runPull(repo, opts as never));
+      setExit(await runPull(repo, opts));
     });
 
   program
@@ -150,31 +119,22 @@ function buildProgram(setExit: (code: number) => void): Command {
       process.stdout.write(formatRegistry());
     });
 
-  program
-    .command('buckets')
-    .description('print the bucket table: trainer size, DINO input, patch grid, tokens')
-    .option('--bucket <WxH>', 'a bucket size (repeatable)', collect)
-    .option('--buckets <preset>', 'sdxl, sd15 or auto')
-    .option('--bucket-area <pixels>', 'target area for --buckets auto', positiveInt('--bucket-area'))
-    .option('--bucket-step <n>', 'size step for --buckets auto', positiveInt('--bucket-step'))
-    .option('--dino-scale <s>', 'DINO input as a fraction of the bucket', positiveNumber('--dino-scale'), 1)
-    .option('-m, --model <model.onnx>', 'take the patch size from this model')
+  const buckets = program.command('buckets').description('print the bucket table: trainer size, DINO input, patch grid, tokens');
+  modelFlag(bucketFlags(buckets), 'take the patch size from this model')
     .option('--patch-size <n>', 'patch size (default 16, DINOv3)', positiveInt('--patch-size'))
-    .action(async (opts: Record<string, unknown>) => {
+    .action(async (opts) => {
       const { runBuckets } = await import('./commands/buckets.js');
-      const o = opts as { bucketArea?: number; bucketStep?: number; dinoScale: number };
-      setExit(await runBuckets({ ...o, auto: { area: o.bucketArea, step: o.bucketStep } }));
+      setExit(await runBuckets(opts));
     });
 
-  program
+  const merge = program
     .command('merge')
-    .description('build the global manifest of a multi-worker cache; report gaps and overlaps')
-    .argument('<cache-dir>', 'the shared output directory')
-    .option('--images <dir>', 'image directory the workers read, to report images no worker stored (repeatable)', collect)
-    .option('--list <file>', 'image list the workers read (repeatable)', collect)
-    .action(async (out: string, opts: Record<string, unknown>) => {
+    .description('build the global manifest of a multi-worker cache; report overlaps, and gaps: images of --images / --list that no worker stored')
+    .argument('<cache-dir>', 'the shared output directory');
+  inputFlags(merge)
+    .action(async (out, opts) => {
       const { runMerge } = await import('./commands/merge.js');
-      setExit(await runMerge(out, opts as never));
+      setExit(await runMerge(out, opts));
     });
 
   program
@@ -182,9 +142,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('write the small deterministic test model (random weights, NOT a real model) and its ONNX file')
     .argument('<dir>', 'output directory: <dir>/checkpoint and <dir>/model.onnx')
     .addOption(new Option('--size <size>', 'tiny (hidden 64, 2 layers) or vits16 (real ViT-S/16 shapes, 21.6M parameters)').choices(['tiny', 'vits16']).default('tiny'))
-    .action(async (dir: string, opts: Record<string, unknown>) => {
+    .action(async (dir, opts) => {
       const { runTestModel } = await import('./commands/test-model.js');
-      setExit(await runTestModel(dir, opts as never));
+      setExit(await runTestModel(dir, opts));
     });
 
   program
@@ -200,6 +160,8 @@ function buildProgram(setExit: (code: number) => void): Command {
 
 /** Runs the CLI and returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
+  dropOutputAfterClose(process.stdout);
+  dropOutputAfterClose(process.stderr);
   let code: number = EXIT.ok;
   const program = buildProgram((c) => (code = c));
   try {

@@ -22,12 +22,15 @@ export interface StartOptions {
   stdin?: string;
   /** Killed (SIGTERM) after this many milliseconds. */
   timeoutMs?: number;
+  /** Working directory (default: this process's). */
+  cwd?: string;
 }
 
 /** Starts `command args` with stdout and stderr collected; the caller may signal `child`. */
-export function start(command: string, args: readonly string[], { env = {}, stdin = '', timeoutMs }: StartOptions = {}): Started {
+export function start(command: string, args: readonly string[], { env = {}, stdin = '', timeoutMs, cwd }: StartOptions = {}): Started {
   // No __pycache__ left in examples/ or test/ by the Python runs.
   const child = spawn(command, args, {
+    cwd,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env },
     timeout: timeoutMs,

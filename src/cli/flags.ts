@@ -1,0 +1,44 @@
+/**
+ * Flag groups that several commands take, declared once so their names, help and defaults cannot
+ * drift apart. Each adds its flags to a command and returns it with their types added, so an
+ * action's options stay inferred from what was declared.
+ */
+import type { Command, OptionValues } from '@commander-js/extra-typings';
+import { collect, positiveInt, positiveNumber } from './parsers.js';
+
+/** Where extract writes, and what validate and inspect read, when no cache is named. */
+export const DEFAULT_CACHE_DIR = './dinofeat-cache';
+
+/** The bucket sizes and the DINO input scale (extract, buckets). */
+export function bucketFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
+  return cmd
+    .option('--bucket <WxH>', 'a bucket size (repeatable); one bucket sends every image there', collect)
+    .option('--buckets <preset>', 'bucket preset: sdxl, sd15, or auto (see dinofeat buckets)')
+    .option('--bucket-area <pixels>', 'target area for --buckets auto', positiveInt('--bucket-area'))
+    .option('--bucket-step <n>', 'size step for --buckets auto (a multiple of the patch size)', positiveInt('--bucket-step'))
+    .option('--bucket-min <n>', 'smallest side for --buckets auto', positiveInt('--bucket-min'))
+    .option('--bucket-max <n>', 'largest side for --buckets auto', positiveInt('--bucket-max'))
+    .option('--dino-scale <s>', 'run DINO at this fraction of the bucket size (rounded to the patch size)', positiveNumber('--dino-scale'), 1);
+}
+
+/** --model: the same flag everywhere; what the command does with the model is its own help. */
+export function modelFlag<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>, help: string) {
+  return cmd.option('-m, --model <path>', help);
+}
+
+/** Where and how ONNX Runtime runs the model (extract, validate). */
+export function runtimeFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
+  return cmd
+    .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
+    .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'));
+}
+
+/** Image lists, as extract reads them (extract, validate, merge). */
+export function listFlag<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>, note = '') {
+  return cmd.option('--list <file>', `file with one image path per line (- for stdin); repeatable${note}`, collect);
+}
+
+/** The images extract read, for a command that compares a cache with them (validate, merge). */
+export function inputFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>, note = '') {
+  return listFlag(cmd.option('--images <dir>', `image directory extract read, walked recursively; repeatable${note}`, collect), note);
+}
