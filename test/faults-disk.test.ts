@@ -175,7 +175,7 @@ test('a read-only --out: one line, exit 2, nothing written; a read-only shards d
     undoShards();
   }
   assert.equal(await checkNothingHalfWritten(out), 0);
-  assert.deepEqual(Object.keys(before).sort(), ['cache.json'], 'only the cache identity was written');
+  assert.deepEqual(Object.keys(before).sort(), ['cache.json', 'manifest/inputs-0.json'], 'only the cache identity and the run record were written');
   const rerun = await runCli(extractArgs(out));
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.deepEqual((await readShardRows(out)).map((row) => row.key), ws.keys);

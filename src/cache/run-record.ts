@@ -102,8 +102,9 @@ async function readPartRecord(file: string): Promise<PartRunRecord | undefined> 
 const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])];
 
 /**
- * Adds this run's inputs and model to its part's record. The caller holds the part's lock, so
- * any temp file of this record left beside it is a crashed write of this part: removed first.
+ * Adds this run's inputs and model to its part's record; a rerun of the same command writes
+ * nothing. The caller holds the part's lock, so any temp file of this record left beside it is a
+ * crashed write of this part: removed first.
  */
 export async function recordRun(dir: string, partId: string, run: { roots: readonly string[]; lists: readonly string[]; modelPath: string }): Promise<void> {
   const file = runRecordPath(dir, partId);
@@ -112,15 +113,14 @@ export async function recordRun(dir: string, partId: string, run: { roots: reado
   }
   const before = await readPartRecord(file);
   const lists = run.lists.filter((l) => l !== STDIN_LIST).map((l) => path.resolve(l));
-  const record: PartRunRecord = {
-    inputs: {
-      roots: union(before?.inputs.roots ?? [], run.roots.map((r) => path.resolve(r))),
-      lists: union(before?.inputs.lists ?? [], lists),
-      stdin: (before?.inputs.stdin ?? false) || run.lists.includes(STDIN_LIST),
-    },
-    model: { path: path.resolve(run.modelPath), weightsSha256: await modelWeightsSha256(run.modelPath) },
-    updatedAt: new Date().toISOString(),
+  const inputs: RecordedInputs = {
+    roots: union(before?.inputs.roots ?? [], run.roots.map((r) => path.resolve(r))),
+    lists: union(before?.inputs.lists ?? [], lists),
+    stdin: (before?.inputs.stdin ?? false) || run.lists.includes(STDIN_LIST),
   };
+  const model: RecordedModel = { path: path.resolve(run.modelPath), weightsSha256: await modelWeightsSha256(run.modelPath) };
+  if (before && JSON.stringify([before.inputs, before.model]) === JSON.stringify([inputs, model])) return;
+  const record: PartRunRecord = { inputs, model, updatedAt: new Date().toISOString() };
   await fs.mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
 }
