@@ -100,6 +100,18 @@ test('a recorded model that moved or changed is one line naming it and the way o
   }
 });
 
+test('a recorded folder that moved is one line naming it; --images takes over', async () => {
+  const cache = path.join(tempDir(), 'cache');
+  fs.cpSync(path.join(work, 'dinofeat-cache'), cache, { recursive: true });
+  const gone = path.join(work, 'moved-away');
+  await recordRun(cache, '0', { roots: [gone], lists: [], modelPath: model.onnx });
+  const r = await runCli(['validate', cache]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, `dinofeat: the cache's recorded input ${gone} is gone (moved or deleted): pass --images DIR or --list FILE for where the images are now\n`);
+  const given = await runCli(['validate', cache, '--images', photos, '--list', list]);
+  assert.equal(given.code, 0, given.stdout + given.stderr);
+});
+
 test('a later run adds its inputs; workers of one run each keep their own record', async () => {
   const cache = path.join(tempDir(), 'cache');
   const later = path.join(work, 'later');

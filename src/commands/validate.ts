@@ -75,15 +75,17 @@ interface Plan {
   recompute?: { count: number; inputs: Inputs } | { skipped: string };
 }
 
+/** The images to check: the flags', else the recorded ones, else why there are none. */
+function planInputs(t: ReadTarget, o: ValidateOptions, record: RunRecord | undefined): Plan['inputs'] {
+  if (o.images?.length || o.list?.length) return { dirs: o.images ?? [], lists: o.list ?? [] };
+  if (record?.inputs.stdin) return { skipped: 'extract read a list from stdin, which the cache cannot record: pass --images DIR or --list FILE' };
+  if (record) return recordedInputs(record);
+  return t.kind === 'cache' ? { skipped: 'the cache records no inputs (made by an older dinofeat): pass --images DIR or --list FILE' } : undefined;
+}
+
 async function planChecks(t: ReadTarget, o: ValidateOptions): Promise<Plan> {
   const record = t.kind === 'cache' && t.dir ? await readRunRecord(t.dir) : undefined;
-  const inputs: Plan['inputs'] = o.images?.length || o.list?.length
-    ? { dirs: o.images ?? [], lists: o.list ?? [] }
-    : record?.inputs.stdin
-      ? { skipped: 'extract read a list from stdin, which the cache cannot record: pass --images DIR or --list FILE' }
-      : record
-        ? recordedInputs(record)
-        : t.kind === 'cache' ? { skipped: 'the cache records no inputs (made by an older dinofeat): pass --images DIR or --list FILE' } : undefined;
+  const inputs = planInputs(t, o, record);
   const count = o.recompute ?? (t.kind === 'cache' ? DEFAULT_RECOMPUTE : 0);
   if (count === 0) return { inputs, model: o.model };
   // An explicit --recompute that cannot run is a usage error; the default one is skipped, saying why.
