@@ -48,7 +48,7 @@ const checkLines = (stdout: string) => [...stdout.matchAll(/^(PASS|FAIL|SKIPPED)
 test('extract records its inputs and model, absolute, outside cache.json', async () => {
   const cache = path.join(work, 'dinofeat-cache');
   const record = await readRunRecord(cache);
-  assert.deepEqual(record?.inputs, { roots: [photos], lists: [list], stdin: false });
+  assert.deepEqual(record?.inputs, { dirs: [photos], lists: [list], stdin: false });
   assert.deepEqual(record?.models.map((m) => m.path), [path.resolve(model.onnx)]);
   assert.ok(fs.existsSync(runRecordPath(cache, '0')));
   assert.doesNotMatch(fs.readFileSync(path.join(cache, 'cache.json'), 'utf8'), /photos|list\.txt/);
@@ -104,7 +104,7 @@ test('a recorded folder that moved is one line naming it; --images takes over', 
   const cache = path.join(tempDir(), 'cache');
   fs.cpSync(path.join(work, 'dinofeat-cache'), cache, { recursive: true });
   const gone = path.join(work, 'moved-away');
-  await recordRun(cache, '0', { roots: [gone], lists: [], modelPath: model.onnx });
+  await recordRun(cache, '0', { inputs: { dirs: [gone], lists: [] }, modelPath: model.onnx });
   const r = await runCli(['validate', cache]);
   assert.equal(r.code, 2);
   assert.equal(r.stderr, `dinofeat: the cache's recorded input ${gone} is gone (moved or deleted): pass --images DIR or --list FILE for where the images are now\n`);
@@ -120,7 +120,7 @@ test('a later run adds its inputs; workers of one run each keep their own record
     const r = await runCli(['extract', input, '--out', cache, '--model', model.onnx, ...BUCKET]);
     assert.equal(r.code, 0, r.stderr);
   }
-  assert.deepEqual((await readRunRecord(cache))?.inputs.roots, [photos, later]);
+  assert.deepEqual((await readRunRecord(cache))?.inputs.dirs, [photos, later]);
   const v = await runCli(['validate', cache]);
   assert.equal(v.code, 0, v.stdout + v.stderr);
   assert.ok(v.stdout.includes(`4 images in ${photos} ${later}: 4 stored`), v.stdout);
@@ -138,11 +138,11 @@ test('a later run adds its inputs; workers of one run each keep their own record
 
 test('a run adds its inputs to the record of its part; readers take the union over parts, the newest model first', async () => {
   const cache = tempDir();
-  await recordRun(cache, '0_of_2', { roots: ['a'], lists: ['l.txt'], modelPath: model.onnx });
-  await recordRun(cache, '1_of_2', { roots: ['b'], lists: ['-'], modelPath: otherModel.onnx });
-  await recordRun(cache, '0_of_2', { roots: ['a', 'c'], lists: [], modelPath: model.onnx });
+  await recordRun(cache, '0_of_2', { inputs: { dirs: ['a'], lists: ['l.txt'] }, modelPath: model.onnx });
+  await recordRun(cache, '1_of_2', { inputs: { dirs: ['b'], lists: ['-'] }, modelPath: otherModel.onnx });
+  await recordRun(cache, '0_of_2', { inputs: { dirs: ['a', 'c'], lists: [] }, modelPath: model.onnx });
   const record = await readRunRecord(cache);
-  assert.deepEqual(record?.inputs, { roots: ['a', 'c', 'b'].map((r) => path.resolve(r)), lists: [path.resolve('l.txt')], stdin: true });
+  assert.deepEqual(record?.inputs, { dirs: ['a', 'c', 'b'].map((d) => path.resolve(d)), lists: [path.resolve('l.txt')], stdin: true });
   assert.deepEqual(record?.models.map((m) => m.path), [model.onnx, otherModel.onnx].map((m) => path.resolve(m)), 'most recent first');
   assert.deepEqual(fs.readdirSync(path.join(cache, 'manifest')).sort(), ['inputs-0_of_2.json', 'inputs-1_of_2.json'], 'no temp files left');
 });
@@ -150,7 +150,7 @@ test('a run adds its inputs to the record of its part; readers take the union ov
 test('without a usable record, validate checks the cache and says what to pass', async () => {
   const stdin = path.join(tempDir(), 'cache');
   fs.cpSync(path.join(work, 'dinofeat-cache'), stdin, { recursive: true });
-  await recordRun(stdin, '0', { roots: [], lists: ['-'], modelPath: model.onnx });
+  await recordRun(stdin, '0', { inputs: { dirs: [], lists: ['-'] }, modelPath: model.onnx });
   const r = await runCli(['validate', stdin]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.deepEqual(checkLines(r.stdout), [['PASS', 'cache'], ['SKIPPED', 'images'], ['SKIPPED', 'recompute']]);

@@ -17,13 +17,14 @@ import { parseAtomicTemp, writeFileAtomic } from '../core/durable-fs.js';
 import { sha256File } from '../core/file-hash.js';
 import { METADATA_KEYS } from '../model/info.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
+import type { Inputs } from '../source/inputs.js';
 import { MANIFEST_DIR, checkPartId } from './layout.js';
 
 /** What extract read, as it can be read again. */
-export interface RecordedInputs {
-  /** Image folders, absolute, in the order first given. */
-  roots: string[];
-  /** Image list files, absolute. */
+export interface RecordedInputs extends Inputs {
+  /** Image directories, absolute, in the order first given. */
+  dirs: string[];
+  /** Image list files, absolute (stdin is not a file). */
   lists: string[];
   /** Some run read a list from stdin: those paths are not recorded. */
   stdin: boolean;
@@ -83,7 +84,7 @@ function parseRecord(text: string, file: string): PartRunRecord {
   }
   const inputs = v?.inputs;
   const model = v?.model;
-  if (!inputs || !isStrings(inputs.roots) || !isStrings(inputs.lists) || typeof inputs.stdin !== 'boolean') throw bad();
+  if (!inputs || !isStrings(inputs.dirs) || !isStrings(inputs.lists) || typeof inputs.stdin !== 'boolean') throw bad();
   if (!model || typeof model.path !== 'string' || typeof model.weightsSha256 !== 'string' || typeof v?.updatedAt !== 'string') throw bad();
   return { inputs, model, updatedAt: v.updatedAt };
 }
@@ -106,17 +107,17 @@ const union = (a: readonly string[], b: readonly string[]): string[] => [...new 
  * nothing. The caller holds the part's lock, so any temp file of this record left beside it is a
  * crashed write of this part: removed first.
  */
-export async function recordRun(dir: string, partId: string, run: { roots: readonly string[]; lists: readonly string[]; modelPath: string }): Promise<void> {
+export async function recordRun(dir: string, partId: string, run: { inputs: Inputs; modelPath: string }): Promise<void> {
   const file = runRecordPath(dir, partId);
   for (const name of await fs.readdir(path.dirname(file)).catch(() => [] as string[])) {
     if (parseAtomicTemp(name, file)) await fs.rm(path.join(path.dirname(file), name), { force: true });
   }
   const before = await readPartRecord(file);
-  const lists = run.lists.filter((l) => l !== STDIN_LIST).map((l) => path.resolve(l));
+  const lists = run.inputs.lists.filter((l) => l !== STDIN_LIST).map((l) => path.resolve(l));
   const inputs: RecordedInputs = {
-    roots: union(before?.inputs.roots ?? [], run.roots.map((r) => path.resolve(r))),
+    dirs: union(before?.inputs.dirs ?? [], run.inputs.dirs.map((d) => path.resolve(d))),
     lists: union(before?.inputs.lists ?? [], lists),
-    stdin: (before?.inputs.stdin ?? false) || run.lists.includes(STDIN_LIST),
+    stdin: (before?.inputs.stdin ?? false) || run.inputs.lists.includes(STDIN_LIST),
   };
   const model: RecordedModel = { path: path.resolve(run.modelPath), weightsSha256: await modelWeightsSha256(run.modelPath) };
   if (before && JSON.stringify([before.inputs, before.model]) === JSON.stringify([inputs, model])) return;
@@ -137,7 +138,7 @@ export async function readRunRecord(dir: string): Promise<RunRecord | undefined>
   const newestFirst = [...parts].sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
   return {
     inputs: {
-      roots: parts.reduce<string[]>((all, p) => union(all, p.inputs.roots), []),
+      dirs: parts.reduce<string[]>((all, p) => union(all, p.inputs.dirs), []),
       lists: parts.reduce<string[]>((all, p) => union(all, p.inputs.lists), []),
       stdin: parts.some((p) => p.inputs.stdin),
     },

@@ -60,7 +60,7 @@ function checkFlags(o: ValidateOptions): void {
 
 /** The recorded inputs, when they are all still there. */
 function recordedInputs(record: RunRecord): Inputs {
-  const { roots: dirs, lists } = record.inputs;
+  const { dirs, lists } = record.inputs;
   const gone = [...dirs.filter((d) => !fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()), ...lists.filter((l) => !fs.existsSync(l))];
   if (gone.length) throw new UserError(`the cache's recorded input ${gone[0]} is gone (moved or deleted): pass --images DIR or --list FILE for where the images are now`);
   return { dirs, lists };

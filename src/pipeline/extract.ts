@@ -112,7 +112,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     cleanups.push(() => cache.close());
     if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
     // What this run reads and runs, so validate can check the cache without these flags again.
-    await recordRun(r.out, partId, { roots: r.inputs.dirs, lists: r.inputs.lists, modelPath });
+    await recordRun(r.out, partId, { inputs: r.inputs, modelPath });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
 
     const decoders = r.decoders ?? defaultDecoders();
