@@ -147,15 +147,16 @@ test('a run adds its inputs to the record of its part; readers take the union ov
   assert.deepEqual(fs.readdirSync(path.join(cache, 'manifest')).sort(), ['inputs-0_of_2.json', 'inputs-1_of_2.json'], 'no temp files left');
 });
 
-test('without a usable record, validate checks the cache and says what to pass', async () => {
+test('a list read from stdin cannot be recorded, an older cache records nothing: validate checks the cache and says what to pass', async () => {
   const stdin = path.join(tempDir(), 'cache');
-  fs.cpSync(path.join(work, 'dinofeat-cache'), stdin, { recursive: true });
-  await recordRun(stdin, '0', { inputs: { dirs: [], lists: ['-'] }, modelPath: model.onnx });
+  const extracted = await runCli(['extract', '--list', '-', '--out', stdin, '--model', model.onnx, ...BUCKET], {}, { stdin: 'a.png\nb.jpg\nsub/c.png\n', cwd: photos });
+  assert.equal(extracted.code, 0, extracted.stderr);
+  assert.deepEqual((await readRunRecord(stdin))?.inputs, { dirs: [], lists: [], stdin: true });
   const r = await runCli(['validate', stdin]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.deepEqual(checkLines(r.stdout), [['PASS', 'cache'], ['SKIPPED', 'images'], ['SKIPPED', 'recompute']]);
   assert.match(r.stdout, /list from stdin, which the cache cannot record: pass --images DIR or --list FILE/);
-  const explicit = await runCli(['validate', stdin, '--images', photos, '--list', list]);
+  const explicit = await runCli(['validate', stdin, '--images', photos]);
   assert.equal(explicit.code, 0, explicit.stdout + explicit.stderr);
   assert.match(explicit.stdout, /PASS +recompute/);
 
