@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { DEFAULT_RECOMPUTE } from '../src/commands/validate.js';
+import { DEFAULT_RECOMPUTE } from '../src/validate/validate.js';
 import { CLI, runCli } from './helpers/cli.js';
 
 /** Runs the built CLI with its stdout closed by the reader before the command writes anything. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readRunRecord, recordRun, runRecordPath } from '../src/cache/run-record.js';
-import { DEFAULT_RECOMPUTE } from '../src/commands/validate.js';
+import { DEFAULT_RECOMPUTE } from '../src/validate/validate.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';

@@ -18,7 +18,8 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import { parquetSchema } from '../src/shard/parquet-shard.js';
 import { createShardWriter } from '../src/shard/shard-writer.js';
 import { INT_COLUMNS, encodeRow, metaToKeyValue, type EncodedRow } from '../src/shard/schema.js';
-import { runValidate, validate, type ValidateOptions, type ValidationReport } from '../src/commands/validate.js';
+import { runValidate, type ValidateCommandOptions } from '../src/commands/validate.js';
+import { validate, type ValidateOptions, type ValidationReport } from '../src/validate/validate.js';
 import { UserError } from '../src/core/errors.js';
 import { dinoBucket } from '../src/image/buckets.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
@@ -85,7 +86,7 @@ function assertFinding(r: ValidationReport, name: string, kind: string, mention:
 }
 
 /** runValidate's exit code and what it printed. */
-async function runCaptured(target: string, o: ValidateOptions): Promise<{ code: number; out: string }> {
+async function runCaptured(target: string, o: ValidateCommandOptions): Promise<{ code: number; out: string }> {
   let out = '';
   const code = await runValidate(target, o, { write: (chunk: string) => ((out += chunk), true) });
   return { code, out };

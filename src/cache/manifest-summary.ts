@@ -60,15 +60,16 @@ export interface MergeReport {
 /**
  * Builds the global manifest after all workers ran. Each part is repaired under its lock first,
  * so crashed workers' leftovers go; a part whose worker is still running is reported as busy.
+ * With the keys the workers were given, the report also names gaps: keys neither stored nor failed.
  */
-export async function mergeCache(dir: string, expectedKeys?: Iterable<string>): Promise<MergeReport> {
+export async function mergeCache(dir: string, expectedKeys?: Iterable<string> | AsyncIterable<string>): Promise<MergeReport> {
   const { removed, busyParts } = await repairAllParts(dir);
   const state = await CacheState.read(dir);
   const summary = await writeManifest(dir, state);
   const gaps: string[] = [];
   if (expectedKeys) {
     const failed = new Set((await readErrors(dir, state.keyToEntry)).map((e) => e.key));
-    for (const key of expectedKeys) if (!state.keyToEntry.has(key) && !failed.has(key)) gaps.push(key);
+    for await (const key of expectedKeys) if (!state.keyToEntry.has(key) && !failed.has(key)) gaps.push(key);
   }
   return { summary, gaps, duplicates: state.duplicates, removed, busyParts };
 }

@@ -7,24 +7,17 @@ import path from 'node:path';
 import { EXIT } from '../core/errors.js';
 import { peakMemoryBytes } from '../core/peak-memory.js';
 import type { ShardFormat, TensorDtype } from '../shard/schema.js';
-import type { ResizeMode } from '../image/buckets.js';
+import { bucketFlagsOf, type BucketFlagValues, type ResizeMode } from '../image/buckets.js';
 import { DEFAULT_MAX_PIXELS, type IccMode } from '../image/decode.js';
 import { extract, type ExtractOutcome } from '../pipeline/extract.js';
 import { formatDuration } from '../pipeline/progress.js';
 
-export interface ExtractOptions {
+export interface ExtractOptions extends BucketFlagValues {
   list?: string[];
   out: string;
   model?: string;
   patchSize?: number;
   numRegisters?: number;
-  bucket?: string[];
-  buckets?: string;
-  bucketArea?: number;
-  bucketStep?: number;
-  bucketMin?: number;
-  bucketMax?: number;
-  dinoScale: number;
   resize: ResizeMode;
   background: string;
   maxPixels?: number;
@@ -68,10 +61,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     out: o.out,
     model: o.model,
     modelOverrides: { patchSize: o.patchSize, registers: o.numRegisters },
-    buckets: {
-      bucket: o.bucket, buckets: o.buckets, dinoScale: o.dinoScale,
-      auto: { area: o.bucketArea, step: o.bucketStep, minSide: o.bucketMin, maxSide: o.bucketMax },
-    },
+    buckets: bucketFlagsOf(o),
     resize: o.resize,
     decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc },
     stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },

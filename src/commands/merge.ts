@@ -1,19 +1,17 @@
 /** `dinofeat merge <cache>`: the global manifest after a multi-worker run, with gaps and overlaps. */
 import { mergeCache } from '../cache/manifest-summary.js';
-import { readInputs } from '../source/inputs.js';
+import { EXIT } from '../core/errors.js';
+import { inputKeys } from '../source/inputs.js';
 
 export async function runMerge(out: string, o: { images?: string[]; list?: string[] }): Promise<number> {
-  let expected: string[] | undefined;
-  if (o.images?.length || o.list?.length) {
-    expected = [];
-    for await (const item of readInputs({ dirs: o.images ?? [], lists: o.list ?? [] })) if ('image' in item) expected.push(item.image.key);
-  }
-  const r = await mergeCache(out, expected);
+  const given = Boolean(o.images?.length || o.list?.length);
+  const r = await mergeCache(out, given ? inputKeys({ dirs: o.images ?? [], lists: o.list ?? [] }) : undefined);
   const c = r.summary.counts;
-  process.stdout.write(`dinofeat merge: ${c.rows} rows in ${c.shards} shards (${(c.bytes / 2 ** 20).toFixed(1)} MiB), ${c.failed} failed images\n`);
-  if (r.removed.length) process.stdout.write(`  removed leftovers of crashed workers: ${r.removed.join(', ')}\n`);
-  if (r.busyParts.length) process.stdout.write(`  still running (not merged): ${r.busyParts.join(', ')}\n`);
-  if (r.duplicates.length) process.stdout.write(`  overlaps: ${r.duplicates.length} keys stored twice, e.g. ${r.duplicates.slice(0, 5).map((d) => d.key).join(', ')}\n`);
-  if (expected) process.stdout.write(`  gaps: ${r.gaps.length} images neither stored nor failed${r.gaps.length ? `, e.g. ${r.gaps.slice(0, 5).join(', ')}` : ''}\n`);
-  return r.gaps.length || r.duplicates.length || r.busyParts.length ? 1 : 0;
+  const lines = [`dinofeat merge: ${c.rows} rows in ${c.shards} shards (${(c.bytes / 2 ** 20).toFixed(1)} MiB), ${c.failed} failed images`];
+  if (r.removed.length) lines.push(`  removed leftovers of crashed workers: ${r.removed.join(', ')}`);
+  if (r.busyParts.length) lines.push(`  still running (not merged): ${r.busyParts.join(', ')}`);
+  if (r.duplicates.length) lines.push(`  overlaps: ${r.duplicates.length} keys stored twice, e.g. ${r.duplicates.slice(0, 5).map((d) => d.key).join(', ')}`);
+  if (given) lines.push(`  gaps: ${r.gaps.length} images neither stored nor failed${r.gaps.length ? `, e.g. ${r.gaps.slice(0, 5).join(', ')}` : ''}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return r.gaps.length || r.duplicates.length || r.busyParts.length ? EXIT.imagesFailed : EXIT.ok;
 }

@@ -172,6 +172,24 @@ export interface BucketFlags {
   dinoScale: number;
 }
 
+/** The bucket flags as the command line gives them (extract and buckets take the same group). */
+export interface BucketFlagValues {
+  bucket?: readonly string[];
+  buckets?: string;
+  bucketArea?: number;
+  bucketStep?: number;
+  bucketMin?: number;
+  bucketMax?: number;
+  dinoScale: number;
+}
+
+export function bucketFlagsOf(v: BucketFlagValues): BucketFlags {
+  return {
+    bucket: v.bucket, buckets: v.buckets, dinoScale: v.dinoScale,
+    auto: { area: v.bucketArea, step: v.bucketStep, minSide: v.bucketMin, maxSide: v.bucketMax },
+  };
+}
+
 /** The run's buckets from flags: explicit sizes, a preset, or SDXL's list by default. */
 export function resolveBuckets(flags: BucketFlags, patch: number): Bucket[] {
   if (flags.bucket?.length && flags.buckets) throw new UserError('use either --bucket or --buckets, not both');

@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { UserError } from '../core/errors.js';
+import { DataType, GraphBuilder, encodeModel } from '../onnx/builder.js';
 import ort from './ort.js';
 import { OrtWorker, SessionStartError } from './ort-worker.js';
 
@@ -72,4 +73,36 @@ export async function startSession(model: string | Uint8Array, settings: Session
     }
     throw new UserError(`cannot load model ${label}: ${e.message.split('\n')[0]}; check that it is an ONNX file (dinofeat convert makes one)`);
   }
+}
+
+export interface DeviceStatus extends DeviceInfo {
+  /** A session started on it here. */
+  available: boolean;
+  /** When it did not: what it needs. */
+  howToGet?: string;
+}
+
+/** A one-node graph: enough to see whether a provider starts. */
+function identityModel(): Uint8Array {
+  const g = new GraphBuilder('probe');
+  const x = g.input('x', DataType.FLOAT, [1]);
+  g.rename(g.op('Identity', [x]), 'y');
+  g.output('y', DataType.FLOAT, [1]);
+  return encodeModel(g, { opsets: { '': 18 } });
+}
+
+/** Every device this onnxruntime-node offers, and whether a session really starts on it here. */
+export async function probeDevices(): Promise<DeviceStatus[]> {
+  const model = identityModel();
+  const out: DeviceStatus[] = [];
+  for (const d of listDevices()) {
+    try {
+      const s = await startSession(model, { device: d.name, threads: 1 }, 'probe');
+      await s.close();
+      out.push({ ...d, available: true });
+    } catch {
+      out.push({ ...d, available: false, howToGet: HOW_TO_GET[d.name] });
+    }
+  }
+  return out;
 }

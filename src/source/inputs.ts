@@ -19,6 +19,11 @@ export async function* readInputs(inputs: Inputs): AsyncGenerator<SourceItem> {
 }
 
 /** The inputs as extract's arguments: `dir1 dir2 --list a.txt`. */
+/** The key of every image the inputs hold (what a run over them should end up storing or failing). */
+export async function* inputKeys(inputs: Inputs): AsyncGenerator<string> {
+  for await (const item of readInputs(inputs)) if ('image' in item) yield item.image.key;
+}
+
 export function inputArgs(inputs: Inputs): string {
   return [...inputs.dirs, ...inputs.lists.map((l) => `--list ${l}`)].join(' ');
 }
