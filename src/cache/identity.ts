@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../core/durable-fs.js';
+import { readTextIfExists, writeFileAtomic } from '../core/durable-fs.js';
 import { UserError } from '../core/errors.js';
 import { DINOFEAT_VERSION } from '../core/version.js';
 import type { ModelInfo } from '../model/info.js';
@@ -45,18 +45,15 @@ export function fingerprintOf(what: Fingerprinted): string {
 }
 
 export interface IdentityParts {
-  model: ModelInfo;
-  /** sha256 of the model file, for a model whose metadata does not carry its weights' hash. */
-  modelFileSha256?: string;
+  /** With its weights' hash (model/weights-hash.ts). */
+  model: ModelInfo & { weightsSha256: string };
   preprocessing: JsonObject;
   stored: StoredForm;
 }
 
 /** The identity of a cache made by this dinofeat with this model, preprocessing and stored form. */
 export function cacheIdentity(p: IdentityParts): CacheIdentity {
-  const weightsSha256 = p.model.weightsSha256 ?? p.modelFileSha256;
-  if (!weightsSha256) throw new Error('cacheIdentity needs the weights hash: from the model metadata or the model file');
-  const base = { dinofeatVersion: DINOFEAT_VERSION, model: { ...p.model, weightsSha256 }, preprocessing: p.preprocessing };
+  const base = { dinofeatVersion: DINOFEAT_VERSION, model: p.model, preprocessing: p.preprocessing };
   return { ...base, fingerprint: fingerprintOf(base), ...p.stored };
 }
 
@@ -76,13 +73,8 @@ export function shardMetaOf(identity: CacheIdentity): ShardMeta {
 
 export async function readCacheConfig(dir: string): Promise<CacheConfig | undefined> {
   const file = path.join(dir, CACHE_CONFIG_FILE);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  const text = await readTextIfExists(file);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as CacheConfig;
   } catch {

@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { rethrowIoError } from '../core/durable-fs.js';
+import { readTextIfExists, rethrowIoError } from '../core/durable-fs.js';
 
 export interface ParsedLines<T> {
   records: T[];
@@ -42,14 +42,8 @@ export function parseJsonLines<T>(text: string, file: string): ParsedLines<T> {
 
 /** Reads a JSON Lines file; a missing file reads as empty. */
 export async function readJsonLines<T>(file: string): Promise<ParsedLines<T>> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], validBytes: 0, torn: false };
-    throw e;
-  }
-  return parseJsonLines<T>(text, file);
+  const text = await readTextIfExists(file);
+  return text === undefined ? { records: [], validBytes: 0, torn: false } : parseJsonLines<T>(text, file);
 }
 
 /** Appends one record as one line; `durable` waits for it to reach the disk. */

@@ -13,10 +13,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { parseAtomicTemp, writeFileAtomic } from '../core/durable-fs.js';
-import { sha256File } from '../core/file-hash.js';
-import { METADATA_KEYS } from '../model/info.js';
-import { readOnnxHeader } from '../onnx/metadata-reader.js';
+import { parseAtomicTemp, readTextIfExists, writeFileAtomic } from '../core/durable-fs.js';
+import { modelWeightsSha256 } from '../model/weights-hash.js';
 import type { Inputs } from '../source/inputs.js';
 import { MANIFEST_DIR, checkPartId } from './layout.js';
 
@@ -33,7 +31,7 @@ export interface RecordedInputs extends Inputs {
 export interface RecordedModel {
   /** The ONNX file extract ran, absolute. */
   path: string;
-  /** See modelWeightsSha256. */
+  /** model/weights-hash.ts's rule, as the cache fingerprint uses it. */
   weightsSha256: string;
 }
 
@@ -57,21 +55,6 @@ export function runRecordPath(dir: string, partId: string): string {
   return path.join(dir, MANIFEST_DIR, `inputs-${checkPartId(partId)}.json`);
 }
 
-/**
- * What identifies a model's weights: the checkpoint hash dinofeat convert writes into the metadata
- * (cheap to read, and it covers weights kept in an external .onnx.data file), else the file's own
- * sha256. The same rule as the weights term of the cache fingerprint.
- */
-export async function modelWeightsSha256(modelPath: string): Promise<string> {
-  let metadata: Record<string, string> = {};
-  try {
-    metadata = readOnnxHeader(modelPath).metadata;
-  } catch {
-    // Not a parseable ONNX file: its bytes are all there is to compare.
-  }
-  return metadata[METADATA_KEYS.weightsSha256] ?? (await sha256File(modelPath));
-}
-
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
 function parseRecord(text: string, file: string): PartRunRecord {
@@ -90,14 +73,8 @@ function parseRecord(text: string, file: string): PartRunRecord {
 }
 
 async function readPartRecord(file: string): Promise<PartRunRecord | undefined> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  return parseRecord(text, file);
+  const text = await readTextIfExists(file);
+  return text === undefined ? undefined : parseRecord(text, file);
 }
 
 const union = (a: readonly string[], b: readonly string[]): string[] => [...new Set([...a, ...b])];
@@ -107,7 +84,7 @@ const union = (a: readonly string[], b: readonly string[]): string[] => [...new 
  * nothing. The caller holds the part's lock, so any temp file of this record left beside it is a
  * crashed write of this part: removed first.
  */
-export async function recordRun(dir: string, partId: string, run: { inputs: Inputs; modelPath: string }): Promise<void> {
+export async function recordRun(dir: string, partId: string, run: { inputs: Inputs; model: RecordedModel }): Promise<void> {
   const file = runRecordPath(dir, partId);
   for (const name of await fs.readdir(path.dirname(file)).catch(() => [] as string[])) {
     if (parseAtomicTemp(name, file)) await fs.rm(path.join(path.dirname(file), name), { force: true });
@@ -119,7 +96,7 @@ export async function recordRun(dir: string, partId: string, run: { inputs: Inpu
     lists: union(before?.inputs.lists ?? [], lists),
     stdin: (before?.inputs.stdin ?? false) || run.inputs.lists.includes(STDIN_LIST),
   };
-  const model: RecordedModel = { path: path.resolve(run.modelPath), weightsSha256: await modelWeightsSha256(run.modelPath) };
+  const model: RecordedModel = { path: path.resolve(run.model.path), weightsSha256: run.model.weightsSha256 };
   if (before && JSON.stringify([before.inputs, before.model]) === JSON.stringify([inputs, model])) return;
   const record: PartRunRecord = { inputs, model, updatedAt: new Date().toISOString() };
   await fs.mkdir(path.dirname(file), { recursive: true });

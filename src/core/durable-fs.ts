@@ -131,3 +131,13 @@ export async function renameDurable(from: string, to: string, o: DurableWriteOpt
     rethrowIoError(e, to, o.advice);
   }
 }
+
+/** A file's text, or undefined when it does not exist (a cache file not written yet); other errors throw. */
+export async function readTextIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}

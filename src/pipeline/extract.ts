@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
-import { sha256File } from '../core/file-hash.js';
 import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
@@ -16,6 +15,7 @@ import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
 import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
 import { probeModel } from '../model/probe.js';
+import { modelWeightsSha256 } from '../model/weights-hash.js';
 import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
 import { readInputs, type Inputs } from '../source/inputs.js';
@@ -101,9 +101,9 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
     const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
+    const weightsSha256 = await modelWeightsSha256(modelPath, info);
     const identity = cacheIdentity({
-      model: info,
-      modelFileSha256: info.weightsSha256 ? undefined : await sha256File(modelPath),
+      model: { ...info, weightsSha256 },
       preprocessing: describePreprocessing(info, settings),
       stored: r.stored,
     });
@@ -112,7 +112,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     cleanups.push(() => cache.close());
     if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
     // What this run reads and runs, so validate can check the cache without these flags again.
-    await recordRun(r.out, partId, { inputs: r.inputs, modelPath });
+    await recordRun(r.out, partId, { inputs: r.inputs, model: { path: modelPath, weightsSha256 } });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
 
     const decoders = r.decoders ?? defaultDecoders();
