@@ -95,14 +95,13 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     if (failure.failed || o.stopRequested()) break;
     if ('problem' in item) {
       if (!mine(item.problem.key)) continue;
-      tally.found();
-      await tally.failed(item.problem.key, item.problem.display, 'source', item.problem.reason);
+      await tally.rejected(item.problem.key, item.problem.display, item.problem.reason);
       continue;
     }
     const image = item.image;
     if (!mine(image.key)) continue;
     if (seen.has(image.key)) {
-      await tally.failed(image.key, image.display, 'source', 'duplicate key: two inputs give the same relative path; pass one root or rename');
+      await tally.rejected(image.key, image.display, 'duplicate key: two inputs give the same relative path; pass one root or rename');
       continue;
     }
     seen.add(image.key);

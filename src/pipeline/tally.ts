@@ -6,7 +6,11 @@ import type { ErrorsLog, ErrorStage } from '../cache/errors-log.js';
 import type { Progress } from './progress.js';
 
 export interface ExtractStats {
-  /** Images this worker was given (after partition, --retry-failed and duplicate keys). */
+  /**
+   * Inputs this worker was given (after partition and --retry-failed), a key met twice counted
+   * each time: each ends extracted, skipped or failed, so found = extracted + skipped + failed
+   * (a stopped run counts only what it took in).
+   */
   found: number;
   extracted: number;
   skipped: number;
@@ -53,6 +57,12 @@ export class RunTally {
     this.stats.skipped++;
     this.errors.resolve(key);
     this.report();
+  }
+
+  /** An input that fails before it is read (a source problem, a key met twice): found and failed at once. */
+  async rejected(key: string, display: string, reason: string): Promise<void> {
+    this.found();
+    await this.failed(key, display, 'source', reason);
   }
 
   async failed(key: string, display: string, stage: ErrorStage, reason: string): Promise<void> {
