@@ -85,8 +85,9 @@ test('--dino-scale 0.5 with --resize cover: trainer buckets off the patch grid a
     assert.equal(row.patch_bytes, row.grid_h * row.grid_w * HIDDEN * 4, `${row.key}: [grid_h, grid_w, hidden] float32`);
     assert.deepEqual([row.bucket_width / PATCH, row.bucket_height / PATCH], [row.grid_w, row.grid_h]);
   }
-  // The summary counts per DINO input size.
-  assert.match(r.stdout, /per bucket: 48x32: 2, 32x48: 2, 48x48: 1, 64x48: 1\n/);
+  // The summary counts per DINO input size (equal counts in no fixed order).
+  const perBucket = /per bucket: (.*)\n/.exec(r.stdout)?.[1]?.split(', ').sort();
+  assert.deepEqual(perBucket, ['32x48: 2', '48x32: 2', '48x48: 1', '64x48: 1']);
 });
 
 test('no bucket flags: the SDXL set, each image in the SDXL bucket of its aspect ratio', async () => {
@@ -161,12 +162,13 @@ test('--background #ff0000: a transparent PNG is seen on red (as the same image 
   const cls = async (out: string) => new Map([...(await shardRowsByKey(out))].map(([k, r]) => [k, r.cls]));
   const white = await cls(caches.white);
   const red = await cls(caches.red);
-  // Same pixels give the same CLS up to ONNX Runtime's batch arithmetic (measured 0 here; 1e-5 is
-  // far below the gap between backgrounds, 1.25 measured); the opaque images do not depend on the flag.
+  // Same pixels give the same CLS up to ONNX Runtime's batch arithmetic (measured 0; 1e-5 allows
+  // for another batch make-up); the backgrounds differ by 1.25 measured (bound 0.5); the opaque
+  // images do not depend on the flag.
   const SAME = 1e-5;
   assert.ok(maxAbsDiff(red.get('alpha.png')!, red.get('on-red.png')!) <= SAME, 'on red with --background #ff0000');
   assert.ok(maxAbsDiff(white.get('alpha.png')!, white.get('on-white.png')!) <= SAME, 'on white by default');
-  assert.ok(maxAbsDiff(red.get('alpha.png')!, white.get('alpha.png')!) > 100 * SAME, 'the background changes what the model sees');
+  assert.ok(maxAbsDiff(red.get('alpha.png')!, white.get('alpha.png')!) > 0.5, 'the background changes what the model sees');
   for (const key of ['on-red.png', 'on-white.png']) assert.ok(maxAbsDiff(red.get(key)!, white.get(key)!) <= SAME, `${key} is opaque`);
 });
 

@@ -74,7 +74,8 @@ test('rerun: a touched but identical file is skipped; a same-size edit with its 
   assert.deepEqual(await keysOnce(out), ['a.png', 'b.png', 'c.png']);
   const after = await shardRowsByKey(out);
   assert.equal(after.get('b.png')!.sha256, sha256(b), 'the new bytes\' row');
-  assert.ok(maxAbsDiff(after.get('b.png')!.cls, before.get('b.png')!.cls) > 1e-3, 'the new pixels\' features');
+  // Another seed's pixels: CLS max |Δ| 0.37 measured (bound 0.1).
+  assert.ok(maxAbsDiff(after.get('b.png')!.cls, before.get('b.png')!.cls) > 0.1, 'the new pixels\' features');
   for (const key of ['a.png', 'c.png']) assert.deepEqual(after.get(key), before.get(key), `${key} as it was`);
 });
 
