@@ -47,7 +47,7 @@ function formatSummary({ stats, out, shardBytes }: ExtractOutcome): string {
   const lines = [
     `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${formatRate(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
   ];
-  const buckets = Object.entries(stats.perBucket).sort((a, b) => b[1] - a[1]);
+  const buckets = Object.entries(stats.perBucket).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)); // ties by name: the same line every run
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
