@@ -124,6 +124,11 @@ test('a cache of an older feature format, or from before formats were versioned,
     assert.match(r.stderr.trim(), line);
     assert.doesNotMatch(r.stderr, /other settings/, 'not the generic mismatch');
   }
+  // validate's cache.json finding says the same.
+  fs.writeFileSync(file, JSON.stringify(unversioned));
+  const report = await runCli(['validate', cache]);
+  assert.equal(report.code, 1, report.stdout + report.stderr);
+  assert.match(report.stdout, /cache\.json: the cache was made by dinofeat 0\.1\.0, before feature formats were versioned/);
   const rebuilt = await extract(cache, ['--overwrite', '--quiet']);
   assert.equal(rebuilt.code, 0, rebuilt.stderr);
   assert.match(rebuilt.stdout, new RegExp(`${COUNT} extracted`));

@@ -143,11 +143,11 @@ export function identityMismatch(config: CacheConfig | CacheIdentity, run: Cache
 }
 
 /**
- * What changed when a cache's features are of another format than this dinofeat computes, in
- * words; undefined when they are of this one. Caches made before formats were versioned count as
+ * What changed when a cache's (or a shard's) features are of another format than this dinofeat
+ * computes, in words; undefined when they are of this one. Caches made before formats were versioned count as
  * another: their fingerprint hashed dinofeat's release, so it cannot be matched to this recipe.
  */
-export function featureFormatChange(config: CacheConfig): string | undefined {
+export function featureFormatChange(config: Pick<CacheConfig, 'featureFormat' | 'dinofeatVersion'>): string | undefined {
   const format = config.featureFormat;
   if (format === FEATURE_FORMAT_VERSION) return undefined;
   if (format === undefined) {

@@ -255,7 +255,10 @@ function checkShardMeta(shard: ShardTarget, info: ShardInfo, identity: Identity,
   } else if (!same(m.model, identity.model) || !same(m.preprocessing, identity.preprocessing)) {
     rec.fail('metadata', shard.name, 'same fingerprint as the cache but another model or preprocessing record');
   }
-  if (fingerprintOf(m) !== m.fingerprint) {
+  const formatChange = featureFormatChange(m);
+  if (formatChange) {
+    rec.fail('metadata', shard.name, `the shard ${formatChange}`);
+  } else if (fingerprintOf(m) !== m.fingerprint) {
     rec.fail('metadata', shard.name, `fingerprint ${m.fingerprint} is not that of the model and preprocessing its metadata records (${fingerprintOf(m)})`);
   }
   const differs: string[] = [];
