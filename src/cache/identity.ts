@@ -36,7 +36,7 @@ export interface CacheIdentity extends StoredForm {
   preprocessing: JsonObject;
   /**
    * The execution provider (--device) of this run: recorded in every shard it writes (cache.json
-   * keeps the creating run's), not fingerprinted, since providers differ by kernel rounding only.
+   * keeps the creating run's), not fingerprinted: providers compute the same graph, rounding apart.
    */
   device: string;
 }
@@ -144,8 +144,8 @@ export function identityMismatch(config: CacheConfig | CacheIdentity, run: Cache
 
 /**
  * What changed when a cache's (or a shard's) features are of another format than this dinofeat
- * computes, in words; undefined when they are of this one. Caches made before formats were versioned count as
- * another: their fingerprint hashed dinofeat's release, so it cannot be matched to this recipe.
+ * computes, in words; undefined when they are of this one. Caches made before formats were
+ * versioned count as another: their fingerprint hashed dinofeat's release, not this recipe.
  */
 export function featureFormatChange(config: Pick<CacheConfig, 'featureFormat' | 'dinofeatVersion'>): string | undefined {
   const format = config.featureFormat;

@@ -9,7 +9,7 @@ import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.j
 import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
-import { shardDevices } from '../cache/shard-devices.js';
+import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
@@ -82,9 +82,9 @@ function listenForStop(): { requested: () => boolean; close: () => void } {
   return { requested: () => requested, close };
 }
 
-/** A note when earlier shards were made on another execution provider, whose rounding differs. */
+/** A note when the cache's parts last ran on another execution provider, whose rounding differs. */
 async function otherDeviceNote(state: CacheState, device: string): Promise<string | undefined> {
-  const others = [...(await shardDevices(state))].filter((d) => d !== device);
+  const others = [...(await lastDevices(state))].filter((d) => d !== device);
   if (!others.length) return undefined;
   return `note: earlier shards of this cache were made on --device ${others.join(', ')}, this run uses ${device}: ` +
     'features agree to rounding, not bit for bit (dinofeat inspect lists the devices)';
