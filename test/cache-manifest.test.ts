@@ -18,7 +18,7 @@ import { removeKeys } from '../src/cache/remove-keys.js';
 import { readFeatureRows } from '../src/shard/shard-reader.js';
 import { ShardSink } from '../src/cache/shard-sink.js';
 import type { ShardFormat } from '../src/shard/schema.js';
-import { FINGERPRINT, MODEL, assertClose, identity, makeRow, shardMeta } from './fixtures/feature-rows.js';
+import { FINGERPRINT, MODEL, assertClose, fingerprintFor, identity, makeRow, shardMeta } from './fixtures/feature-rows.js';
 import { pythonJson } from './helpers/python.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -214,7 +214,9 @@ describe('cache identity', () => {
     assert.equal(identityMismatch(config, identity()), undefined);
     const other = { ...identity('parquet', 'fp-other'), model: { ...MODEL, hiddenSize: 16 } };
     assert.ok(identityMismatch(config, other)!.startsWith(`fingerprint ${FINGERPRINT} vs fp-other (model differ`), identityMismatch(config, other));
-    assert.match(identityMismatch(config, { ...identity(), dtype: 'float32' })!, /dtype float16 vs float32/);
+    // The stored dtype is fingerprinted: the line still says which dtypes.
+    const float32 = { ...identity('parquet', fingerprintFor('float32')), dtype: 'float32' as const };
+    assert.equal(identityMismatch(config, float32), `fingerprint ${FINGERPRINT} vs ${fingerprintFor('float32')} (dtype float16 vs float32 differ)`);
     fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
     await clearCache(dir);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['locks', 'notes.txt']);

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { ErrorsLog, readErrors } from './errors-log.js';
-import { clearCache, identityMismatch, readCacheConfig, writeCacheConfig, type CacheIdentity } from './identity.js';
+import { clearCache, identityMismatch, mismatchRefusal, readCacheConfig, writeCacheConfig, type CacheIdentity } from './identity.js';
 import { parseShardName } from './layout.js';
 import { acquireLock, type HeldLock } from './lock.js';
 import { writeManifest, type ManifestSummary } from './manifest-summary.js';
@@ -83,9 +83,7 @@ export async function openCacheForWrite(dir: string, o: OpenForWrite): Promise<W
   try {
     const existing = await readCacheConfig(dir);
     const mismatch = existing && identityMismatch(existing, o.identity);
-    if (mismatch && !o.overwrite) {
-      throw new UserError(`cache ${dir} was made with other settings (${mismatch}); use another --out, or --overwrite to clear it`);
-    }
+    if (mismatch && !o.overwrite) throw new UserError(mismatchRefusal(dir, existing, mismatch));
     if (mismatch) await clearCache(dir);
     if (!existing || mismatch) await writeCacheConfig(dir, o.identity);
 

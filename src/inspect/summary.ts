@@ -24,6 +24,8 @@ export interface InspectSummary {
   /** Metadata of the first shard; `fingerprints` lists every one met. */
   meta: ShardMeta;
   fingerprints: string[];
+  /** Execution providers the shards record, in the order met; shards from before the key add none. */
+  devices: string[];
   shards: number;
   rows: number;
   /** Rows per model input size "<w>x<h>". */
@@ -43,6 +45,7 @@ export async function summarize(t: ReadTarget, targetName: string): Promise<Insp
   const buckets: Record<string, number> = {};
   const norms = new NormStats();
   const fingerprints = new Set<string>();
+  const devices = new Set<string>();
   let first: { meta: ShardMeta; format: ShardFormat; columns: ColumnName[] } | undefined;
   let rows = 0;
   let fileBytes = 0;
@@ -51,6 +54,7 @@ export async function summarize(t: ReadTarget, targetName: string): Promise<Insp
     const info = await readShardInfo(shard.path);
     first ??= info;
     fingerprints.add(info.meta.fingerprint);
+    if (info.meta.device !== undefined) devices.add(info.meta.device);
     fileBytes += (await fs.stat(shard.path)).size;
     const { hiddenSize, dtype, registersKept, numRegisters } = info.meta;
     const vector = hiddenSize * DTYPE_BYTES[dtype];
@@ -73,6 +77,7 @@ export async function summarize(t: ReadTarget, targetName: string): Promise<Insp
     columns: first.columns,
     meta: first.meta,
     fingerprints: [...fingerprints],
+    devices: [...devices],
     shards: t.shards.length,
     rows,
     buckets,
@@ -93,13 +98,14 @@ export function formatSummary(s: InspectSummary): string {
   const pre = m.preprocessing as Record<string, unknown>;
   const histogram = Object.entries(s.buckets).sort((a, b) => b[1] - a[1]).map(([b, n]) => `${b}: ${n}`).join(', ');
   const lines: Array<[string, string]> = [
-    ['format', `${s.format}, schema ${s.schemaVersion}, written by dinofeat ${m.dinofeatVersion}`],
+    ['format', `${s.format}, schema ${s.schemaVersion}, feature format ${m.featureFormat ?? 'unversioned'}, written by dinofeat ${m.dinofeatVersion}`],
     ['columns', s.columns.join(', ')],
     ['rows', `${s.rows} in ${plural(s.shards, 'shard')}${s.failed !== undefined ? `; ${s.failed} images in the errors log` : ''}`],
     ['tensors', `patches [grid_h*grid_w, ${m.hiddenSize}] ${m.dtype}; cls [${m.hiddenSize}] float32; registers ${m.registersKept ? `[${m.numRegisters}, ${m.hiddenSize}] ${m.dtype}` : 'not stored'}`],
     ['model', `${model.family}, patch ${model.patchSize}, ${model.numRegisters} registers, hidden ${model.hiddenSize}, ${model.precision}${model.sourceRepo ? `, ${model.sourceRepo}` : ''}${model.weightsSha256 ? `, weights ${model.weightsSha256.slice(0, 12)}` : ''}`],
     ['preprocess', Object.entries(pre).map(([k, v]) => `${k} ${Array.isArray(v) ? abbreviate(v.map(String), 4, ' ') : String(v)}`).join('; ')],
     ['fingerprint', s.fingerprints.join(', ') + (s.fingerprints.length > 1 ? '  (MIXED: shards from different models or preprocessing; run dinofeat validate)' : '')],
+    ['device', (s.devices.join(', ') || 'not recorded') + (s.devices.length > 1 ? '  (mixed: features agree to rounding, not bit for bit)' : '')],
     ['buckets', histogram || 'none'],
     ['size', `${mib(s.fileBytes)} on disk, ${mib(s.bytesPerImage)} per image; file / tensor bytes = ${s.compressionRatio.toFixed(3)}`],
     ['CLS norm', formatNorms(s.clsNorm)],

@@ -6,8 +6,10 @@
 import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
 import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
+import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
+import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
@@ -80,6 +82,14 @@ function listenForStop(): { requested: () => boolean; close: () => void } {
   return { requested: () => requested, close };
 }
 
+/** A note when the cache's parts last ran on another execution provider, whose rounding differs. */
+async function otherDeviceNote(state: CacheState, device: string): Promise<string | undefined> {
+  const others = [...(await lastDevices(state))].filter((d) => d !== device);
+  if (!others.length) return undefined;
+  return `note: earlier shards of this cache were made on --device ${others.join(', ')}, this run uses ${device}: ` +
+    'features agree to rounding, not bit for bit (dinofeat inspect lists the devices)';
+}
+
 export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
   if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
   for (const dir of r.inputs.dirs) {
@@ -106,11 +116,16 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       model: { ...info, weightsSha256 },
       preprocessing: describePreprocessing(info, settings),
       stored: r.stored,
+      device: r.device,
     });
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
     if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
+    if (!r.quiet) {
+      const note = await otherDeviceNote(cache.state, r.device);
+      if (note) process.stderr.write(`dinofeat: ${note}\n`);
+    }
     // What this run reads and runs, so validate can check the cache without these flags again.
     await recordRun(r.out, partId, { inputs: r.inputs, model: { path: modelPath, weightsSha256 } });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;

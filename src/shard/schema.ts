@@ -88,6 +88,10 @@ export type JsonObject = object;
 
 /** What every shard records about how it was made (Parquet footer / Arrow schema metadata). */
 export interface ShardMeta {
+  /** The feature format it was made in (cache/feature-format.ts); absent in shards made before it. */
+  featureFormat?: number;
+  /** The execution provider it was made on (--device); absent in shards made before it was recorded. */
+  device?: string;
   dinofeatVersion: string;
   dtype: TensorDtype;
   hiddenSize: number;
@@ -110,6 +114,8 @@ export const META_KEYS = {
   model: 'dinofeat.model',
   preprocessing: 'dinofeat.preprocessing',
   fingerprint: 'dinofeat.fingerprint',
+  featureFormat: 'dinofeat.feature_format',
+  device: 'dinofeat.device',
 } as const;
 
 /** Human-readable layout string, stored in the metadata so a reader needs no documentation. */
@@ -134,6 +140,8 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.model]: JSON.stringify(meta.model),
     [META_KEYS.preprocessing]: JSON.stringify(meta.preprocessing),
     [META_KEYS.fingerprint]: meta.fingerprint,
+    ...(meta.featureFormat !== undefined ? { [META_KEYS.featureFormat]: String(meta.featureFormat) } : {}),
+    ...(meta.device !== undefined ? { [META_KEYS.device]: meta.device } : {}),
   };
 }
 
@@ -152,7 +160,11 @@ export function metaFromKeyValue(kv: ReadonlyMap<string, string>, source: string
   if (!(TENSOR_DTYPES as readonly string[]).includes(dtype)) {
     throw new ShardFormatError(`${source}: unknown dtype ${dtype}`);
   }
+  const featureFormat = kv.get(META_KEYS.featureFormat);
+  const device = kv.get(META_KEYS.device);
   return {
+    ...(featureFormat !== undefined ? { featureFormat: Number(featureFormat) } : {}),
+    ...(device !== undefined ? { device } : {}),
     dinofeatVersion: get(META_KEYS.dinofeatVersion),
     dtype: dtype as TensorDtype,
     hiddenSize: Number(get(META_KEYS.hiddenSize)),

@@ -8,7 +8,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LOCKS_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from '../cache/layout.js';
-import { fingerprintOf } from '../cache/identity.js';
+import { featureFormatChange, fingerprintOf } from '../cache/identity.js';
 import { liveShards, readAllJournals, type ShardEntry } from '../cache/manifest.js';
 import type { ManifestSummary } from '../cache/manifest-summary.js';
 import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
@@ -63,8 +63,12 @@ export async function checkCache(t: ReadTarget): Promise<CacheCheckOutput> {
     rec.fail('journal', t.dir ?? '', t.journalError);
     rec.fix('journal', `restore the journal from a backup, or rebuild the cache: ${reextract(t)} --overwrite`);
   }
+  const formatChange = t.config && featureFormatChange(t.config);
   if (t.dir && !t.config) {
     rec.fail('config', path.join(t.dir, 'cache.json'), 'missing or not valid JSON: the cache has no identity (model, preprocessing, dtype)');
+    rec.fix('config', `rebuild the cache: ${reextract(t)} --overwrite`);
+  } else if (formatChange) {
+    rec.fail('config', path.join(t.dir!, 'cache.json'), `the cache ${formatChange}`);
     rec.fix('config', `rebuild the cache: ${reextract(t)} --overwrite`);
   } else if (t.config && fingerprintOf(t.config) !== t.config.fingerprint) {
     rec.fail('config', path.join(t.dir!, 'cache.json'), `fingerprint ${t.config.fingerprint} is not that of the model and preprocessing it records (${fingerprintOf(t.config)}): the file was edited or comes from another cache`);
@@ -251,7 +255,10 @@ function checkShardMeta(shard: ShardTarget, info: ShardInfo, identity: Identity,
   } else if (!same(m.model, identity.model) || !same(m.preprocessing, identity.preprocessing)) {
     rec.fail('metadata', shard.name, 'same fingerprint as the cache but another model or preprocessing record');
   }
-  if (fingerprintOf(m) !== m.fingerprint) {
+  const formatChange = featureFormatChange(m);
+  if (formatChange) {
+    rec.fail('metadata', shard.name, `the shard ${formatChange}`);
+  } else if (fingerprintOf(m) !== m.fingerprint) {
     rec.fail('metadata', shard.name, `fingerprint ${m.fingerprint} is not that of the model and preprocessing its metadata records (${fingerprintOf(m)})`);
   }
   const differs: string[] = [];
