@@ -39,10 +39,10 @@ install() {
 
 alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# A TCP port nothing listens on, from 16817 up (SLURM's defaults 6817/6818 may be taken).
+# A TCP port nothing on 127.0.0.1 answers, from 16817 up (SLURM's defaults 6817/6818 may be taken).
 free_port() {
   local port=${1:-16817}
-  while ss -Htln "sport = :$port" | grep -q .; do port=$((port + 1)); done
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
   echo "$port"
 }
 
@@ -59,7 +59,7 @@ configure() {
   hardware=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //')
   cat >"$dir/slurm.conf.tmp" <<EOF
 ClusterName=dinofeat-local
-SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmctldHost=$(uname -n | cut -d. -f1)(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root

@@ -78,7 +78,7 @@ async function startCluster(t: TestContext): Promise<string | undefined> {
   const r = await run('bash', [SCRIPT, 'start', dir]);
   if (r.code === CANNOT_RUN_HERE) {
     const reason = r.stderr.trim().split('\n').pop() ?? 'slurm-local.sh cannot run here';
-    console.log(`# slurm.test.ts skipped: ${reason}`);
+    console.log(`slurm.test.ts skipped: ${reason}`);
     t.skip(reason);
     return undefined;
   }
@@ -128,8 +128,9 @@ test('slurm-array.sh: a 4-task array with one task SIGKILLed and resubmitted sto
 
   const again = await cluster.submit(String(victim), ws.images, cache, logs, { ...env, DINOFEAT_NUM_WORKERS: String(TASKS) });
   await waitFor('the resubmitted task to end', 300_000, async () => !(await cluster.queued()));
-  assert.equal((await cluster.states(again)).get(victim), 'COMPLETED');
-  const rerun = summaryCounts(fs.readFileSync(path.join(logs, `${again}_${victim}.out`), 'utf8'));
+  const rerunLog = fs.readFileSync(path.join(logs, `${again}_${victim}.out`), 'utf8');
+  assert.equal((await cluster.states(again)).get(victim), 'COMPLETED', rerunLog);
+  const rerun = summaryCounts(rerunLog);
   assert.equal(rerun.found, keysOf(victim).length, 'the resubmitted task reads only its own part, not every image');
   assert.equal(rerun.failed, 0);
   assert.ok(rerun.extracted > 0, 'the resubmitted task extracted what the kill cut short');
