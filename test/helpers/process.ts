@@ -43,7 +43,9 @@ export function start(command: string, args: readonly string[], { env = {}, stdi
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr }));
   });
-  child.stdin.end(stdin);
+  // No write when there is nothing to write: a child that exits at once would make it fail with EPIPE.
+  if (stdin) child.stdin.end(stdin);
+  else child.stdin.end();
   return { child, done };
 }
 
