@@ -15,6 +15,7 @@ import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buck
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
+import type { ModelInfo } from '../model/info.js';
 import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
 import { probeModel } from '../model/probe.js';
 import { modelWeightsSha256 } from '../model/weights-hash.js';
@@ -90,6 +91,16 @@ async function otherDeviceNote(state: CacheState, device: string): Promise<strin
     'features agree to rounding, not bit for bit (dinofeat inspect lists the devices)';
 }
 
+/**
+ * Images per model call. An int8 model quantises each MatMul's activations with one scale for the
+ * whole batch tensor, so an image's features would depend on the images beside it: it gets one
+ * image at a time. Per-image scales built in the graph cost 40-60 % at 224-448 px, batch 1 about
+ * nothing (docs/precisions.md).
+ */
+function modelBatchSize(info: ModelInfo, requested: number): number {
+  return info.precision === 'int8' ? 1 : requested;
+}
+
 export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
   if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
   for (const dir of r.inputs.dirs) {
@@ -143,7 +154,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: r.batchSize,
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });
     } catch (e) {
