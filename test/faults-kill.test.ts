@@ -91,6 +91,8 @@ interface Kill {
   outcome: 'killed' | 'finished';
   /** Killed while it held the cache (its lock is left naming it): a kill that can damage the cache. */
   inCache: boolean;
+  /** What the run said (why it ended, when not killed). */
+  stderr: string;
 }
 
 /** Starts a run and SIGKILLs it at the trigger (or lets it kill itself there). */
@@ -105,7 +107,7 @@ async function runAndKill(out: string, from: string, trigger: Trigger): Promise<
   }
   const result = await run.done;
   const killed = result.signal === 'SIGKILL';
-  return { outcome: killed ? 'killed' : 'finished', inCache: killed && lockHolder(out) === run.child.pid };
+  return { outcome: killed ? 'killed' : 'finished', inCache: killed && lockHolder(out) === run.child.pid, stderr: result.stderr };
 }
 
 test('SIGKILL at 15 moments, then a rerun: every image exactly once, no temp or partial file counted', async (t: TestContext) => {
@@ -147,7 +149,7 @@ test('SIGKILL at 15 moments, then a rerun: every image exactly once, no temp or 
     kills.push(kill);
     if (!kill.inCache) {
       t.diagnostic(`kill ${k + 1} (${JSON.stringify(trigger)}): ${kill.outcome} before the run held the cache`);
-      assert.ok(!('fault' in trigger), `the run reached ${'fault' in trigger ? trigger.fault : ''} and died there`);
+      assert.ok(!('fault' in trigger), `the run reached ${'fault' in trigger ? trigger.fault : ''} and died there (${kill.outcome}):\n${kill.stderr}`);
       if (!fs.existsSync(out)) continue;
     }
     const { stored, left } = await checkAfterKill(out);
