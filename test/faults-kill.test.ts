@@ -1,21 +1,25 @@
 /**
- * Kill safety of `dinofeat extract`, as a user meets it: the CLI is SIGKILLed at many moments
- * (seeded random delays, and moments picked by watching the cache directory: a shard being
- * written, a shard just renamed into place, the journal just appended to, manifest.json being
- * rebuilt), rerun, and in the end every image is in the shards exactly once by a plain DuckDB read,
- * with no temp or partial file left or counted. The states a kill can leave are also built by
- * hand, so the repair of each is proven whatever the timing did. SIGINT / SIGTERM stop cleanly
- * with exit 130 and say how to resume.
+ * Kill safety of `dinofeat extract`, as a user meets it: the CLI is SIGKILLed again and again on
+ * one cache, at seeded random moments (some during start-up, most once the run holds the cache)
+ * and at named crash points of the commit protocol (DINOFEAT_FAULT, src/core/fault-point.ts: lock
+ * taken, a shard half-written, a shard renamed but not journaled, a journal line torn, a stale
+ * row's old shard not yet deleted, manifest.json being rewritten), each asserted to have left its
+ * state; images are edited between runs. After every kill nothing committed is lost, and a final
+ * rerun has every image in the shards exactly once by a plain DuckDB read, with no temp or partial
+ * file left or counted. The states a kill can leave are also built by hand, so the repair of each
+ * is proven whatever the timing did. SIGINT / SIGTERM stop cleanly with exit 130 and say how to
+ * resume.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST_TAG } from '../src/core/durable-fs.js';
+import { HOST_TAG, parseAtomicTemp } from '../src/core/durable-fs.js';
+import { FAULT_ENV } from '../src/core/fault-point.js';
 import { CacheState } from '../src/cache/manifest.js';
 import { seededRandom } from '../src/convert/test-model.js';
+import { checkComplete, fileSha256 as sha, filesUnder } from './fixtures/cache-complete.js';
 import { readShardRows, summaryCounts } from './fixtures/cache-reads.js';
 import { writeManyImages, writeStructured } from './fixtures/images.js';
 import { workspaceBefore } from './fixtures/workspace.js';
@@ -27,27 +31,33 @@ const IMAGES = 500;
 const ws = workspaceBefore(IMAGES);
 
 /** 256x256 float32 rows are 64 KiB, so a 1 MiB shard holds 16 images: many shard commits per run. */
-const startExtract = (out: string, from = ws.images) =>
-  startCli(['extract', from, '--model', ws.model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1', '--batch-size', '4']);
+const startExtract = (out: string, from = ws.images, env: NodeJS.ProcessEnv = {}) =>
+  startCli(['extract', from, '--model', ws.model, '--out', out, '--bucket', '256x256', '--dtype', 'float32', '--shard-size', '1', '--batch-size', '4'], env);
 
-const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function filesUnder(root: string): string[] {
-  if (!fs.existsSync(root)) return [];
-  return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(root, f)).isFile()).sort();
-}
+const LEFT = {
+  shardTmp: 'a shard being written (.tmp)',
+  unjournaled: 'a shard the journal does not count (renamed, not yet journaled; or replaced, not yet deleted)',
+  tornJournal: 'a torn journal line',
+  summaryTmp: 'a summary file being rewritten',
+  lock: 'the dead run\'s lock',
+} as const;
+
+/** The summaries a run rewrites through a temp file (writeFileAtomic), relative to the cache. */
+const SUMMARIES = ['manifest.json', 'errors.jsonl', 'manifest/errors-0.jsonl'];
 
 /** What a kill left behind, in words (for the test log), before anything repairs it. */
 function leftovers(out: string, state: CacheState): string[] {
   const found: string[] = [];
   const files = filesUnder(out);
-  if (files.some((f) => /^shards\/.*\.tmp$/.test(f))) found.push('a shard being written (.tmp)');
-  if (files.some((f) => /^shards\/[^/]*\.parquet$/.test(f) && !state.shards.has(f))) found.push('a shard the journal does not count (renamed, not yet journaled; or replaced, not yet deleted)');
+  if (files.some((f) => /^shards\/.*\.tmp$/.test(f))) found.push(LEFT.shardTmp);
+  if (files.some((f) => /^shards\/[^/]*\.parquet$/.test(f) && !state.shards.has(f))) found.push(LEFT.unjournaled);
   const journal = path.join(out, 'manifest', 'part-0.jsonl');
-  if (fs.existsSync(journal) && !fs.readFileSync(journal, 'utf8').endsWith('\n') && fs.statSync(journal).size > 0) found.push('a torn journal line');
-  if (files.some((f) => /^(manifest\.json|errors\.jsonl|manifest\/errors-0\.jsonl)\.\d+-\d+\.tmp$/.test(f))) found.push('a summary file being rewritten');
-  if (files.includes('locks/part-0.lock')) found.push('the dead run\'s lock');
+  if (fs.existsSync(journal) && !fs.readFileSync(journal, 'utf8').endsWith('\n') && fs.statSync(journal).size > 0) found.push(LEFT.tornJournal);
+  const summaryTemp = (f: string) => SUMMARIES.some((s) => path.dirname(f) === path.dirname(s) && parseAtomicTemp(path.basename(f), s));
+  if (files.some(summaryTemp)) found.push(LEFT.summaryTmp);
+  if (files.includes('locks/part-0.lock')) found.push(LEFT.lock);
   return found;
 }
 
@@ -63,20 +73,6 @@ async function checkAfterKill(out: string): Promise<{ stored: Set<string>; left:
   return { stored: new Set(state.keyToEntry.keys()), left: leftovers(out, state) };
 }
 
-/** After a run that completed: everything once, only journaled shards on disk, no temp file anywhere. */
-async function checkComplete(out: string, expected: readonly string[]): Promise<void> {
-  const files = filesUnder(out);
-  assert.deepEqual(files.filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
-  const state = await CacheState.read(out);
-  assert.deepEqual(files.filter((f) => f.startsWith('shards/')), [...state.shards.keys()].sort(), 'only journaled shards on disk');
-  const rows = await readShardRows(out);
-  assert.deepEqual(rows.map((r) => r.key), [...expected].sort(), 'a plain read of shards/*.parquet has every image exactly once');
-  const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')) as { counts: { rows: number }; shards: Array<{ file: string; sha256: string }> };
-  assert.equal(manifest.counts.rows, expected.length);
-  assert.deepEqual(manifest.shards.map((s) => s.file).sort(), files.filter((f) => f.startsWith('shards/')));
-  for (const s of manifest.shards) assert.equal(sha(path.join(out, s.file)), s.sha256, s.file);
-}
-
 function lockHolder(out: string): number | undefined {
   try {
     return (JSON.parse(fs.readFileSync(path.join(out, 'locks', 'part-0.lock'), 'utf8')) as { pid: number }).pid;
@@ -85,48 +81,36 @@ function lockHolder(out: string): number | undefined {
   }
 }
 
-type Trigger = { afterMs: number } | { when: 'lock' | 'shard-tmp' | 'shard-renamed' | 'journal-appended' | 'summary-tmp'; thenMs?: number };
-
 /**
- * Starts a run and SIGKILLs it at the trigger: a delay after the start, or the moment the cache
- * directory shows the named state (polled every millisecond). Resolves how it ended.
+ * When to kill: `afterMs` after the start, or after the run took the cache's lock; or at a crash
+ * point (`<point>[:<count>]`, the run kills itself), where `leaves` is the state it must leave.
  */
-async function runAndKill(out: string, from: string, trigger: Trigger): Promise<'killed' | 'finished'> {
-  const startedAt = Date.now();
-  const run: Started = startExtract(out, from);
-  let ended = false;
-  void run.done.then(() => (ended = true));
-  if ('afterMs' in trigger) {
-    await sleep(trigger.afterMs);
-  } else {
-    const journal = path.join(out, 'manifest', 'part-0.jsonl');
-    const journalSize = () => (fs.existsSync(journal) ? fs.statSync(journal).size : 0);
-    const startSize = journalSize();
-    // Files this run wrote: leftovers of the killed runs before it (same names, even) are older.
-    const newFiles = (sub: string, suffix: string) => {
-      const at = path.join(out, sub);
-      const names = fs.existsSync(at) ? fs.readdirSync(at) : [];
-      return names.some((n) => n.endsWith(suffix) && (fs.statSync(path.join(at, n), { throwIfNoEntry: false })?.mtimeMs ?? 0) >= startedAt);
-    };
-    const seen = (): boolean => {
-      switch (trigger.when) {
-        case 'lock': return lockHolder(out) === run.child.pid && journalSize() === startSize;
-        case 'shard-tmp': return newFiles('shards', '.tmp');
-        case 'shard-renamed': return newFiles('shards', '.parquet');
-        case 'journal-appended': return journalSize() > startSize;
-        case 'summary-tmp': return newFiles('.', '.tmp');
-      }
-    };
-    while (!ended && !seen()) await sleep(1);
-    if (trigger.thenMs) await sleep(trigger.thenMs);
-  }
-  if (ended) return 'finished';
-  run.child.kill('SIGKILL');
-  const result = await run.done;
-  return result.signal === 'SIGKILL' ? 'killed' : 'finished';
+type Trigger = { afterMs: number; from: 'start' | 'lock' } | { fault: string; leaves: string };
+
+interface Kill {
+  outcome: 'killed' | 'finished';
+  /** Killed while it held the cache (its lock is left naming it): a kill that can damage the cache. */
+  inCache: boolean;
+  /** What the run said (why it ended, when not killed). */
+  stderr: string;
 }
 
-test('SIGKILL at 14 moments, then a rerun: every image exactly once, no temp or partial file counted', async (t: TestContext) => {
+/** Starts a run and SIGKILLs it at the trigger (or lets it kill itself there). */
+async function runAndKill(out: string, from: string, trigger: Trigger): Promise<Kill> {
+  const run: Started = startExtract(out, from, 'fault' in trigger ? { [FAULT_ENV]: trigger.fault } : {});
+  if ('afterMs' in trigger) {
+    let ended = false;
+    void run.done.then(() => (ended = true));
+    if (trigger.from === 'lock') while (!ended && lockHolder(out) !== run.child.pid) await sleep(1);
+    await sleep(trigger.afterMs);
+    if (!ended) run.child.kill('SIGKILL');
+  }
+  const result = await run.done;
+  const killed = result.signal === 'SIGKILL';
+  return { outcome: killed ? 'killed' : 'finished', inCache: killed && lockHolder(out) === run.child.pid, stderr: result.stderr };
+}
+
+test('SIGKILL at 15 moments, then a rerun: every image exactly once, no temp or partial file counted', async (t: TestContext) => {
   const out = path.join(ws.dir, 'killed');
   // Its own copy of the images: it adds more whenever the killed runs have nearly caught up, so
   // that every kill lands in real work however fast this machine is.
@@ -134,46 +118,52 @@ test('SIGKILL at 14 moments, then a rerun: every image exactly once, no temp or 
   fs.cpSync(ws.images, from, { recursive: true });
   const all = [...ws.keys];
   const random = seededRandom(20_260_101);
+  const atRandom = (n: number, after: 'start' | 'lock', spanMs: number) => Array.from({ length: n }, () => ({ afterMs: Math.round(random() * spanMs), from: after }));
+  const EDIT_AT = 9;
   const triggers: Trigger[] = [
-    // Seeded random moments from start-up (model loading, walking) to well into the writing.
-    ...Array.from({ length: 6 }, () => ({ afterMs: Math.round(150 + random() * 600) })),
-    { when: 'lock' }, // lock taken, cache not yet opened
-    { when: 'shard-tmp' }, // a shard just opened
-    { when: 'shard-tmp', thenMs: Math.round(random() * 30) }, // a shard part-written
-    { when: 'shard-renamed' }, // renamed into place: the journal line is being appended
-    { when: 'journal-appended' }, // just committed
-    { when: 'shard-renamed' },
-    { when: 'journal-appended', thenMs: Math.round(random() * 20) },
-    { when: 'summary-tmp' }, // manifest.json / errors.jsonl being rebuilt at the end of the run
+    // Seeded random moments during start-up (model loading, walking): they may land before the cache exists.
+    ...atRandom(2, 'start', 600),
+    { fault: 'lock-taken', leaves: LEFT.lock }, // cache not yet opened
+    { fault: 'shard-group-written:2', leaves: LEFT.shardTmp }, // a shard's rows on disk, no footer
+    ...atRandom(3, 'lock', 400), // seeded random moments in the writing
+    { fault: 'shard-renamed:3', leaves: LEFT.unjournaled },
+    { fault: 'journal-line-torn:2', leaves: LEFT.tornJournal },
+    // (EDIT_AT: images edited) the next run removes their stale rows first, shard by shard.
+    { fault: 'stale-row-replaced', leaves: LEFT.unjournaled }, // old shard replaced in the journal, not deleted
+    { fault: 'journal-line-torn', leaves: LEFT.tornJournal }, // most likely the next replace record
+    ...atRandom(3, 'lock', 400),
+    { fault: 'manifest-temp-written', leaves: LEFT.summaryTmp }, // manifest.json being rebuilt at the end of the run
   ];
-  const outcomes: string[] = [];
-  const seenStates = new Set<string>();
+  const kills: Kill[] = [];
   let storedBefore = new Set<string>();
   let edited: string[] = [];
   for (const [k, trigger] of triggers.entries()) {
-    if (k === 8) {
-      // Some images change under the cache: later runs must rewrite their shards (and may be killed doing so).
-      edited = all.filter((key, i) => i % 97 === 0 && storedBefore.has(key));
+    if (k === EDIT_AT) {
+      // Some stored images change under the cache: later runs must rewrite their shards (and are killed doing so).
+      edited = [...storedBefore].sort().filter((_, i) => i % 40 === 0);
+      assert.ok(edited.length >= 3, `stored images to edit: ${edited.length}`);
       for (const key of edited) await writeStructured(path.join(from, key), 50, 48, 1000 + all.indexOf(key));
     }
     if (all.length - storedBefore.size < 100) all.push(...(await writeManyImages(from, 150, all.length)));
-    const outcome = await runAndKill(out, from, trigger);
-    outcomes.push(outcome);
-    if (!fs.existsSync(out)) {
-      t.diagnostic(`kill ${k + 1} (${JSON.stringify(trigger)}): ${outcome} before the cache directory was created`);
-      continue;
+    const kill = await runAndKill(out, from, trigger);
+    kills.push(kill);
+    if (!kill.inCache) {
+      t.diagnostic(`kill ${k + 1} (${JSON.stringify(trigger)}): ${kill.outcome} before the run held the cache`);
+      assert.ok(!('fault' in trigger), `the run reached ${'fault' in trigger ? trigger.fault : ''} and died there (${kill.outcome}):\n${kill.stderr}`);
+      if (!fs.existsSync(out)) continue;
     }
     const { stored, left } = await checkAfterKill(out);
     for (const key of storedBefore) {
       if (!edited.includes(key)) assert.ok(stored.has(key), `${key}: a committed row is never lost by a later kill`);
     }
     storedBefore = stored;
-    left.forEach((s) => seenStates.add(s));
-    t.diagnostic(`kill ${k + 1} (${JSON.stringify(trigger)}): ${outcome}, ${stored.size}/${all.length} stored, left: ${left.join(', ') || 'nothing'}`);
+    t.diagnostic(`kill ${k + 1} (${JSON.stringify(trigger)}): ${kill.outcome}, ${stored.size}/${all.length} stored, left: ${left.join(', ') || 'nothing'}`);
+    if ('fault' in trigger) assert.ok(left.includes(trigger.leaves), `${trigger.fault} left ${trigger.leaves} (left: ${left.join(', ')})`);
   }
-  const killed = outcomes.filter((o) => o === 'killed').length;
-  assert.ok(killed >= 10, `at least 10 runs were killed mid-way (${outcomes})`);
-  assert.ok(seenStates.has('a shard being written (.tmp)'), `some kill hit a shard being written (saw: ${[...seenStates]})`);
+  const inCache = kills.filter((kill) => kill.inCache).length;
+  // All but the 2 start-up kills: the 7 crash points, and the 6 random moments after the lock (each run has
+  // hundreds of images left, so none ends within 400 ms). Start-up kills count only if they happen to land late.
+  assert.ok(inCache >= 13, `13 runs were killed while holding the cache (${inCache}: ${kills.map((kill) => kill.outcome)})`);
 
   const final = await startExtract(out, from).done;
   assert.equal(final.code, 0, final.stderr);

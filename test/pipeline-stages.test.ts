@@ -152,6 +152,28 @@ test('row writer: a changed image loses its old row before the new one is writte
   assert.deepEqual([tally.stats.extracted, tally.stats.replaced], [4, 1]);
 });
 
+test('row writer: a key marked stale while a rewrite runs is removed before its new row, not forgotten', async () => {
+  const { dir, state, sink, writer } = await openCache();
+  const old = [makeRow(1, false, 'a.jpg'), makeRow(2, false, 'b.jpg')];
+  await writer.write(old.map(asPending), old);
+  await writer.finish();
+
+  writer.markStale('a.jpg');
+  const freshA = makeRow(3, false, 'a.jpg');
+  let rewritten = false;
+  const writing = writer.write([asPending(freshA)], [freshA]).then(() => (rewritten = true));
+  // One turn of the event loop: a.jpg's shard is being rewritten (that takes file I/O and fsyncs) when b.jpg turns out changed.
+  await new Promise((r) => setImmediate(r));
+  assert.equal(rewritten, false, 'the rewrite is still running');
+  writer.markStale('b.jpg');
+  await writing;
+  const freshB = makeRow(4, false, 'b.jpg');
+  await writer.write([asPending(freshB)], [freshB]);
+  await writer.finish();
+  const stored = await storedRows(dir, state, sink);
+  assert.deepEqual(stored.map((r) => [r.key, r.sha256]).sort(), [['a.jpg', freshA.sha256], ['b.jpg', freshB.sha256]]);
+});
+
 test('row writer: batches are committed in the order they were handed over, one at a time', async () => {
   const { dir, state, sink, writer } = await openCache();
   const rows = [1, 2, 3, 4].map((i) => makeRow(i, false, `k${i}`));

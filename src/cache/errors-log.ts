@@ -63,7 +63,7 @@ export class ErrorsLog {
     const full: ErrorEntry = { ...entry, time: entry.time ?? new Date().toISOString() };
     this.byKey.delete(full.key);
     this.byKey.set(full.key, full);
-    await appendJsonLine(this.file, full, false);
+    await appendJsonLine(this.file, full, false, 'errors-line-torn');
   }
 
   /** The image succeeded: it leaves the log at the next save. */

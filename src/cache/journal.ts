@@ -43,7 +43,7 @@ export function readJournal(file: string): Promise<ParsedJournal> {
 }
 
 export function appendJournal(file: string, record: JournalRecord): Promise<void> {
-  return appendJsonLine(file, record, true);
+  return appendJsonLine(file, record, true, 'journal-line-torn');
 }
 
 /** Live shards of one part after replaying its records in order. */

@@ -3,10 +3,12 @@
  * write of one line. A crash can only damage the last line, which reading ignores; damage before
  * it means the file was edited, and that is reported rather than guessed around.
  */
+import { writeSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { readTextIfExists, rethrowIoError } from '../core/durable-fs.js';
+import { faultPoint, type FaultPointName } from '../core/fault-point.js';
 
 export interface ParsedLines<T> {
   records: T[];
@@ -46,8 +48,11 @@ export async function readJsonLines<T>(file: string): Promise<ParsedLines<T>> {
   return text === undefined ? { records: [], validBytes: 0, torn: false } : parseJsonLines<T>(text, file);
 }
 
-/** Appends one record as one line; `durable` waits for it to reach the disk. */
-export async function appendJsonLine(file: string, record: unknown, durable: boolean): Promise<void> {
+/**
+ * Appends one record as one line; `durable` waits for it to reach the disk. `tornAt` names the
+ * test-only crash point (core/fault-point.ts) that dies with half of the line written.
+ */
+export async function appendJsonLine(file: string, record: unknown, durable: boolean, tornAt?: FaultPointName): Promise<void> {
   try {
     await fs.mkdir(path.dirname(file), { recursive: true });
     const handle = await fs.open(file, 'a');
@@ -55,6 +60,7 @@ export async function appendJsonLine(file: string, record: unknown, durable: boo
       // A write can be cut short (disk full, file size limit): write the rest, so that the failure
       // surfaces here instead of leaving a torn line that the next append would run into.
       const line = Buffer.from(`${JSON.stringify(record)}\n`);
+      if (tornAt) faultPoint(tornAt, () => writeSync(handle.fd, line, 0, line.length >> 1));
       for (let done = 0; done < line.length; ) done += (await handle.write(line, done, line.length - done)).bytesWritten;
       if (durable) await handle.sync();
     } finally {

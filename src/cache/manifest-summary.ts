@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import { readCacheConfig, type CacheConfig } from './identity.js';
-import { writeFileAtomic } from '../core/durable-fs.js';
+import { writeFileDurable } from '../core/durable-fs.js';
+import { faultPoint } from '../core/fault-point.js';
 import { readErrors, writeMergedErrors } from './errors-log.js';
 import { MANIFEST_FILE } from './layout.js';
 import { CacheState, type DuplicateKey } from './manifest.js';
@@ -41,7 +42,10 @@ export async function writeManifest(dir: string, state?: CacheState): Promise<Ma
     buckets,
     shards: shards.map(({ file, part, rows, bytes, sha256 }) => ({ file, part, rows, bytes, sha256 })),
   };
-  await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeFileDurable(path.join(dir, MANIFEST_FILE), async (handle) => {
+    await handle.writeFile(`${JSON.stringify(summary, null, 2)}\n`);
+    faultPoint('manifest-temp-written');
+  });
   return summary;
 }
 

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
+import { faultPoint } from '../core/fault-point.js';
 import { ErrorsLog, readErrors } from './errors-log.js';
 import { clearCache, identityMismatch, mismatchRefusal, readCacheConfig, writeCacheConfig, type CacheIdentity } from './identity.js';
 import { parseShardName } from './layout.js';
@@ -80,6 +81,7 @@ export function checkCacheDirWritable(dir: string): void {
 
 export async function openCacheForWrite(dir: string, o: OpenForWrite): Promise<WritableCache> {
   const lock: HeldLock = await acquireLock(dir, o.partId);
+  faultPoint('lock-taken');
   try {
     const existing = await readCacheConfig(dir);
     const mismatch = existing && identityMismatch(existing, o.identity);

@@ -14,6 +14,7 @@ import { repairPart, type CacheState } from './manifest.js';
 import { iterateShardRows, readShardMeta } from '../shard/shard-reader.js';
 import { createShardWriter, type RowGroupLimits } from '../shard/shard-writer.js';
 import { renameDurable, fsyncDir } from '../core/durable-fs.js';
+import { faultPoint } from '../core/fault-point.js';
 import { bucketLabel } from '../shard/schema.js';
 import { TMP_SUFFIX } from './layout.js';
 import type { ShardRecord } from './journal.js';
@@ -95,6 +96,7 @@ async function rewriteShard(state: CacheState, old: ShardRecord & { part: string
     const by: ShardRecord = { file, format: old.format, rows: written.rows, bytes: written.bytes, sha256: written.sha256, keys, buckets, time };
     await state.replace(old.part, { replace: old.file, by, time });
   }
+  faultPoint('stale-row-replaced');
   await fs.rm(oldPath, { force: true });
   await fsyncDir(path.dirname(oldPath));
   return old.rows - keys.length;

@@ -6,6 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { renameDurable, rethrowIoError } from '../core/durable-fs.js';
+import { faultPoint } from '../core/fault-point.js';
 import type { ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
@@ -120,6 +121,7 @@ export class ShardSink {
     const { state, partId, format } = this.options;
     const written = await shard.writer.close();
     await renameDurable(path.join(state.dir, shard.file + TMP_SUFFIX), path.join(state.dir, shard.file));
+    faultPoint('shard-renamed');
     const record: ShardRecord = {
       file: shard.file, format, rows: written.rows, bytes: written.bytes, sha256: written.sha256,
       keys: shard.keys, buckets: shard.buckets, time: new Date().toISOString(),

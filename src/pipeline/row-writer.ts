@@ -57,7 +57,9 @@ export class RowWriter {
   }
 
   private async removeStale(): Promise<void> {
-    await removeKeys(this.o.state, this.o.partId, this.pendingRemoval);
-    this.pendingRemoval.clear();
+    // Keys marked stale while the rewrite runs are not in it: they stay pending.
+    const keys = [...this.pendingRemoval];
+    await removeKeys(this.o.state, this.o.partId, keys);
+    for (const key of keys) this.pendingRemoval.delete(key);
   }
 }

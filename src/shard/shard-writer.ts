@@ -3,6 +3,7 @@
  * {rows, bytes, sha256}. Rows are encoded on arrival (float16 halves what is held) and written
  * one row group at a time, so memory is bounded by the row group budget, never by the shard.
  */
+import { faultPoint } from '../core/fault-point.js';
 import { encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from './schema.js';
 import type { ShardEncoder } from './encoder.js';
 import { HashingOutput, type WrittenFile } from './hashing-output.js';
@@ -135,5 +136,6 @@ class GroupedShardWriter implements ShardWriter {
     this.pending = [];
     await this.encoder!.writeGroup(group);
     this.pendingBytes = 0;
+    faultPoint('shard-group-written');
   }
 }
