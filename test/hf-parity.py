@@ -14,8 +14,9 @@ torchvision.transforms.v2.functional.resize(BILINEAR, antialias=True), which for
 this interpolate call, then normalises. torchvision itself cannot be loaded here (its wheels are
 CUDA builds that fail against torch +cpu), so the steps are written out.
 
-Controls show the comparison can fail: the same image with a bicubic filter, and (for images with
-an EXIF orientation) without applying the orientation. Prints JSON with per-row metrics.
+Controls show the comparison can fail, each a plausible preprocessing bug: the resized pixels
+rounded to 8 bits (what resizing in sharp would do), the source window moved half a source pixel,
+a bicubic filter, and (for images with an EXIF orientation) the orientation not applied. Prints JSON with per-row metrics.
 """
 import json
 import os
@@ -58,12 +59,40 @@ def centre_crop(width, height, bucket_width, bucket_height):
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def pixel_values(image, box, height, width, mode="bilinear"):
+def pixel_values(image, box, height, width, mode="bilinear", round_to_8_bits=False):
     x, y, w, h = box
     crop = image.crop((x, y, x + w, y + h))
     t = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float() / 255
     t = torch.nn.functional.interpolate(t, size=(height, width), mode=mode, antialias=True, align_corners=False)
+    if round_to_8_bits:
+        t = (t * 255).clamp(0, 255).round() / 255
     return (t - MEAN) / STD
+
+
+def bilinear_weights(size_in, size_out, shift):
+    """The antialiased bilinear filter as a matrix (out x in), computed the way torch's antialias
+    path does (tent of width max(scale, 1) clipped at the edges and normalised, positions in
+    float32: the rounding of the sample centres shows at 1e-6), with every sample centre moved by
+    `shift` source pixels."""
+    f = np.float32
+    scale = f(size_in) / f(size_out)
+    support = max(scale, f(1))
+    weights = np.zeros((size_out, size_in), dtype=np.float32)
+    for i in range(size_out):
+        centre = scale * (f(i) + f(0.5)) + f(shift)
+        lo, hi = max(int(centre - support + f(0.5)), 0), min(int(centre + support + f(0.5)), size_in)
+        w = np.clip(f(1) - np.abs((np.arange(lo, hi, dtype=np.float32) - centre + f(0.5)) / support), 0, None)
+        weights[i, lo:hi] = w / w.sum()
+    return weights.astype(np.float64)
+
+
+def shifted_pixel_values(image, box, height, width, shift=0.5):
+    """The same resize with the source window moved half a source pixel right and down."""
+    x, y, w, h = box
+    crop = np.asarray(image.crop((x, y, x + w, y + h)), dtype=np.float64) / 255
+    rows, cols = bilinear_weights(h, height, shift), bilinear_weights(w, width, shift)
+    t = np.einsum("yh,hwc,xw->cyx", rows, crop, cols, optimize=True)
+    return (torch.from_numpy(t.astype(np.float32))[None] - MEAN) / STD
 
 
 def tokens(pixels):
@@ -72,6 +101,8 @@ def tokens(pixels):
 
 
 def cosine(a, b):
+    """In float64: float32 arithmetic alone would put 1 - cos on a 6e-8 grid, the size of what is measured."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
@@ -116,7 +147,11 @@ for run in job["runs"]:
                 "bucket": [bw, bh], "crop": list(box),
                 "stored_crop": [r["crop_x"], r["crop_y"], r["crop_w"], r["crop_h"]],
                 **compare(tokens(pixel_values(image, box, bh, bw)), cls, patches),
-                "controls": {"bicubic": compare(tokens(pixel_values(image, box, bh, bw, "bicubic")), cls, patches)},
+                "controls": {
+                    "bicubic": compare(tokens(pixel_values(image, box, bh, bw, "bicubic")), cls, patches),
+                    "8_bit_rounding": compare(tokens(pixel_values(image, box, bh, bw, round_to_8_bits=True)), cls, patches),
+                    "half_pixel_shift": compare(tokens(shifted_pixel_values(image, box, bh, bw)), cls, patches),
+                },
             }
             if Image.open(path).getexif().get(0x0112, 1) != 1:
                 unrotated = load_rgb(path, orient=False)
