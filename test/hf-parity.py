@@ -1,5 +1,5 @@
-"""Hugging Face's DINOv3 preprocessing + forward pass as the independent reference for the rows
-`dinofeat extract` stored, for test/extract-parity.test.ts.
+"""Hugging Face's preprocessing + forward pass as the independent reference for the rows
+`dinofeat extract` stored, for test/extract-parity.test.ts: DINOv3, and DINOv2 (below).
 
 Reads a JSON job on stdin: {"checkpoint": dir, "runs": [{"name", "cache", "images"}]}. For every
 row of every cache (float32 shards) it preprocesses <images>/<key> the way transformers'
@@ -16,8 +16,14 @@ CUDA builds that fail against torch +cpu), so the steps are written out.
 
 Controls show the comparison can fail, each a plausible preprocessing bug: the resized pixels
 rounded to 8 bits (what resizing in sharp would do), the source window moved half a source pixel,
-a bicubic filter, and (for images with an EXIF orientation) the orientation not applied. Prints JSON with per-row metrics.
+a bicubic filter, and (for images with an EXIF orientation) the orientation not applied.
+
+A DINOv2 checkpoint (model_type dinov2*) is compared with both of transformers' BitImageProcessor
+backends instead (dinov2_backends): per row, the metrics against each under "backends", and at
+the top level those against the torchvision backend, the one dinofeat follows. Prints JSON with
+per-row metrics.
 """
+import importlib.util
 import json
 import os
 import sys
@@ -31,12 +37,14 @@ from PIL import Image, ImageOps
 
 job = json.load(sys.stdin)
 torch.set_grad_enabled(False)
-model = transformers.DINOv3ViTModel.from_pretrained(job["checkpoint"], attn_implementation="eager").eval()
+model = transformers.AutoModel.from_pretrained(job["checkpoint"], attn_implementation="eager").eval()
+DINOV2 = model.config.model_type.startswith("dinov2")
 with open(os.path.join(job["checkpoint"], "preprocessor_config.json")) as f:
     processor_config = json.load(f)
 MEAN = torch.tensor(processor_config["image_mean"]).view(1, 3, 1, 1)
 STD = torch.tensor(processor_config["image_std"]).view(1, 3, 1, 1)
-SKIP = 1 + model.config.num_register_tokens
+SKIP = 1 + getattr(model.config, "num_register_tokens", 0)
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 def load_rgb(path, orient=True):
@@ -95,6 +103,26 @@ def shifted_pixel_values(image, box, height, width, shift=0.5):
     return (torch.from_numpy(t.astype(np.float32))[None] - MEAN) / STD
 
 
+def dinov2_backends(image, height, width):
+    """pixel_values from both of transformers' DINOv2 (BitImageProcessor) backends, configured as
+    dinofeat runs the model: no centre crop, resized straight to the bucket (its defaults resize
+    the short side to 256 and crop 224). "pil": BitImageProcessorPil as it is. "torchvision": the
+    default backend (use_fast) when torchvision is installed; without it, its steps written out:
+    the uint8 image resized as floats by interpolate(bicubic, antialias), clamped to 0..255 and
+    rounded, then rescaled and normalised."""
+    kwargs = {"do_center_crop": False, "size": {"height": height, "width": width}}
+    pil = transformers.BitImageProcessorPil.from_pretrained(job["checkpoint"], **kwargs)
+    out = {"pil": torch.from_numpy(pil(image, return_tensors="np")["pixel_values"])}
+    if HAS_TORCHVISION:
+        fast = transformers.AutoImageProcessor.from_pretrained(job["checkpoint"], use_fast=True, **kwargs)
+        out["torchvision"] = fast(image, return_tensors="pt")["pixel_values"]
+    else:
+        t = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
+        t = torch.nn.functional.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+        out["torchvision"] = (t.clamp(0, 255).round() / 255 - MEAN) / STD
+    return out
+
+
 def tokens(pixels):
     hidden = model(pixel_values=pixels).last_hidden_state[0].numpy()
     return hidden[0], hidden[SKIP:]
@@ -146,6 +174,14 @@ for run in job["runs"]:
                 "size": [image.width, image.height], "stored_size": [r["width"], r["height"]],
                 "bucket": [bw, bh], "crop": list(box),
                 "stored_crop": [r["crop_x"], r["crop_y"], r["crop_w"], r["crop_h"]],
+            }
+            if DINOV2:
+                assert resize == "stretch", "the DINOv2 processors resize the whole image"
+                backends = {name: compare(tokens(px), cls, patches) for name, px in dinov2_backends(image, bh, bw).items()}
+                rows.append({**row, **backends["torchvision"], "backends": backends, "controls": {}})
+                continue
+            row = {
+                **row,
                 **compare(tokens(pixel_values(image, box, bh, bw)), cls, patches),
                 "controls": {
                     "bicubic": compare(tokens(pixel_values(image, box, bh, bw, "bicubic")), cls, patches),
@@ -158,7 +194,9 @@ for run in job["runs"]:
                 row["controls"]["no_exif_orientation"] = compare(tokens(pixel_values(unrotated, (0, 0, unrotated.width, unrotated.height), bh, bw)), cls, patches)
             rows.append(row)
 
+processor = (f"BitImageProcessor (PIL backend; torchvision backend {'as it is' if HAS_TORCHVISION else 'written out: torchvision is not installed'})"
+             if DINOV2 else f"torch {torch.__version__} interpolate(bilinear, antialias)")
 json.dump({
-    "reference": f"PIL {Image.__version__} + exif_transpose + torch {torch.__version__} interpolate(bilinear, antialias) + transformers {transformers.__version__} DINOv3ViTModel",
+    "reference": f"PIL {Image.__version__} + exif_transpose + {processor} + transformers {transformers.__version__} {type(model).__name__}",
     "rows": rows,
 }, sys.stdout)
