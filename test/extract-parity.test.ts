@@ -5,15 +5,17 @@
  * images in the formats and orientations photos come in. Per image, every metric within LIMITS
  * (set at the measured level, docs/feature-parity.md). Controls, each a plausible preprocessing bug
  * (8-bit rounding of the resized pixels, a half-pixel shift, a bicubic filter, an ignored EXIF
- * orientation), must each fall outside every one of the limits, each metric alone.
+ * orientation), must each fall outside every one of the limits, each metric alone. DINOv2 (with
+ * registers) against both backends of its processor, BitImageProcessor: dinofeat follows the
+ * torchvision one (V2_LIMITS), not the PIL one.
  */
 import { before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp, { type Sharp } from 'sharp';
-import { structuredImage } from './fixtures/images.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
+import { structuredImage } from './fixtures/images.js';
 import { GOLDEN } from './fixtures/reference-outputs.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
 import { runCli } from './helpers/cli.js';
