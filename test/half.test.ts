@@ -21,3 +21,26 @@ test('float32 -> float16 -> float32 matches numpy bit for bit (rounding, subnorm
   const npBack = execFileSync(py, ['-c', 'import sys,numpy as np; a=np.frombuffer(sys.stdin.buffer.read(),"<f2"); sys.stdout.buffer.write(a.astype("<f4").tobytes())'], { input: Buffer.from(ours.buffer) });
   assert.deepEqual(Buffer.from(back.buffer), npBack);
 });
+
+test('float32 -> float16 ties round to the even neighbour: normal, subnormal, at the subnormal edge and at overflow, both signs', () => {
+  // [value exactly halfway between two halves, the even one's bits]; round half away from zero
+  // would give the odd neighbour in every row marked "down".
+  const ties: [string, number, number][] = [
+    ['1 + 2^-11 (down to 1)', 1 + 2 ** -11, 0x3c00],
+    ['1 + 3*2^-11 (up to 1 + 2^-9)', 1 + 3 * 2 ** -11, 0x3c02],
+    ['2049 (down to 2048)', 2049, 0x6800],
+    ['2051 (up to 2052)', 2051, 0x6802],
+    ['2^-25, half the smallest subnormal (down to 0)', 2 ** -25, 0x0000],
+    ['3*2^-25 (up to 2^-23)', 3 * 2 ** -25, 0x0002],
+    ['5*2^-25 (down to 2^-23)', 5 * 2 ** -25, 0x0002],
+    ['1023.5*2^-24, largest subnormal + half a step (up to 2^-14, the smallest normal)', 1023.5 * 2 ** -24, 0x0400],
+    ['65520, halfway between 65504 and 2^16 (up to inf)', 65520, 0x7c00],
+  ];
+  const cases = ties.flatMap(([name, v, bits]): [string, number, number][] => [[name, v, bits], [`-(${name})`, -v, bits | 0x8000]]);
+  // Just above a tie rounds up: the bits below the halfway bit are not dropped.
+  cases.push(['1 + 2^-11 + 2^-23 (up)', 1 + 2 ** -11 + 2 ** -23, 0x3c01], ['2^-25 + 2^-40 (up)', 2 ** -25 + 2 ** -40, 0x0001]);
+  const values = Float32Array.from(cases.map(([, v]) => v));
+  cases.forEach(([name, v], k) => assert.equal(values[k], v, `${name} is exact in float32`));
+  const got = float32ToFloat16(values);
+  cases.forEach(([name, , bits], k) => assert.equal(got[k], bits, `${name}: got 0x${got[k]!.toString(16)}, want 0x${bits.toString(16)}`));
+});

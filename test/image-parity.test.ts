@@ -183,26 +183,38 @@ test('decode equals PIL byte for byte: photos, EXIF 1-8, CMYK, grey, palette, 16
   }
 });
 
+/**
+ * DINOv3 pixel_values against the processor, in normalised units (1/255 is ~0.017): measured mean
+ * |d| <= 2.8e-6, max |d| <= 2.1e-4 (2026-12-02), float32 arithmetic in a different order and
+ * torch's float32 filter positions (torch's own float32 result is as far from a float64 one,
+ * parity.md). Limits 3.6x and 2.4x that; every control is >= 4e-3 mean (8-bit rounding).
+ */
+const V3_PIXEL_LIMITS: Diff = { mean: 1e-5, max: 5e-4 };
+
 test('DINOv3 pixel_values match the processor (float bilinear, antialiased), shrinking and enlarging', (t) => {
   const rows = reference.preprocess.filter((r) => r.family === 'dinov3');
   assert.equal(rows.length, CASES.filter((c) => c.info.family === 'dinov3').length);
   for (const r of rows) {
     t.diagnostic(`${r.name}: decode max ${r.decode?.max}; same RGB mean ${e(r.same_rgb.mean)} max ${e(r.same_rgb.max)}; ` +
-      `from PIL mean ${e(r.pil.mean)} max ${e(r.pil.max)}; controls: no antialias mean ${e(r.controls.no_antialias!.mean)}, bicubic mean ${e(r.controls.bicubic!.mean)}`);
+      `from PIL mean ${e(r.pil.mean)} max ${e(r.pil.max)}; controls: ` + Object.entries(r.controls).map(([k, d]) => `${k} mean ${e(d.mean)} max ${e(d.max)}`).join(', '));
     assert.equal(r.decode?.max, 0, `${r.name}: decoded crop differs from PIL's`);
-    // Float32 arithmetic in a different order: torch's own float32 result is as far from a
-    // float64 one (parity.md).
     for (const d of [r.same_rgb, r.pil]) {
-      assert.ok(d.mean <= 1e-5, `${r.name}: mean ${d.mean}`);
-      assert.ok(d.max <= 5e-4, `${r.name}: max ${d.max}`);
+      assert.ok(d.mean <= V3_PIXEL_LIMITS.mean, `${r.name}: mean ${d.mean}`);
+      assert.ok(d.max <= V3_PIXEL_LIMITS.max, `${r.name}: max ${d.max}`);
     }
   }
-  // The comparison can fail: a wrong filter is far outside those bounds wherever the size changes
-  // by more than a little (without antialiasing, bilinear upscaling is the same filter).
-  for (const r of rows.filter((row) => row.name.includes('shrink') || row.name.includes('2000x1500'))) {
-    assert.ok(r.controls.no_antialias!.mean > 1e-2, `${r.name}: ${r.controls.no_antialias!.mean}`);
+  // The comparison can fail, on each metric alone: 8-bit rounding of the resized pixels and a
+  // wrong filter everywhere; no antialiasing wherever the size shrinks by more than a little
+  // (enlarging, bilinear without antialiasing is the same filter).
+  const shrinks = (name: string) => name.includes('shrink') || name.includes('2000x1500');
+  for (const r of rows) {
+    for (const [name, d] of Object.entries(r.controls)) {
+      if (name === 'no_antialias' && !shrinks(r.name)) continue;
+      assert.ok(d.mean > V3_PIXEL_LIMITS.mean * 100, `${r.name} ${name}: mean ${d.mean}`);
+      assert.ok(d.max > V3_PIXEL_LIMITS.max * 10, `${r.name} ${name}: max ${d.max}`);
+    }
   }
-  for (const r of rows) assert.ok(r.controls.bicubic!.mean > 1e-3, `${r.name}: ${r.controls.bicubic!.mean}`);
+  assert.ok(rows.every((r) => r.controls['8_bit_rounding'] && r.controls.bicubic && r.controls.no_antialias));
 });
 
 test('DINOv2 pixel_values match the processor (bicubic on the 8-bit image, then rounded)', (t) => {

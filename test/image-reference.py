@@ -23,8 +23,8 @@ as it is ("hf_pil").
 
 Each preprocess case is compared twice: from dinofeat's own decoded RGB ("same_rgb": only the
 resize and normalise differ) and from PIL's decode ("pil": the whole pipeline). Controls that
-must fail: for DINOv3 the resize without antialias and with bicubic; for DINOv2 without the
-8-bit rounding.
+must fail: for DINOv3 the resize without antialias, with bicubic, and with its result rounded to
+8 bits (what resizing in sharp does); for DINOv2 without the 8-bit rounding.
 """
 import json
 import sys
@@ -48,9 +48,11 @@ def to_tensor(rgb):
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
 
 
-def dinov3(rgb, c, mode="bilinear", antialias=True):
+def dinov3(rgb, c, mode="bilinear", antialias=True, round_to_8_bits=False):
     x = to_tensor(rgb).float() * (1 / 255)
     x = F.interpolate(x, size=(c["height"], c["width"]), mode=mode, antialias=antialias, align_corners=False)
+    if round_to_8_bits:
+        x = (x * 255).clamp(0, 255).round() * (1 / 255)
     return normalise(x, c)
 
 
@@ -97,7 +99,11 @@ for c in job["preprocess"]:
     if c["family"] == "dinov3":
         row["same_rgb"] = diff(ours, dinov3(our_rgb, c))
         row["pil"] = diff(ours, dinov3(pil, c))
-        row["controls"] = {"no_antialias": diff(ours, dinov3(pil, c, antialias=False)), "bicubic": diff(ours, dinov3(pil, c, mode="bicubic"))}
+        row["controls"] = {
+            "no_antialias": diff(ours, dinov3(pil, c, antialias=False)),
+            "bicubic": diff(ours, dinov3(pil, c, mode="bicubic")),
+            "8_bit_rounding": diff(ours, dinov3(pil, c, round_to_8_bits=True)),
+        }
     else:
         ref = dinov2_torchvision(our_rgb, c)
         row["same_rgb"] = diff(ours, ref)
