@@ -110,7 +110,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
-    if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
+    if (cache.openNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.openNote}\n`);
     // What this run reads and runs, so validate can check the cache without these flags again.
     await recordRun(r.out, partId, { inputs: r.inputs, model: { path: modelPath, weightsSha256 } });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
