@@ -1,13 +1,14 @@
 /**
  * --overwrite on a cache shared by workers (src/cache/open.ts): the clear is cache-wide and happens
- * once per new identity. Three workers started together after a model change end with every image
- * exactly once, all from the new model, and no part of the earlier 4-worker run left; a worker
+ * once per new identity. Three workers started together after a model change (held at the cache-wide
+ * lock, then let go at once) end with every image exactly once, all from the new model, and no part of the earlier 4-worker run left; a worker
  * that comes later joins the new generation instead of clearing it; a run of the old settings
  * that is still writing is never cleared under, the clear is refused naming it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
@@ -46,7 +47,10 @@ async function readCls(out: string): Promise<{ cls: Map<string, string>; fingerp
 test('three workers started together with --overwrite after a model change: one clear, every image once, all from the new model', async () => {
   const modelB = (await makeTinyModel(ws.dir, TINY_TEST_MODEL.seed + 1)).onnx;
   const reference = path.join(ws.dir, 'reference-b');
+  const referenceStart = Date.now();
   assert.equal((await runCli([...args(modelB, reference), '--quiet'])).code, 0);
+  // A whole run, extraction included: longer than a worker takes to reach the cache's open.
+  const runMs = Date.now() - referenceStart;
   const fromB = (await readCls(reference)).cls;
 
   // The cache as an earlier run left it: model A, four workers.
@@ -57,17 +61,22 @@ test('three workers started together with --overwrite after a model change: one 
   const generationA = cacheJson(out).generation;
   assert.ok(fs.readdirSync(path.join(out, 'shards')).some((f) => f.startsWith('part-3_of_4-')));
 
-  // Spawned in one tick: the runs reach the open within milliseconds of each other.
+  // Spawned in one tick while a live process (this one, as if clearing a large cache) holds the
+  // cache-wide lock: every worker reaches the open and waits, untouched cache; on release all of
+  // them race for the lock at once.
+  const cacheLock = path.join(out, 'locks', 'cache.lock');
+  fs.writeFileSync(cacheLock, JSON.stringify({ pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() }));
+  const before = snapshot(out);
   const runs = [0, 1, 2].map((k) => startCli([...args(modelB, out), ...workers(3, k), '--overwrite']));
+  let exited = 0;
+  for (const r of runs) void r.done.then(() => exited++);
+  await sleep(Math.max(2000, 2 * runMs));
+  assert.equal(exited, 0, 'the workers wait for the cache-wide lock');
+  assert.deepEqual(snapshot(out), before, 'nobody touched the cache while another process held its lock');
+  fs.rmSync(cacheLock);
   const results = await Promise.all(runs.map((r) => r.done));
   for (const r of results) assert.equal(r.code, 0, r.stderr);
-  const clears = results.map((r) => CLEARED.exec(r.stderr)?.[1]).filter((g) => g !== undefined);
-  assert.equal(clears.length, 1, `exactly one worker clears:\n${results.map((r) => r.stderr).join('\n')}`);
   const config = cacheJson(out);
-  assert.equal(config.generation, clears[0], 'nobody rewrote cache.json after the clear');
-  assert.notEqual(config.generation, generationA);
-  assert.equal(results.reduce((n, r) => n + summaryCounts(r.stdout).extracted, 0), IMAGES, 'each image extracted once, by one worker');
-
   const { cls, fingerprints } = await readCls(out);
   assert.deepEqual((await readShardRows(out)).map((r) => r.key), ws.keys, 'every image exactly once');
   for (const [key, value] of cls) {
@@ -75,8 +84,8 @@ test('three workers started together with --overwrite after a model change: one 
     assert.notEqual(value, fromA.get(key), `${key} no longer holds model A's`);
   }
   assert.deepEqual(new Set(fingerprints.values()), new Set([config.fingerprint]), 'every shard written with the new identity');
-  const parts = (dir: string, pattern: RegExp) => new Set(fs.readdirSync(path.join(out, dir)).map((f) => pattern.exec(f)?.[1]).filter(Boolean));
-  assert.deepEqual([...parts('shards', /^part-(\w+)-/)].sort(), ['0_of_3', '1_of_3', '2_of_3'], 'no shard of the 4-worker run is left');
+  const shardParts = new Set(fs.readdirSync(path.join(out, 'shards')).map((f) => f.split('-')[1]));
+  assert.deepEqual([...shardParts].sort(), ['0_of_3', '1_of_3', '2_of_3'], 'no shard of the 4-worker run is left');
   assert.deepEqual(
     fs.readdirSync(path.join(out, 'manifest')).sort(),
     ['0_of_3', '1_of_3', '2_of_3'].flatMap((p) => [`inputs-${p}.json`, `part-${p}.jsonl`]).sort(),
@@ -86,6 +95,11 @@ test('three workers started together with --overwrite after a model change: one 
   assert.equal(merged.code, 0, merged.stdout + merged.stderr);
   assert.match(merged.stdout, /gaps: 0 images/);
   assert.doesNotMatch(merged.stdout, /overlaps|still running|removed leftovers/);
+  assert.equal(results.reduce((n, r) => n + summaryCounts(r.stdout).extracted, 0), IMAGES, 'each image extracted once, by one worker');
+  const clears = results.map((r) => CLEARED.exec(r.stderr)?.[1]).filter((g) => g !== undefined);
+  assert.equal(clears.length, 1, `exactly one worker clears:\n${results.map((r) => r.stderr).join('\n')}`);
+  assert.equal(config.generation, clears[0], 'nobody rewrote cache.json after the clear');
+  assert.notEqual(config.generation, generationA);
 
   // A worker that comes later with the same settings joins this generation: nothing cleared, nothing redone.
   const later = await runCli([...args(modelB, out), ...workers(3, 1), '--overwrite']);
@@ -95,10 +109,11 @@ test('three workers started together with --overwrite after a model change: one 
   assert.equal(cacheJson(out).generation, config.generation);
 });
 
-test('--overwrite never clears under a run of the old settings that is still writing: it refuses naming it', async () => {
+test('--overwrite never clears under a run of the old settings that is still writing: it refuses naming it', async (t) => {
   const modelB = (await makeTinyModel(ws.dir, TINY_TEST_MODEL.seed + 1)).onnx;
   const out = path.join(ws.dir, 'live-old');
   const old = startCli([...args(ws.model, out), ...workers(2, 1), '--quiet']);
+  t.after(() => old.child.kill('SIGKILL')); // a stopped run left behind would keep the test process waiting
   let ended = false;
   void old.done.then(() => (ended = true));
   // Stopped once it has committed a shard: a run mid-way that stays mid-way however fast this machine is.
