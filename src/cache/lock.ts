@@ -132,8 +132,9 @@ export async function livePartLocks(dir: string): Promise<LivePart[]> {
   const live: LivePart[] = [];
   for (const name of (await fs.readdir(path.join(dir, LOCKS_DIR)).catch(() => [] as string[])).sort()) {
     const partId = PART_LOCK_NAME.exec(name)?.[1];
-    const judged = partId === undefined ? undefined : await judgeLock(path.join(dir, LOCKS_DIR, name));
-    if (partId !== undefined && judged && !judged.staleBecause) live.push({ partId, holder: judged.holder });
+    if (partId === undefined) continue;
+    const judged = await judgeLock(path.join(dir, LOCKS_DIR, name));
+    if (judged && !judged.staleBecause) live.push({ partId, holder: judged.holder });
   }
   return live;
 }

@@ -16,8 +16,9 @@
  *
  * Steps 2-4 under one lock make --overwrite safe for workers started together: the first clears
  * and writes the new identity; the others then find it matching and join that generation instead
- * of clearing again. Every part lock was taken under the cache-wide lock after cache.json matched,
- * so a live part lock seen while cache.json mismatches belongs to a run of the old settings.
+ * of clearing again. A run's part lock is taken under the cache-wide lock after cache.json matched,
+ * so a live part lock seen while cache.json mismatches belongs to a run of the old settings (or to
+ * a merge repairing that part): refused too.
  * Parts of an earlier run with another worker count go with the clear: it is cache-wide.
  *
  * Nothing is created before step 1, so a run refused by its setup checks leaves no trace.
