@@ -5,7 +5,7 @@
  * the check that compares two identities, so validate recomputes it from cache.json exactly as
  * extract computed it; every shard's metadata is derived from the same record.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readTextIfExists, writeFileAtomic } from '../core/durable-fs.js';
@@ -46,6 +46,11 @@ export interface CacheConfig extends Omit<CacheIdentity, 'featureFormat' | 'devi
   featureFormat?: number;
   device?: string;
   createdAt: string;
+  /**
+   * New each time the cache is created or cleared, so the workers of one run tell "cleared for
+   * us" apart from "made by an earlier run". Absent in caches made before it existed.
+   */
+  generation?: string;
 }
 
 /**
@@ -168,18 +173,20 @@ export function mismatchRefusal(dir: string, config: CacheConfig, mismatch: stri
 }
 
 export async function writeCacheConfig(dir: string, identity: CacheIdentity): Promise<CacheConfig> {
-  const config: CacheConfig = { ...identity, createdAt: new Date().toISOString() };
+  const config: CacheConfig = { ...identity, createdAt: new Date().toISOString(), generation: randomBytes(8).toString('hex') };
   await fs.mkdir(dir, { recursive: true });
   await writeFileAtomic(path.join(dir, CACHE_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
   return config;
 }
 
 /**
- * Deletes the cache's contents (for --overwrite): only the names dinofeat writes, so pointing
- * --out at the wrong directory cannot delete anything else. Locks are left to their holders.
+ * Deletes the cache's contents (for --overwrite, under the cache-wide lock): only the names
+ * dinofeat writes, so pointing --out at the wrong directory cannot delete anything else. Locks are
+ * left to their holders. cache.json goes last: a clear cut short still names the old identity, so
+ * the next run with --overwrite clears again rather than adopting the old rows.
  */
 export async function clearCache(dir: string): Promise<void> {
-  for (const name of [CACHE_CONFIG_FILE, MANIFEST_FILE, ERRORS_FILE, SHARDS_DIR, MANIFEST_DIR]) {
+  for (const name of [MANIFEST_FILE, ERRORS_FILE, MANIFEST_DIR, SHARDS_DIR, CACHE_CONFIG_FILE]) {
     await fs.rm(path.join(dir, name), { recursive: true, force: true });
   }
 }

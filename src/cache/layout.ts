@@ -8,6 +8,7 @@
  *   manifest/errors-<P>.jsonl       part P's failed images
  *   manifest/inputs-<P>.json        what part P's runs read and ran (run-record.ts; not the identity)
  *   locks/part-<P>.lock             who is writing part P
+ *   locks/cache.lock                who is checking (or clearing) the cache while opening it
  *   manifest.json, errors.jsonl     summaries merged from all parts at the end of a run
  */
 import path from 'node:path';
@@ -42,6 +43,12 @@ export function partErrorsPath(dir: string, partId: string): string {
 
 export function lockPath(dir: string, partId: string): string {
   return path.join(dir, LOCKS_DIR, `part-${partId}.lock`);
+}
+
+export const PART_LOCK_NAME = /^part-([A-Za-z0-9_.]+)\.lock$/;
+
+export function cacheLockPath(dir: string): string {
+  return path.join(dir, LOCKS_DIR, 'cache.lock');
 }
 
 /** Shard path relative to the cache dir, '/' separated, as recorded in journals and manifest.json. */

@@ -1,13 +1,15 @@
 /**
- * An exclusive lock per (cache dir, part) that survives crashes: a file created with O_EXCL that
- * names its holder (pid, host, start time). A lock whose process is gone from this host is stale
- * and taken over; a live one, or one from another host, refuses with the way out.
+ * Exclusive locks that survive crashes: a file created with O_EXCL that names its holder (pid,
+ * host, start time). A lock whose process is gone from this host is stale and taken over; a live
+ * one, or one from another host, refuses with the way out. One lock per (cache dir, part) is held
+ * for a whole run; the cache-wide lock only while a run checks (and maybe clears) the cache, so it
+ * is waited for instead of refused.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { lockPath } from './layout.js';
+import { LOCKS_DIR, PART_LOCK_NAME, cacheLockPath, lockPath } from './layout.js';
 import { rethrowIoError } from '../core/durable-fs.js';
 
 export interface LockHolder {
@@ -88,8 +90,56 @@ async function withTakeoverMutex<T>(file: string, fn: () => Promise<T>): Promise
   }
 }
 
-export async function acquireLock(dir: string, partId: string): Promise<HeldLock> {
-  const file = lockPath(dir, partId);
+/** Who holds a lock file and, when the holder is gone, why; undefined when the file is gone. */
+async function judgeLock(file: string): Promise<{ holder?: LockHolder; staleBecause?: string } | undefined> {
+  let holder: LockHolder | undefined;
+  try {
+    holder = await readHolder(file);
+  } catch {
+    return undefined; // released meanwhile
+  }
+  if (holder) return { holder, staleBecause: await staleReason(holder) };
+  const age = Date.now() - (await fs.stat(file).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+  return { staleBecause: age > 5_000 ? 'its lock file is empty' : undefined }; // young: being written right now
+}
+
+/** The lock of one part, held for a whole run: a live holder is refused at once. */
+export function acquireLock(dir: string, partId: string): Promise<HeldLock> {
+  return acquireLockFile(dir, lockPath(dir, partId), 0);
+}
+
+/**
+ * How long a run waits for the cache-wide lock. Its holder keeps it for milliseconds, except while
+ * it clears a cache for --overwrite: deleting a large cache's shards over a network file system
+ * can take minutes.
+ */
+const CACHE_LOCK_WAIT_MS = 10 * 60_000;
+
+/** The cache-wide lock (locks/cache.lock): waited for while a live holder has it. */
+export function acquireCacheLock(dir: string): Promise<HeldLock> {
+  return acquireLockFile(dir, cacheLockPath(dir), CACHE_LOCK_WAIT_MS);
+}
+
+/** A part lock whose holder may still be running (alive on this host, or on another host). */
+export interface LivePart {
+  partId: string;
+  /** Undefined while the holder is writing its lock file. */
+  holder?: LockHolder;
+}
+
+/** Every part lock whose holder may still be running. */
+export async function livePartLocks(dir: string): Promise<LivePart[]> {
+  const live: LivePart[] = [];
+  for (const name of (await fs.readdir(path.join(dir, LOCKS_DIR)).catch(() => [] as string[])).sort()) {
+    const partId = PART_LOCK_NAME.exec(name)?.[1];
+    if (partId === undefined) continue;
+    const judged = await judgeLock(path.join(dir, LOCKS_DIR, name));
+    if (judged && !judged.staleBecause) live.push({ partId, holder: judged.holder });
+  }
+  return live;
+}
+
+async function acquireLockFile(dir: string, file: string, waitMs: number): Promise<HeldLock> {
   try {
     await fs.mkdir(path.dirname(file), { recursive: true });
   } catch (e) {
@@ -101,38 +151,36 @@ export async function acquireLock(dir: string, partId: string): Promise<HeldLock
     startedAt: new Date().toISOString(),
     procStart: await processStartTime('self'),
   };
+  const waitUntil = Date.now() + waitMs;
   const notes: string[] = [];
-  for (let attempt = 0; attempt < 50; attempt++) {
+  let tries = 0;
+  while (tries++ < 50) {
     if (await tryCreate(file, me)) {
       return { path: file, note: notes.length ? notes.join('; ') : undefined, release: () => releaseLock(file, me) };
     }
-    let holder: LockHolder | undefined;
-    try {
-      holder = await readHolder(file);
-    } catch {
-      continue; // released meanwhile: try again
-    }
-    const age = Date.now() - (await fs.stat(file).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
-    const reason = holder ? await staleReason(holder) : age > 5_000 ? 'its lock file is empty' : undefined;
-    if (!reason) {
-      if (!holder) {
-        await sleep(100); // being written right now
-        continue;
+    const judged = await judgeLock(file);
+    if (!judged) continue;
+    const { holder, staleBecause } = judged;
+    if (!staleBecause) {
+      if (holder && Date.now() >= waitUntil) {
+        throw new UserError(
+          `cache ${dir} is in use by pid ${holder.pid} on ${holder.hostname} (started ${holder.startedAt}); ` +
+            `wait, or remove ${file} if that process is gone`,
+        );
       }
-      throw new UserError(
-        `cache ${dir} is in use by pid ${holder.pid} on ${holder.hostname} (started ${holder.startedAt}); ` +
-          `wait, or remove ${file} if that process is gone`,
-      );
+      if (holder) tries = 0; // waiting for a live holder is not a failed try
+      await sleep(holder ? 50 : 100);
+      continue;
     }
-    const judged = JSON.stringify(holder);
+    const judgedText = JSON.stringify(holder);
     const took = await withTakeoverMutex(file, async () => {
       const again = await readHolder(file).catch(() => undefined);
-      if (JSON.stringify(again) !== judged) return false; // someone else got there first
+      if (JSON.stringify(again) !== judgedText) return false; // someone else got there first
       await fs.rm(file, { force: true });
       return true;
     });
     if (took) {
-      notes.push(`took over the lock of ${holder ? `pid ${holder.pid} (started ${holder.startedAt})` : 'a crashed run'}: ${reason}`);
+      notes.push(`took over the lock of ${holder ? `pid ${holder.pid} (started ${holder.startedAt})` : 'a crashed run'}: ${staleBecause}`);
     } else {
       await sleep(20);
     }

@@ -2,13 +2,24 @@
  * The one way to open a cache for writing, used by every run that adds rows. In this order, each
  * step safe to crash after:
  *
- *   1. lock this part (the first write: creates the cache directory);
- *   2. compare cache.json with this run's identity: refuse, or clear the cache with --overwrite;
- *   3. write cache.json when the cache is new or was cleared;
- *   4. replay the journals and repair this part (torn lines, unjournaled shards, temp files);
- *   5. drop keys stored twice (a crash between writing a replacement row and removing the old
+ *   1. take the cache-wide lock, waiting while another run holds it (the first write: creates the
+ *      cache directory);
+ *   2. compare cache.json with this run's identity: join a match; refuse a mismatch, or with
+ *      --overwrite clear the whole cache (every part) - unless a part is locked by a process that
+ *      may still be running, which is refused naming it, so no live run's files are ever deleted;
+ *   3. write cache.json, with a new generation id, when the cache is new or was cleared;
+ *   4. lock this part, then release the cache-wide lock;
+ *   5. replay the journals and repair this part (torn lines, unjournaled shards, temp files);
+ *   6. drop keys stored twice (a crash between writing a replacement row and removing the old
  *      one) and journal hand-deleted shards of this part as gone: their images are extracted again;
- *   6. open this part's errors log.
+ *   7. open this part's errors log.
+ *
+ * Steps 2-4 under one lock make --overwrite safe for workers started together: the first clears
+ * and writes the new identity; the others then find it matching and join that generation instead
+ * of clearing again. A run's part lock is taken under the cache-wide lock after cache.json matched,
+ * so a live part lock seen while cache.json mismatches belongs to a run of the old settings (or to
+ * a merge repairing that part): refused too.
+ * Parts of an earlier run with another worker count go with the clear: it is cache-wide.
  *
  * Nothing is created before step 1, so a run refused by its setup checks leaves no trace.
  */
@@ -18,8 +29,8 @@ import { UserError } from '../core/errors.js';
 import { faultPoint } from '../core/fault-point.js';
 import { ErrorsLog, readErrors } from './errors-log.js';
 import { clearCache, identityMismatch, mismatchRefusal, readCacheConfig, writeCacheConfig, type CacheIdentity } from './identity.js';
-import { parseShardName } from './layout.js';
-import { acquireLock, type HeldLock } from './lock.js';
+import { lockPath, parseShardName } from './layout.js';
+import { acquireCacheLock, acquireLock, livePartLocks, type HeldLock } from './lock.js';
 import { writeManifest, type ManifestSummary } from './manifest-summary.js';
 import { CacheState } from './manifest.js';
 import { removeKeys } from './remove-keys.js';
@@ -39,8 +50,8 @@ export interface WritableCache {
   readonly identity: CacheIdentity;
   readonly state: CacheState;
   readonly errors: ErrorsLog;
-  /** Set when a stale lock was taken over: worth telling the user. */
-  readonly lockNote?: string;
+  /** What the open did that is worth telling the user: a stale lock taken over, a cache cleared. */
+  readonly openNote?: string;
   /** Keys the errors log lists and the cache does not hold (what --retry-failed retries). */
   failedKeys(): Promise<Set<string>>;
   /** Saves the errors log and rebuilds manifest.json and errors.jsonl from every part. */
@@ -79,16 +90,45 @@ export function checkCacheDirWritable(dir: string): void {
   }
 }
 
-export async function openCacheForWrite(dir: string, o: OpenForWrite): Promise<WritableCache> {
-  const lock: HeldLock = await acquireLock(dir, o.partId);
-  faultPoint('lock-taken');
+/** Steps 1-4: this part's lock, taken once cache.json holds this run's identity. */
+async function joinCache(dir: string, o: OpenForWrite): Promise<{ lock: HeldLock; notes: string[] }> {
+  const cacheLock = await acquireCacheLock(dir);
   try {
+    const notes = cacheLock.note ? [cacheLock.note] : [];
     const existing = await readCacheConfig(dir);
     const mismatch = existing && identityMismatch(existing, o.identity);
     if (mismatch && !o.overwrite) throw new UserError(mismatchRefusal(dir, existing, mismatch));
-    if (mismatch) await clearCache(dir);
-    if (!existing || mismatch) await writeCacheConfig(dir, o.identity);
+    if (mismatch) {
+      await refuseWhilePartsRun(dir);
+      await clearCache(dir);
+    }
+    if (!existing || mismatch) {
+      const { generation } = await writeCacheConfig(dir, o.identity);
+      if (mismatch) notes.push(`cleared ${dir}, made with other settings (${mismatch}): generation ${generation} begins`);
+    }
+    const lock = await acquireLock(dir, o.partId);
+    if (lock.note) notes.push(lock.note);
+    return { lock, notes };
+  } finally {
+    await cacheLock.release();
+  }
+}
 
+/** A clear would delete the files of runs still writing with the old settings: refuse, naming them. */
+async function refuseWhilePartsRun(dir: string): Promise<void> {
+  const live = await livePartLocks(dir);
+  if (!live.length) return;
+  const who = live.map(({ partId, holder }) => `part ${partId}${holder ? ` (pid ${holder.pid} on ${holder.hostname}, started ${holder.startedAt})` : ''}`);
+  throw new UserError(
+    `cannot clear ${dir} for --overwrite while runs with the old settings write to it: ${who.join(', ')}; ` +
+      `wait for them to end, or remove ${live.map((p) => lockPath(dir, p.partId)).join(', ')} if they are gone`,
+  );
+}
+
+export async function openCacheForWrite(dir: string, o: OpenForWrite): Promise<WritableCache> {
+  const { lock, notes } = await joinCache(dir, o);
+  faultPoint('lock-taken');
+  try {
     const state = await CacheState.open(dir, o.partId);
     if (state.duplicates.length) await removeKeys(state, o.partId, state.duplicates.map((d) => d.key));
     for (const file of state.missing) {
@@ -103,7 +143,7 @@ export async function openCacheForWrite(dir: string, o: OpenForWrite): Promise<W
       identity: o.identity,
       state,
       errors,
-      lockNote: lock.note,
+      openNote: notes.length ? notes.join('; ') : undefined,
       failedKeys: async () => new Set((await readErrors(dir, state.keyToEntry)).map((e) => e.key)),
       summarise: async () => {
         await errors.save();

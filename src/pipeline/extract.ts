@@ -132,7 +132,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
-    if (cache.lockNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.lockNote}\n`);
+    if (cache.openNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.openNote}\n`);
     if (!r.quiet) {
       const note = await otherDeviceNote(cache.state, r.device);
       if (note) process.stderr.write(`dinofeat: ${note}\n`);
