@@ -2,7 +2,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isUserError } from '../core/errors.js';
-import { SHARDS_DIR, TMP_SUFFIX, parseShardName } from './layout.js';
+import { readJournal } from './journal.js';
+import { SHARDS_DIR, TMP_SUFFIX, journalPath, parseShardName } from './layout.js';
 import { acquireLock, type HeldLock } from './lock.js';
 import { readAllJournals, repairPart } from './manifest.js';
 
@@ -12,8 +13,7 @@ import { readAllJournals, repairPart } from './manifest.js';
  * is left alone and reported as busy.
  */
 export async function repairAllParts(dir: string): Promise<{ removed: string[]; busyParts: string[] }> {
-  const journals = await readAllJournals(dir);
-  const parts = new Set(journals.keys());
+  const parts = new Set((await readAllJournals(dir)).keys());
   for (const name of await fs.readdir(path.join(dir, SHARDS_DIR)).catch(() => [] as string[])) {
     const part = parseShardName(name.endsWith(TMP_SUFFIX) ? name.slice(0, -TMP_SUFFIX.length) : name)?.partId;
     if (part) parts.add(part);
@@ -30,7 +30,8 @@ export async function repairAllParts(dir: string): Promise<{ removed: string[]; 
       continue;
     }
     try {
-      removed.push(...(await repairPart(dir, part, journals.get(part) ?? { records: [], validBytes: 0, torn: false })));
+      // Read again under the lock: its worker may have committed shards since the first read.
+      removed.push(...(await repairPart(dir, part, await readJournal(journalPath(dir, part)))));
     } finally {
       await lock.release();
     }
