@@ -6,7 +6,7 @@
  * microseconds. The variable is read once; without it a point costs one comparison.
  *
  * The points, in the order a run meets them:
- *   lock-taken            cache/open.ts: the part's lock is held, nothing else is done yet
+ *   lock-taken            cache/open.ts: cache.json holds the run's identity and the part's lock is held; nothing else yet
  *   shard-group-written   shard/shard-writer.ts: a row group of a shard is in its temp file, the
  *                         shard is not finished (no footer, not renamed)
  *   shard-renamed         cache/shard-sink.ts: a finished shard has its final name, its journal
