@@ -23,7 +23,7 @@ if (!fs.existsSync(model)) run(['test-model', path.relative(root, modelDir)]);
 run(['extract', 'examples/images', '--model', path.relative(root, model), '--out', path.relative(root, out), '--buckets', 'sdxl', '--dino-scale', '0.25', '--overwrite']);
 
 // A few rows, read back with the project's own shard reader.
-const { readShardRows } = await import(path.join(root, 'dist', 'cache', 'shard-reader.js'));
+const { readShardRows } = await import(path.join(root, 'dist', 'shard', 'shard-reader.js'));
 const shards = fs.readdirSync(path.join(out, 'shards')).filter((f) => f.endsWith('.parquet')).sort();
 console.log('\nfirst rows of', path.join(path.relative(root, out), 'shards', shards[0]));
 const rows = await readShardRows(path.join(out, 'shards', shards[0]), { columns: ['key', 'width', 'height', 'bucket_width', 'bucket_height', 'grid_h', 'grid_w', 'crop_w', 'crop_h', 'cls'] });
