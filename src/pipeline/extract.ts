@@ -14,6 +14,7 @@ import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
+import { chooseDevice, sessionDevice } from '../model/device-choice.js';
 import { startSession } from '../model/devices.js';
 import type { ModelInfo } from '../model/info.js';
 import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
@@ -41,6 +42,7 @@ export interface ExtractRequest {
   decode: DecodeOptions;
   stored: StoredForm;
   batchSize: number;
+  /** --device as given: a provider, optionally with a card (device-choice.ts). */
   device: string;
   threads?: number;
   decoders?: number;
@@ -107,6 +109,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
   }
   const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const device = chooseDevice(r.device);
   const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
 
   // Model first: its patch size decides which buckets are valid.
@@ -118,7 +121,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
+    const model = await startSession(modelPath, { ...sessionDevice(device), threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
     const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
@@ -127,14 +130,14 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       model: { ...info, weightsSha256 },
       preprocessing: describePreprocessing(info, settings),
       stored: r.stored,
-      device: r.device,
+      device: device.provider, // the card does not change the features
     });
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
     if (cache.openNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.openNote}\n`);
     if (!r.quiet) {
-      const note = await otherDeviceNote(cache.state, r.device);
+      const note = await otherDeviceNote(cache.state, device.provider);
       if (note) process.stderr.write(`dinofeat: ${note}\n`);
     }
     // What this run reads and runs, so validate can check the cache without these flags again.
