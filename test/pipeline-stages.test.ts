@@ -12,7 +12,7 @@ import type { WireTensor } from '../src/model/ort-worker.js';
 import { createProgress } from '../src/pipeline/progress.js';
 import { RowWriter } from '../src/pipeline/row-writer.js';
 import { ModelScheduler, type ModelRunner, type PendingImage } from '../src/pipeline/scheduler.js';
-import { AUTO_TOKEN_BUDGET, MAX_AUTO_BATCH, MODEL_QUEUE_DEPTH, autoBatchSize } from '../src/pipeline/sizing.js';
+import { AUTO_TOKEN_BUDGET, MAX_AUTO_BATCH, MODEL_QUEUE_DEPTH, autoBatchSize, queueSizes } from '../src/pipeline/sizing.js';
 import { RunTally } from '../src/pipeline/tally.js';
 import { FatalError, FirstError } from '../src/pipeline/tasks.js';
 import type { FeatureRow } from '../src/shard/schema.js';
@@ -210,4 +210,13 @@ test('batch auto: the provider\'s token budget over the largest image\'s tokens,
   assert.equal(autoBatchSize('webgpu', 1029).size, 31);
   assert.equal(autoBatchSize('cuda', 201).size, MAX_AUTO_BATCH);
   assert.equal(autoBatchSize('cuda', 100_000).size, 1, 'an image over the budget still goes, alone');
+});
+
+test('queue sizes: at most 64 MiB of tensors wait for the model, never less than one batch, never more than four', () => {
+  const tensor = (side: number) => 3 * side * side * 4;
+  // 1024²: 12.6 MB an image, so 5 wait (not 16); slots = waiting + decoders + the model's two batches.
+  assert.deepEqual(queueSizes(4, 4, tensor(1024)), { maxWaiting: 5, imageSlots: 5 + 4 + MODEL_QUEUE_DEPTH * 4 });
+  assert.equal(queueSizes(16, 4, tensor(1024)).maxWaiting, 16, 'a whole batch can always fill');
+  assert.equal(queueSizes(4, 4, tensor(224)).maxWaiting, 16, 'small images: four batches wait, across buckets');
+  assert.equal(queueSizes(1, 4, tensor(1024)).maxWaiting, 4);
 });

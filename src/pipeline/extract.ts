@@ -173,7 +173,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: batch.size,
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: batch.size, imageBytes: Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });
     } catch (e) {

@@ -65,6 +65,15 @@ export function autoBatchSize(provider: string, tokensPerImage: number): AutoBat
  */
 export const MODEL_QUEUE_DEPTH = 2;
 
+/**
+ * Bytes of prepared pixels (float32 tensors) that may wait for the model outside the batches it
+ * holds. When the model is the slow stage every slot fills with waiting tensors, and at 1024²
+ * (12.6 MB an image) four batches of 4 waiting cost 200 MB for nothing: one batch waiting keeps
+ * the model fed. Measured (1024², batch 4, a one-layer ViT-S-wide model): 4 waiting instead of 16
+ * lowered the peak by 128 MiB at the same speed (docs/speed.md).
+ */
+export const WAITING_PIXEL_BYTES = 64 * 2 ** 20;
+
 export interface QueueSizes {
   /** Images held in partial batches before the fullest one goes early (memory bound across buckets). */
   maxWaiting: number;
@@ -72,8 +81,12 @@ export interface QueueSizes {
   imageSlots: number;
 }
 
-/** Enough slots that partial batches plus images being decoded can never hold all of them. */
-export function queueSizes(batchSize: number, decoders: number): QueueSizes {
-  const maxWaiting = batchSize * 4;
+/**
+ * Enough slots that partial batches plus images being decoded can never hold all of them. Up to four
+ * batches wait for the model (room for several buckets to fill), fewer when their tensors would pass
+ * WAITING_PIXEL_BYTES, never less than one batch. `imageBytes`: the largest bucket's input tensor.
+ */
+export function queueSizes(batchSize: number, decoders: number, imageBytes: number): QueueSizes {
+  const maxWaiting = Math.max(batchSize, Math.min(batchSize * 4, Math.floor(WAITING_PIXEL_BYTES / imageBytes)));
   return { maxWaiting, imageSlots: maxWaiting + decoders + MODEL_QUEUE_DEPTH * batchSize };
 }
