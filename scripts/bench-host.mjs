@@ -201,7 +201,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     if (!only || only === 'main') rows.mainThread = await mainThreadBudget({ quick });
     if (!only || only === 'memory') {
       const images = path.join(work, 'camera');
-      await makeCameraImages(images, quick ? 4 : 8);
+      await makeCameraImages(images, quick ? 8 : 24);
       rows.memory = memoryOverBare({ model, images, work });
     }
     printHostRows(rows);
