@@ -29,7 +29,8 @@ test('eight workers on an eight-card node: each local rank gets its own card', (
   // srun sets SLURM_LOCALID; torchrun's LOCAL_RANK wins when both are there.
   assert.equal(chooseDevice('cuda', { SLURM_LOCALID: '6' }, 8).deviceId, 6);
   assert.equal(chooseDevice('cuda', { SLURM_LOCALID: '6', LOCAL_RANK: '2' }, 8).deviceId, 2);
-  assert.equal(chooseDevice('cuda', { LOCAL_RANK: '3' }, 8).origin, 'LOCAL_RANK=3 of 8 cards');
+  assert.equal(chooseDevice('cuda', { LOCAL_RANK: '3' }, 8).chosenBy, 'LOCAL_RANK=3 of 8 cards');
+  assert.equal(chooseDevice('cuda:3', { LOCAL_RANK: '3' }, 8).chosenBy, undefined, '--device named it');
   // More workers than cards share them in turn; one card bound per task (CUDA_VISIBLE_DEVICES=5) is card 0.
   assert.equal(chooseDevice('cuda', { LOCAL_RANK: '11' }, 8).deviceId, 3);
   assert.equal(chooseDevice('cuda', { LOCAL_RANK: '5', CUDA_VISIBLE_DEVICES: '5' }).deviceId, 0);

@@ -15,8 +15,8 @@ export interface DeviceChoice {
   provider: string;
   /** The card; undefined: the provider's default (card 0). */
   deviceId?: number;
-  /** How the card was chosen, for messages: '--device cuda:2', 'LOCAL_RANK=3 of 8 cards'. */
-  origin?: string;
+  /** The local rank that chose the card, for messages ('LOCAL_RANK=3 of 8 cards'); undefined when --device named it. */
+  chosenBy?: string;
 }
 
 /** Local rank of this process on its node: torch launchers' LOCAL_RANK, then SLURM's task id on the node. */
@@ -55,21 +55,16 @@ export function chooseDevice(flag: string, env: NodeJS.ProcessEnv = process.env,
       throw new UserError(`--device ${flag}: ONNX Runtime's WebGPU provider cannot pick a card (it takes the system's default adapter); use --device webgpu, or cuda:${m[2]}`);
     }
     if (!CARD_PROVIDERS.has(provider)) throw new UserError(`--device ${flag}: ${provider} takes no card index; use --device ${provider}`);
-    return { provider, deviceId: Number(m[2]), origin: `--device ${flag}` };
+    return { provider, deviceId: Number(m[2]) };
   }
   const rank = CARD_PROVIDERS.has(provider) ? localRank(env) : undefined;
   if (!rank) return { provider };
   // More workers than cards (or one card bound per task): they share the cards in turn.
   const deviceId = cards ? rank.rank % cards : rank.rank;
-  return { provider, deviceId, origin: `${rank.name}=${rank.rank}${cards ? ` of ${cards} card${cards > 1 ? 's' : ''}` : ''}` };
-}
-
-/** The device as the user reads it: 'cuda:3', 'cpu'. */
-export function deviceLabel(d: DeviceChoice): string {
-  return d.deviceId === undefined ? d.provider : `${d.provider}:${d.deviceId}`;
+  return { provider, deviceId, chosenBy: `${rank.name}=${rank.rank}${cards ? ` of ${cards} card${cards > 1 ? 's' : ''}` : ''}` };
 }
 
 /** The session settings' share of a choice (see SessionSettings in devices.ts). */
-export function sessionDevice(d: DeviceChoice): { device: string; deviceId?: number; deviceOrigin?: string } {
-  return { device: d.provider, deviceId: d.deviceId, deviceOrigin: d.origin };
+export function sessionDevice(d: DeviceChoice): { device: string; deviceId?: number; cardChosenBy?: string } {
+  return { device: d.provider, deviceId: d.deviceId, cardChosenBy: d.chosenBy };
 }

@@ -31,8 +31,8 @@ export interface SessionSettings {
   device: string;
   /** Its card (cuda, tensorrt, dml; device-choice.ts picks it); undefined: the provider's default. */
   deviceId?: number;
-  /** How the card was chosen, for the error line when it does not start. */
-  deviceOrigin?: string;
+  /** The local rank that chose the card (not --device), for the error line when it does not start. */
+  cardChosenBy?: string;
   /** Threads for one inference (intra-op); default: all cores. */
   threads?: number;
   /** Large models: memory-map weights instead of pre-packing copies (halves peak RSS). */
@@ -77,7 +77,7 @@ export async function startSession(model: string | Uint8Array, settings: Session
     if (settings.device !== 'cpu') {
       const how = HOW_TO_GET[settings.device] ?? 'see the onnxruntime-node documentation';
       const card = settings.deviceId === undefined ? '' : `:${settings.deviceId}`;
-      const origin = settings.deviceOrigin && !settings.deviceOrigin.startsWith('--device') ? ` (card chosen by ${settings.deviceOrigin}; pass --device ${settings.device}:N or set CUDA_VISIBLE_DEVICES to choose another)` : '';
+      const origin = settings.cardChosenBy ? ` (card chosen by ${settings.cardChosenBy}; pass --device ${settings.device}:N or set CUDA_VISIBLE_DEVICES to choose another)` : '';
       throw new UserError(`--device ${settings.device}${card}${origin} is not available here (${e.message.split('\n')[0]}); use --device cpu, or ${how}`);
     }
     throw new UserError(`cannot load model ${label}: ${e.message.split('\n')[0]}; check that it is an ONNX file (dinofeat convert makes one)`);
