@@ -208,6 +208,19 @@ const rssAt = (count) => results.memory.points.find((p) => p.images === count)?.
 const [m1, m4] = MEMORY_SIZES.slice(-2);
 results.memory.ratioLast4xVs1x = rssAt(m4) / rssAt(m1);
 
+// Host rows (scripts/bench-host.mjs): main-thread CPU per image, --batch-size auto against 4 for
+// each config above, and peak memory over the bare model at 1024² on camera-sized JPEGs.
+const host = await import('./bench-host.mjs');
+results.host = { mainThread: await host.mainThreadBudget({ quick }), batch: {} };
+for (const c of configs) {
+  console.error(`bench: --batch-size auto against 4, ${c.name}`);
+  results.host.batch[c.name] = host.batchAutoVsFixed({ model: ensureModel(c.size), images, work, flags: ['--buckets', 'sdxl', '--dino-scale', String(c.dinoScale)], rounds: ROUNDS });
+}
+console.error('bench: memory over the bare model at 1024²');
+const camera = path.join(work, 'camera');
+await host.makeCameraImages(camera, quick ? 8 : 24); // 24 as in issue 12: more images than the pipeline holds at once
+results.host.memory = host.memoryOverBare({ model: ensureModel('vits16'), images: camera, work });
+
 fs.mkdirSync(path.join(root, 'bench'), { recursive: true });
 fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 const rate = (v) => v.toFixed(v < 10 ? 2 : 1);
@@ -218,4 +231,5 @@ for (const r of Object.values(results.models)) {
   console.log(`| ${r.name} | ${r.flags} | ${rate(r.bareImagesPerSecond)} | ${rate(r.endToEndImagesPerSecond)} | **${r.ratioEndToEndVsBare.toFixed(3)}** (${r.ratioPerRound.map((x) => x.toFixed(3)).join(', ')}) | ${rate(r.transformersJsImagesPerSecond)} (${r.transformersJsInput}) | ${r.transformersJsRatioVsBare.toFixed(3)} (bare ${rate(r.bareSquareImagesPerSecond)}) | ${r.speedupVsTransformersJs.toFixed(2)}x | ${r.extractPeakRssMiB} MiB | ${(r.bytesPerImage / 1024).toFixed(1)} KiB | ${(r.rawFloat32BytesPerImage / 1024).toFixed(1)} KiB |`);
 }
 console.log(`\npeak RSS of extract, tiny model: ${results.memory.points.map((p) => `${p.images} images ${p.peakRssMiB} MiB`).join(', ')}; ${m4} vs ${m1} images ×${results.memory.ratioLast4xVs1x.toFixed(2)}`);
+host.printHostRows(results.host);
 fs.rmSync(work, { recursive: true, force: true });

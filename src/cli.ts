@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { SHARD_FORMATS, TENSOR_DTYPES } from './shard/schema.js';
 import { dropOutputAfterClose } from './cli/closed-output.js';
 import { DEFAULT_CACHE_DIR, bucketFlags, inputFlags, listFlag, modelFlag, runtimeFlags } from './cli/flags.js';
-import { nonNegativeInt, positiveInt } from './cli/parsers.js';
+import { nonNegativeInt, positiveInt, positiveIntOrAuto } from './cli/parsers.js';
 import { EXIT, isUserError } from './core/errors.js';
 import { PRECISIONS } from './model/info.js';
 import { DINOFEAT_VERSION } from './core/version.js';
@@ -36,7 +36,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
-    .option('-b, --batch-size <n>', 'images per inference batch (per bucket); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveInt('--batch-size'), 4);
+    .option('-b, --batch-size <n>', 'images per inference batch (per bucket), or auto: as many as fit a token budget per device (about 1000 tokens on cpu, 32768 on a GPU); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveIntOrAuto('--batch-size'), 'auto' as number | 'auto');
   runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))

@@ -220,3 +220,17 @@ test('--list FILE: entries resolved against the list\'s folder, keys as written 
   assert.deepEqual(errors.map((e) => [e.key, e.path, e.stage]), [['gone.jpg', path.join(listed, 'gone.jpg'), 'read']]);
   assert.match(errors[0]!.reason, /ENOENT|no such file/);
 });
+
+test('--batch-size auto (the default) fits the largest bucket into the CPU token budget; an explicit size wins', async () => {
+  // The tiny model (patch 16, 4 registers): 128x128 is 1 + 4 + 64 = 69 tokens, 14 a call in 1024;
+  // with 256x256 in the set too (261 tokens) the largest decides: 3.
+  const small = await extract([images], path.join(dir, 'batch-auto'), '--bucket', '128x128');
+  assert.match(small.stdout, /\n {2}batch: 14 images a call \(auto: 1024 tokens a call on cpu, 69 an image\)\n/);
+  const mixed = await extract([images], path.join(dir, 'batch-mixed'), '--bucket', '128x128', '--bucket', '256x256');
+  assert.match(mixed.stdout, /batch: 3 images a call \(auto: 1024 tokens a call on cpu, 261 an image\)/);
+  const fixed = await extract([images], path.join(dir, 'batch-fixed'), '--bucket', '128x128', '--batch-size', '2');
+  assert.match(fixed.stdout, /batch: 2 images a call \(--batch-size\)/);
+  const bad = await runCli(['extract', images, '--out', path.join(dir, 'batch-bad'), '--model', model, '--batch-size', 'many']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--batch-size must be a whole number of at least 1 \(got many\)/);
+});

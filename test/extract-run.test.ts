@@ -70,7 +70,7 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
       fake.countPrepared();
       return { width: w, height: h, bucketWidth: w, bucketHeight: h, crop: { x: 0, y: 0, w, h }, pixels: new Float32Array(3 * w * h).fill(k + 1) };
     },
-    state, sink, errors: await ErrorsLog.open(out, '0'), keepRegisters: false, batchSize: 4, decodeConcurrency: 4,
+    state, sink, errors: await ErrorsLog.open(out, '0'), keepRegisters: false, batchSize: 4, imageBytes: 3 * 64 * 64 * 4, decodeConcurrency: 4,
     progress: createProgress({ label: 'test', quiet: true }), stopRequested: () => false,
   });
   const shards = await sink.close();

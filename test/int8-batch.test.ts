@@ -112,6 +112,7 @@ test('extract with --batch-size 4 stores for every int8 image what the model giv
   const out = path.join(work, 'cache');
   const r = await runCli(['extract', images, '--out', out, '--model', model, '--bucket', `${SIDE}x${SIDE}`, '--batch-size', '4', '--threads', String(THREADS), '--dtype', 'float32', '--quiet']);
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /batch: 1 image a call \(int8 model: one image at a time\)/, 'the model runs alone what --batch-size 4 asked to batch');
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: THREADS });
   const target = await openReadOnly(out);
   let seen = 0;

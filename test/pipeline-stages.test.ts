@@ -12,7 +12,7 @@ import type { WireTensor } from '../src/model/ort-worker.js';
 import { createProgress } from '../src/pipeline/progress.js';
 import { RowWriter } from '../src/pipeline/row-writer.js';
 import { ModelScheduler, type ModelRunner, type PendingImage } from '../src/pipeline/scheduler.js';
-import { MODEL_QUEUE_DEPTH } from '../src/pipeline/sizing.js';
+import { AUTO_TOKEN_BUDGET, MAX_AUTO_BATCH, MODEL_QUEUE_DEPTH, autoBatchSize, queueSizes } from '../src/pipeline/sizing.js';
 import { RunTally } from '../src/pipeline/tally.js';
 import { FatalError, FirstError } from '../src/pipeline/tasks.js';
 import type { FeatureRow } from '../src/shard/schema.js';
@@ -199,4 +199,24 @@ test('tally: failures are logged with their reason and grouped by kind, numbers 
   assert.deepEqual([stats.found, stats.failed, stats.skipped], [3, 3, 1]);
   assert.deepEqual([...errors.entries.keys()], ['x.png', 'y.png', 'z.png']);
   assert.equal(errors.entries.get('y.png')!.reason, 'vipsjpeg: 9000x9000 is over the pixel limit 50000000');
+});
+
+test('batch auto: the provider\'s token budget over the largest image\'s tokens, at least one image, at most MAX_AUTO_BATCH', () => {
+  // ViT-S/16 with 4 registers: 224² is 201 tokens, 1024² is 4101.
+  assert.deepEqual(autoBatchSize('cpu', 201), { size: 5, budget: AUTO_TOKEN_BUDGET.cpu });
+  assert.equal(autoBatchSize('cpu', 1029).size, 1, '512² and up: one image a call on CPU');
+  assert.equal(autoBatchSize('cpu', 4101).size, 1);
+  assert.deepEqual(autoBatchSize('cuda', 4101), { size: 7, budget: AUTO_TOKEN_BUDGET.accelerator });
+  assert.equal(autoBatchSize('webgpu', 1029).size, 31);
+  assert.equal(autoBatchSize('cuda', 201).size, MAX_AUTO_BATCH);
+  assert.equal(autoBatchSize('cuda', 100_000).size, 1, 'an image over the budget still goes, alone');
+});
+
+test('queue sizes: at most 64 MiB of tensors wait for the model, never less than one batch, never more than four', () => {
+  const tensor = (side: number) => 3 * side * side * 4;
+  // 1024²: 12.6 MB an image, so 5 wait (not 16); slots = waiting + decoders + the model's two batches.
+  assert.deepEqual(queueSizes(4, 4, tensor(1024)), { maxWaiting: 5, imageSlots: 5 + 4 + MODEL_QUEUE_DEPTH * 4 });
+  assert.equal(queueSizes(16, 4, tensor(1024)).maxWaiting, 16, 'a whole batch can always fill');
+  assert.equal(queueSizes(4, 4, tensor(224)).maxWaiting, 16, 'small images: four batches wait, across buckets');
+  assert.equal(queueSizes(1, 4, tensor(1024)).maxWaiting, 4);
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const SCRIPTS = ['scripts/demo.mjs', 'scripts/bench.mjs'];
+const SCRIPTS = ['scripts/demo.mjs', 'scripts/bench.mjs', 'scripts/bench-host.mjs'];
 
 /** dist paths named as `dist('a/b.js')` or `path.join(root, 'dist', 'a', 'b.js')`. */
 function distPaths(text: string): string[] {

@@ -53,3 +53,22 @@ test('three workers over one directory store every image exactly once; merge rep
   const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
   assert.equal(manifest.counts.rows, keys.length);
 });
+
+test('a worker started with --device cuda takes the card of its local rank, and says so when that card cannot start', async () => {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  fs.mkdirSync(images);
+  await sharp({ create: { width: 32, height: 32, channels: 3, background: '#808080' } }).png().toFile(path.join(images, 'a.png'));
+  const model = (await makeTinyModel(dir)).onnx;
+  const common = ['extract', images, '--model', model, '--out', path.join(dir, 'cache'), '--bucket', '64x64', '--quiet'];
+  // No CUDA here: the session fails, and its one line names the card the rank chose.
+  const byRank = await runCli([...common, '--device', 'cuda'], { LOCAL_RANK: '3', CUDA_VISIBLE_DEVICES: '0,1' });
+  assert.equal(byRank.code, 2, byRank.stderr);
+  assert.match(byRank.stderr, /--device cuda:1 \(card chosen by LOCAL_RANK=3 of 2 cards; pass --device cuda:N or set CUDA_VISIBLE_DEVICES to choose another\) is not available here/);
+  const explicit = await runCli([...common, '--device', 'cuda:5'], { LOCAL_RANK: '3' });
+  assert.match(explicit.stderr, /--device cuda:5 is not available here/);
+  const webgpu = await runCli([...common, '--device', 'webgpu:1']);
+  assert.equal(webgpu.code, 2);
+  assert.match(webgpu.stderr, /--device webgpu:1: ONNX Runtime's WebGPU provider cannot pick a card/);
+  assert.ok(!fs.existsSync(path.join(dir, 'cache')), 'a device that cannot start leaves no cache behind');
+});

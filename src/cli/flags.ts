@@ -29,7 +29,7 @@ export function modelFlag<A extends unknown[], O extends OptionValues, G extends
 /** Where and how ONNX Runtime runs the model (extract, validate). */
 export function runtimeFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
   return cmd
-    .option('--device <name>', 'execution provider: cpu, cuda, ... (see dinofeat devices)', 'cpu')
+    .option('--device <name>', 'execution provider: cpu, cuda, cuda:N for card N, ... (see dinofeat devices); without a card, cuda takes the card of LOCAL_RANK / SLURM_LOCALID', 'cpu')
     .option('--threads <n>', 'ONNX Runtime threads for inference (default: all cores)', positiveInt('--threads'));
 }
 

@@ -12,6 +12,12 @@ export function positiveInt(flag: string) {
   };
 }
 
+/** A whole number of at least 1, or 'auto' (the command sizes it). */
+export function positiveIntOrAuto(flag: string) {
+  const int = positiveInt(flag);
+  return (value: string): number | 'auto' => (value === 'auto' ? 'auto' : int(value));
+}
+
 export function nonNegativeInt(flag: string) {
   return (value: string): number => {
     const n = Number(value);

@@ -22,7 +22,7 @@ export interface ExtractOptions extends BucketFlagValues {
   background: string;
   maxPixels?: number;
   icc: IccMode;
-  batchSize: number;
+  batchSize: number | 'auto';
   device: string;
   threads?: number;
   decoders?: number;
@@ -43,12 +43,13 @@ function formatRate(rate: number): string {
 }
 
 /** The run's summary; --quiet drops the progress output, never this. */
-function formatSummary({ stats, out, shardBytes }: ExtractOutcome): string {
+function formatSummary({ stats, out, shardBytes, batch }: ExtractOutcome): string {
   const lines = [
     `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${formatRate(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
   ];
   const buckets = Object.entries(stats.perBucket).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)); // ties by name: the same line every run
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
+  lines.push(`  batch: ${batch.size} image${batch.size > 1 ? 's' : ''} a call (${batch.reason})`);
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
   lines.push(`  cache: ${out} (${(shardBytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(peakMemoryBytes() / 2 ** 20).toFixed(0)} MiB`);

@@ -27,7 +27,12 @@ export const HOW_TO_GET: Record<string, string> = {
 };
 
 export interface SessionSettings {
+  /** The execution provider. */
   device: string;
+  /** Its card (cuda, tensorrt, dml; device-choice.ts picks it); undefined: the provider's default. */
+  deviceId?: number;
+  /** The local rank that chose the card (not --device), for the error line when it does not start. */
+  cardChosenBy?: string;
   /** Threads for one inference (intra-op); default: all cores. */
   threads?: number;
   /** Large models: memory-map weights instead of pre-packing copies (halves peak RSS). */
@@ -35,8 +40,10 @@ export interface SessionSettings {
 }
 
 export function sessionOptions(s: SessionSettings): InferenceSession.SessionOptions {
+  // onnxruntime-node reads deviceId for every provider that has cards (cuda, tensorrt, dml).
+  const onCard: InferenceSession.ExecutionProviderOption & { deviceId?: number } = { name: s.device, deviceId: s.deviceId };
   return {
-    executionProviders: [s.device],
+    executionProviders: [s.deviceId === undefined ? s.device : onCard],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: s.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
@@ -69,7 +76,9 @@ export async function startSession(model: string | Uint8Array, settings: Session
     if (!(e instanceof SessionStartError)) throw e;
     if (settings.device !== 'cpu') {
       const how = HOW_TO_GET[settings.device] ?? 'see the onnxruntime-node documentation';
-      throw new UserError(`--device ${settings.device} is not available here (${e.message.split('\n')[0]}); use --device cpu, or ${how}`);
+      const card = settings.deviceId === undefined ? '' : `:${settings.deviceId}`;
+      const origin = settings.cardChosenBy ? ` (card chosen by ${settings.cardChosenBy}; pass --device ${settings.device}:N or set CUDA_VISIBLE_DEVICES to choose another)` : '';
+      throw new UserError(`--device ${settings.device}${card}${origin} is not available here (${e.message.split('\n')[0]}); use --device cpu, or ${how}`);
     }
     throw new UserError(`cannot load model ${label}: ${e.message.split('\n')[0]}; check that it is an ONNX file (dinofeat convert makes one)`);
   }

@@ -35,6 +35,8 @@ export interface ExtractRunOptions {
   errors: ErrorsLog;
   keepRegisters: boolean;
   batchSize: number;
+  /** Bytes of the largest bucket's input tensor (float32), for the queue sizes. */
+  imageBytes: number;
   /** Images decoded at once (sharp + preprocessing). */
   decodeConcurrency: number;
   /** Only these keys (--retry-failed). */
@@ -47,7 +49,7 @@ export interface ExtractRunOptions {
 export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats> {
   const tally = new RunTally(o.errors, o.progress);
   const failure = new FirstError();
-  const sizes = queueSizes(o.batchSize, o.decodeConcurrency);
+  const sizes = queueSizes(o.batchSize, o.decodeConcurrency, o.imageBytes);
   const slots = new Semaphore(sizes.imageSlots);
   const writer = new RowWriter({ state: o.state, partId: o.partId, sink: o.sink, tally });
   const scheduler = new ModelScheduler({

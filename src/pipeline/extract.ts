@@ -11,10 +11,12 @@ import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
-import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
+import { chooseDevice, sessionDevice } from '../model/device-choice.js';
 import { startSession } from '../model/devices.js';
+import { tokenCount } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import { loadModelInfo, type InfoOverrides } from '../model/load-info.js';
 import { probeModel } from '../model/probe.js';
@@ -25,7 +27,7 @@ import { readInputs, type Inputs } from '../source/inputs.js';
 import { runExtraction, RunFailure } from './extract-run.js';
 import { createImagePreparer } from './prepare.js';
 import { createProgress } from './progress.js';
-import { defaultDecoders, imageStageCapacity } from './sizing.js';
+import { autoBatchSize, defaultDecoders, imageStageCapacity } from './sizing.js';
 import type { ExtractStats } from './tally.js';
 
 export interface ExtractRequest {
@@ -40,7 +42,9 @@ export interface ExtractRequest {
   resize: ResizeMode;
   decode: DecodeOptions;
   stored: StoredForm;
-  batchSize: number;
+  /** Images per model call, or 'auto': sized from the provider's token budget (sizing.ts). */
+  batchSize: number | 'auto';
+  /** --device as given: a provider, optionally with a card (device-choice.ts). */
   device: string;
   threads?: number;
   decoders?: number;
@@ -58,6 +62,13 @@ export interface ExtractOutcome {
   out: string;
   /** Bytes in the cache's live shards (every part). */
   shardBytes: number;
+  batch: BatchChoice;
+}
+
+/** Images per model call, and why: the summary shows it. */
+export interface BatchChoice {
+  size: number;
+  reason: string;
 }
 
 /** Stops the run after the work in flight on the first SIGINT/SIGTERM; the second leaves at once. */
@@ -95,10 +106,16 @@ async function otherDeviceNote(state: CacheState, device: string): Promise<strin
  * Images per model call. An int8 model quantises each MatMul's activations with one scale for the
  * whole batch tensor, so an image's features would depend on the images beside it: it gets one
  * image at a time. Per-image scales built in the graph cost 40-60 % at 224-448 px, batch 1 about
- * nothing (docs/precisions.md).
+ * nothing (docs/precisions.md). Otherwise an explicit --batch-size wins; auto fits the run's
+ * largest bucket into the provider's token budget. The batch does not change features, so it is
+ * not in the fingerprint.
  */
-function modelBatchSize(info: ModelInfo, requested: number): number {
-  return info.precision === 'int8' ? 1 : requested;
+function modelBatchSize(info: ModelInfo, requested: number | 'auto', provider: string, buckets: readonly Bucket[]): BatchChoice {
+  if (info.precision === 'int8') return { size: 1, reason: 'int8 model: one image at a time' };
+  if (requested !== 'auto') return { size: requested, reason: '--batch-size' };
+  const tokens = Math.max(...buckets.map((b) => tokenCount(info, Math.floor(b.height / info.patchSize), Math.floor(b.width / info.patchSize))));
+  const auto = autoBatchSize(provider, tokens);
+  return { size: auto.size, reason: `auto: ${auto.budget} tokens a call on ${provider}, ${tokens} an image` };
 }
 
 export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
@@ -107,6 +124,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
   }
   const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const device = chooseDevice(r.device);
   const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
 
   // Model first: its patch size decides which buckets are valid.
@@ -118,7 +136,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
+    const model = await startSession(modelPath, { ...sessionDevice(device), threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
     const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
@@ -127,20 +145,21 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       model: { ...info, weightsSha256 },
       preprocessing: describePreprocessing(info, settings),
       stored: r.stored,
-      device: r.device,
+      device: device.provider, // the card does not change the features
     });
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
     if (cache.openNote && !r.quiet) process.stderr.write(`dinofeat: ${cache.openNote}\n`);
     if (!r.quiet) {
-      const note = await otherDeviceNote(cache.state, r.device);
+      const note = await otherDeviceNote(cache.state, device.provider);
       if (note) process.stderr.write(`dinofeat: ${note}\n`);
     }
     // What this run reads and runs, so validate can check the cache without these flags again.
     await recordRun(r.out, partId, { inputs: r.inputs, model: { path: modelPath, weightsSha256 } });
     const onlyKeys = r.retryFailed ? await cache.failedKeys() : undefined;
 
+    const batch = modelBatchSize(info, r.batchSize, device.provider, buckets);
     const decoders = r.decoders ?? defaultDecoders();
     const preparer = await createImagePreparer(info, settings, imageStageCapacity(decoders));
     cleanups.push(() => preparer.close());
@@ -154,7 +173,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: batch.size, imageBytes: Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });
     } catch (e) {
@@ -169,7 +188,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     progress.stop();
     await sink.close();
     const summary = await cache.summarise();
-    return { stats, out: r.out, shardBytes: summary.counts.bytes };
+    return { stats, out: r.out, shardBytes: summary.counts.bytes, batch };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }

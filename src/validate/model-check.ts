@@ -6,6 +6,7 @@
  * and pooler_output equal to token 0. With a cache, its description must be the cache's model.
  */
 import { UserError, isUserError } from '../core/errors.js';
+import { chooseDevice, sessionDevice } from '../model/device-choice.js';
 import { startSession } from '../model/devices.js';
 import { CONTRACT_FIXES, REQUIRED_METADATA, TEST_GRIDS, layoutProblems, missingMetadata, testContract } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
@@ -28,6 +29,7 @@ export interface ModelCheckOutput {
 }
 
 export interface ModelCheckOptions {
+  /** --device as given (a provider, optionally with a card). */
   device: string;
   threads?: number;
   /** The model the cache was made with (cache.json); compared field by field. */
@@ -67,7 +69,7 @@ export async function checkModel(modelPath: string, o: ModelCheckOptions): Promi
 
   let session: OrtWorker;
   try {
-    session = await startSession(modelPath, { device: o.device, threads: o.threads }, modelPath);
+    session = await startSession(modelPath, { ...sessionDevice(chooseDevice(o.device)), threads: o.threads }, modelPath);
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     rec.fail('load', modelPath, e.message);
