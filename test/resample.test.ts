@@ -146,18 +146,21 @@ test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resa
   }
 });
 
-test('the pool moves each frame to its worker (no copy) and gives the pixels resample gives', async () => {
-  const pool = new ResamplePool(2);
-  try {
-    const size = { width: 120, height: 90 };
-    const out = { width: 56, height: 42 };
-    const norm = normalisationOf(DINOV3);
-    const want = resample(structuredRgb(size.width, size.height, 1), size, planResample(size, out, axisMap(6), 'bilinear'), norm);
-    const rgb = new Uint8Array(structuredRgb(size.width, size.height, 1));
-    const got = await pool.run({ rgb, stored: size, out, axes: axisMap(6), filter: 'bilinear', norm });
-    assert.equal(rgb.byteLength, 0, 'the frame was copied, not moved');
-    assert.deepEqual(got, want);
-  } finally {
-    await pool.close();
+test('the pool sends a frame in bands of whole rows and gives the pixels resample gives, EXIF 6 folded in', async () => {
+  const size = { width: 120, height: 90 };
+  const out = { width: 56, height: 42 };
+  const norm = normalisationOf(DINOV3);
+  const frame = structuredRgb(size.width, size.height, 1);
+  const want = resample(frame, size, planResample(size, out, axisMap(6), 'bilinear'), norm);
+  // 1000 bytes: 4 rows a band (23 bands, the last of 2 rows); 1 MB: the whole frame at once.
+  for (const bandBytes of [1000, 1_000_000]) {
+    const pool = new ResamplePool(2, bandBytes);
+    try {
+      const got = await pool.run({ rgb: frame, stored: size, out, axes: axisMap(6), filter: 'bilinear', norm });
+      assert.deepEqual(got, want, `bands of ${bandBytes} bytes`);
+      assert.equal(frame.length, size.width * size.height * 3, 'the frame is left as it was');
+    } finally {
+      await pool.close();
+    }
   }
 });

@@ -1,7 +1,12 @@
 /**
  * Worker threads that run the resampler (resample.ts), so the main thread keeps reading, decoding
- * and writing. A frame is moved to its worker, not copied, when it owns its whole buffer (sharp's
- * output does); the output comes back the same way.
+ * and writing. sharp's output lives outside V8's heap and cannot be transferred (postMessage
+ * copies it whole, measured: a 162 MB frame took the process from 277 to 585 MiB), so a frame goes
+ * to its worker in bands of rows of about BAND_BYTES, copied into one of BANDS_IN_FLIGHT buffers
+ * that go back and forth (transferred; new buffers for every band would pile up in the worker
+ * until its next garbage collection, measured +130 MB on a 54 MP frame). The worker resamples each
+ * band as it arrives, so a frame in flight costs itself plus two bands. The output comes back
+ * transferred.
  */
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../core/worker-script.js';
@@ -20,20 +25,34 @@ export interface ResampleJob {
   norm: Normalisation;
 }
 
-export type ResampleRequest = ResampleJob & { id: number };
-export type ResampleReply = { id: number; pixels: Float32Array } | { id: number; error: string };
+export type ResampleRequest =
+  | ({ type: 'begin'; id: number } & Omit<ResampleJob, 'rgb'>)
+  | { type: 'rows'; id: number; band: Uint8Array }
+  | { type: 'end'; id: number };
+/** `band`: a band resampled, its buffer sent back to carry the next rows. */
+export type ResampleReply = { id: number; pixels: Float32Array } | { id: number; error: string } | { id: number; band: ArrayBuffer };
 
-const ownsBuffer = (a: Uint8Array) => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
+/** About 4 MiB of rows per message: the only copy of a frame, and small next to it. */
+export const BAND_BYTES = 4 * 2 ** 20;
+const BANDS_IN_FLIGHT = 2;
 
 class ResampleWorker {
   queued = 0;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (p: Float32Array) => void; reject: (e: Error) => void }>();
   private failure: Error | undefined;
+  /** Band buffers back from the worker, per frame, and the sender waiting for one. */
+  private readonly returned = new Map<number, { buffers: ArrayBuffer[]; wake?: () => void }>();
   private readonly worker = new Worker(workerScript('image/resample-worker-entry.js'));
 
   constructor() {
     this.worker.on('message', (reply: ResampleReply) => {
+      if ('band' in reply) {
+        const r = this.returned.get(reply.id);
+        r?.buffers.push(reply.band);
+        r?.wake?.();
+        return;
+      }
       const p = this.pending.get(reply.id);
       this.pending.delete(reply.id);
       if ('pixels' in reply) p?.resolve(reply.pixels);
@@ -43,20 +62,46 @@ class ResampleWorker {
       this.failure = e;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
+      for (const r of this.returned.values()) r.wake?.();
     };
     this.worker.on('error', failAll);
     this.worker.on('exit', (code) => failAll(new Error(`resample worker exited (code ${code})`)));
   }
 
-  run(job: ResampleJob): Promise<Float32Array> {
+  run(job: ResampleJob, bandBytes: number): Promise<Float32Array> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     this.queued++;
-    return new Promise<Float32Array>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const request: ResampleRequest = { ...job, id };
-      this.worker.postMessage(request, ownsBuffer(job.rgb) ? [job.rgb.buffer as ArrayBuffer] : []);
-    }).finally(() => this.queued--);
+    const result = new Promise<Float32Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    void this.send(id, job, bandBytes);
+    return result.finally(() => {
+      this.queued--;
+      this.returned.delete(id);
+    });
+  }
+
+  private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
+    const { rgb, ...rest } = job;
+    this.post({ type: 'begin', id, ...rest });
+    const rowBytes = job.stored.width * 3;
+    // Whole groups of four rows per band, as the resampler filters them.
+    const step = Math.min(rgb.length, Math.max(4, Math.floor(bandBytes / rowBytes / 4) * 4) * rowBytes);
+    const bands = Math.ceil(rgb.length / step);
+    const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: Array.from({ length: Math.min(bands, BANDS_IN_FLIGHT) }, () => new ArrayBuffer(step)) };
+    this.returned.set(id, back);
+    for (let at = 0; at < rgb.length; at += step) {
+      while (back.buffers.length === 0 && !this.failure) await new Promise<void>((wake) => (back.wake = wake));
+      if (this.failure) return;
+      const buffer = back.buffers.pop()!;
+      const band = new Uint8Array(buffer, 0, Math.min(step, rgb.length - at));
+      band.set(rgb.subarray(at, at + band.length));
+      this.post({ type: 'rows', id, band }, [buffer]);
+    }
+    this.post({ type: 'end', id });
+  }
+
+  private post(request: ResampleRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(request, transfer);
   }
 
   async close(): Promise<void> {
@@ -68,14 +113,14 @@ class ResampleWorker {
 export class ResamplePool {
   private readonly workers: ResampleWorker[];
 
-  constructor(count: number) {
+  constructor(count: number, private readonly bandBytes = BAND_BYTES) {
     this.workers = Array.from({ length: Math.max(1, count) }, () => new ResampleWorker());
   }
 
-  /** Resamples on the worker with the fewest frames queued; the job's frame is unusable afterwards. */
+  /** Resamples on the worker with the fewest frames queued. */
   run(job: ResampleJob): Promise<Float32Array> {
     const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
-    return worker.run(job);
+    return worker.run(job, this.bandBytes);
   }
 
   async close(): Promise<void> {
