@@ -44,7 +44,7 @@ test('fast decodes a JPEG at twice the bucket only when the bucket is at most ha
 /**
  * Shrink-on-load is really used: the frame equals sharp's own shrink-on-load resize and differs
  * from the same resize of the fully decoded frame (raw input cannot shrink on load) by more than
- * libjpeg's DCT scaling would if it were not used (measured mean 1.9 levels; limit 0.5).
+ * the same filters would without it (measured mean 0.97 levels at both orientations; limit 0.5).
  */
 test('fast: the frame comes from libjpeg shrinking on load, and EXIF 6 is still folded into the resampler', async (t) => {
   for (const orientation of [1, 6]) {
@@ -77,8 +77,8 @@ test('fast vs exact pixels: close for a large JPEG, identical where fast does no
     for (let k = 0; k < a.pixels.length; k++) sum += Math.abs(a.pixels[k]! - b.pixels[k]!);
     const mean = sum / a.pixels.length;
     t.diagnostic(`mean |fast - exact| ${mean.toExponential(2)}`);
-    // Measured mean 0.011 in normalised units (~0.6 of a level): close, not equal.
-    assert.ok(mean > 1e-4 && mean < 0.05, `mean |fast - exact| ${mean}`);
+    // Measured mean 3.9e-3 in normalised units (about a fifth of an 8-bit level): close, not equal.
+    assert.ok(mean > 1e-4 && mean < 2e-2, `mean |fast - exact| ${mean}`);
     const png = await sharp(jpeg).png().toBuffer();
     assert.deepEqual((await fast.prepare(png)).pixels, (await exact.prepare(png)).pixels);
   } finally {

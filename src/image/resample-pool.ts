@@ -26,6 +26,7 @@ export interface ResampleJob {
 }
 
 export type ResampleRequest =
+  | ({ type: 'whole'; id: number } & ResampleJob)
   | ({ type: 'begin'; id: number } & Omit<ResampleJob, 'rgb'>)
   | { type: 'rows'; id: number; band: Uint8Array }
   | { type: 'end'; id: number };
@@ -82,10 +83,16 @@ class ResampleWorker {
 
   private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
     const { rgb, ...rest } = job;
-    this.post({ type: 'begin', id, ...rest });
     const rowBytes = job.stored.width * 3;
     // Whole groups of four rows per band, as the resampler filters them.
     const step = Math.min(rgb.length, Math.max(4, Math.floor(bandBytes / rowBytes / 4) * 4) * rowBytes);
+    if (step === rgb.length) {
+      // One band (small images): one message there and one back, as few hops as possible.
+      const whole = new Uint8Array(rgb);
+      this.post({ type: 'whole', id, ...rest, rgb: whole }, [whole.buffer as ArrayBuffer]);
+      return;
+    }
+    this.post({ type: 'begin', id, ...rest });
     const bands = Math.ceil(rgb.length / step);
     const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: Array.from({ length: Math.min(bands, BANDS_IN_FLIGHT) }, () => new ArrayBuffer(step)) };
     this.returned.set(id, back);

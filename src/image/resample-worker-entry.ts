@@ -1,6 +1,6 @@
 /** Worker thread of resample-pool.ts: resamples each frame band by band as its rows arrive. */
 import { parentPort } from 'node:worker_threads';
-import { planResample, RowResampler } from './resample.js';
+import { planResample, resample, RowResampler } from './resample.js';
 import type { ResampleReply, ResampleRequest } from './resample-pool.js';
 
 const port = parentPort!;
@@ -14,7 +14,10 @@ function giveBack(id: number, band: Uint8Array): void {
 
 port.on('message', (req: ResampleRequest) => {
   try {
-    if (req.type === 'begin') open.set(req.id, new RowResampler(req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm));
+    if (req.type === 'whole') {
+      const pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
+      port.postMessage({ id: req.id, pixels } satisfies ResampleReply, [pixels.buffer as ArrayBuffer]);
+    } else if (req.type === 'begin') open.set(req.id, new RowResampler(req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm));
     else {
       const r = open.get(req.id);
       if (req.type === 'rows') {
@@ -30,7 +33,7 @@ port.on('message', (req: ResampleRequest) => {
     }
   } catch (e) {
     const error = e instanceof Error ? e : new Error(String(e));
-    if (req.type === 'end') port.postMessage({ id: req.id, error: error.message } satisfies ResampleReply);
+    if (req.type === 'end' || req.type === 'whole') port.postMessage({ id: req.id, error: error.message } satisfies ResampleReply);
     else {
       open.set(req.id, error);
       if (req.type === 'rows') giveBack(req.id, req.band);
