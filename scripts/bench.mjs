@@ -4,8 +4,13 @@
 // measured in turns (bare, extract, bare, extract) and compared on their sums.
 // Writes bench/results.json.
 //
-//   node scripts/bench.mjs [--images N] [--quick]
+// The image stage is also measured against the decode floor (the work any exact pipeline does):
+// extract with a tiny model vs read + sha256 + full-frame decode + the bare model, and
+// --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part.
+//
+//   node scripts/bench.mjs [--images N] [--quick] [--image-stage]
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,10 +42,10 @@ const { sessionOptions } = await import(dist('model/devices.js'));
 const SIZES = [[1600, 1200], [1200, 1600], [1024, 1024], [1920, 1080], [800, 1200], [2000, 1333], [640, 960], [1400, 900]];
 
 /** Mixed sizes, both orientations, photo-like content (smooth gradients + noise + shapes). */
-async function makeImages(dir, count) {
+async function makeImages(dir, count, sizes = SIZES) {
   fs.mkdirSync(dir, { recursive: true });
   for (let k = 0; k < count; k++) {
-    const [w, h] = SIZES[k % SIZES.length];
+    const [w, h] = sizes[k % sizes.length];
     const noise = await sharp({ create: { width: w, height: h, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).blur(3).raw().toBuffer();
     const svg = `<svg width="${w}" height="${h}"><defs><linearGradient id="g"><stop offset="0" stop-color="rgb(${(k * 37) % 255},90,160)"/><stop offset="1" stop-color="rgb(240,${(k * 53) % 255},40)"/></linearGradient></defs><rect width="100%" height="100%" fill="url(#g)" fill-opacity="0.6"/><circle cx="${w / 3}" cy="${h / 2}" r="${Math.min(w, h) / 5}" fill="navy"/><rect x="${w / 2}" y="${h / 4}" width="${w / 4}" height="${h / 3}" fill="white"/></svg>`;
     await sharp(noise, { raw: { width: w, height: h, channels: 3 } })
@@ -135,6 +140,106 @@ function ensureModel(size) {
   return model;
 }
 
+// ---- The image stage against the decode floor (tiny model, so the host work decides) ----
+
+/** Camera sizes from 0.8 to 12.2 MP, both orientations. */
+const CAMERA_SIZES = [[1024, 768], [1280, 960], [1600, 1200], [1536, 2048], [2592, 1944], [3000, 2000], [2448, 3264], [3648, 2736], [4000, 3000], [4032, 3024]];
+/** ImageNet's typical shapes. */
+const IMAGENET_SIZES = [[500, 375], [375, 500], [500, 333], [500, 400]];
+const FLOOR_DECODERS = 4;
+
+/**
+ * The floor: what any exact pipeline must do per image (read, sha256, decode the full frame with
+ * EXIF orientation to raw RGB, FLOOR_DECODERS at a time), or with `shrinkTo`, sharp's own
+ * shrink-on-load path to the bucket (not exact pixels); plus the bare model at the bucket.
+ */
+async function decodeFloor(dir, model, bucket, shrinkTo) {
+  const files = fs.readdirSync(dir).sort().map((f) => path.join(dir, f));
+  let next = 0;
+  const t = performance.now();
+  await Promise.all(Array.from({ length: FLOOR_DECODERS }, async () => {
+    while (next < files.length) {
+      const bytes = await fs.promises.readFile(files[next++]);
+      createHash('sha256').update(bytes).digest();
+      const img = sharp(bytes).autoOrient();
+      await (shrinkTo ? img.resize(shrinkTo[0], shrinkTo[1], { fit: 'fill' }) : img).raw().toBuffer();
+    }
+  }));
+  const decodeSeconds = (performance.now() - t) / 1000;
+  return decodeSeconds + (await bareModel(model, new Map([[`${bucket[0]}x${bucket[1]}`, files.length]])));
+}
+
+/**
+ * extract's time per image in steady state: its own timing (first image read to last row
+ * written, so model loading is left out). Differencing runs over N and 2N images gave negative
+ * times on this shared 2-core machine, whose load swings more than a run lasts.
+ */
+function steadyExtract(dir, model, flags) {
+  const r = runExtract(dir, model, flags);
+  return { secondsPerImage: r.seconds / r.images, peakRssMiB: r.peakRssMiB };
+}
+
+/** Floor and extract in turns (floor, extract, floor, extract), compared on their sums. */
+async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = 2 } = {}) {
+  const one = path.join(work, name);
+  await makeImages(one, count, sizes);
+  const model = ensureModel('tiny');
+  const flags = ['--bucket', `${bucket[0]}x${bucket[1]}`, ...(fast ? ['--decode', 'fast'] : [])];
+  let floor = 0, extract = 0, peak = 0;
+  const perRound = [];
+  for (let r = 0; r < rounds; r++) {
+    console.error(`bench: image stage, ${name}${fast ? ' --decode fast' : ''}, round ${r + 1}/${rounds}`);
+    const f = (await decodeFloor(one, model, bucket, fast ? bucket : undefined)) / count;
+    const e = steadyExtract(one, model, flags);
+    floor += f;
+    extract += e.secondsPerImage;
+    peak = Math.max(peak, e.peakRssMiB);
+    perRound.push(f / e.secondsPerImage);
+  }
+  fs.rmSync(one, { recursive: true, force: true });
+  return {
+    workload: `${count} ${name} JPEGs (${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
+    floor: fast ? "sharp's shrink-on-load resize to the bucket + bare model" : 'full-frame decode + bare model',
+    floorImagesPerSecond: rounds / floor, extractImagesPerSecond: rounds / extract, ratio: floor / extract, ratioPerRound: perRound, extractPeakRssMiB: peak,
+  };
+}
+
+/** Peak RSS of extract over one very large JPEG (9000x6000, 54 MP; its RGB8 frame alone is 162 MB). */
+async function largeJpegPeak() {
+  const dir = path.join(work, 'large');
+  await makeImages(dir, 1, [[9000, 6000]]);
+  const { peakRssMiB } = runExtract(dir, ensureModel('tiny'), ['--bucket', '256x256']);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { image: '9000x6000 JPEG', peakRssMiB };
+}
+
+async function imageStageBench() {
+  const count = quick ? 10 : 30;
+  return {
+    rows: [
+      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256]),
+      await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224]),
+      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true }),
+    ],
+    large: await largeJpegPeak(),
+  };
+}
+
+function printImageStage(r) {
+  console.log('\n| image stage (tiny model) | floor img/s | extract img/s | ratio (per round) | extract peak RSS |');
+  console.log('|---|---|---|---|---|');
+  for (const row of r.rows) {
+    console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.extractPeakRssMiB} MiB |`);
+  }
+  console.log(`\npeak RSS of extract over one ${r.large.image}: ${r.large.peakRssMiB} MiB`);
+}
+
+if (process.argv.includes('--image-stage')) {
+  printImageStage(await imageStageBench());
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
+
 const images = path.join(work, 'images');
 console.error(`bench: making ${N} images in ${work}`);
 await makeImages(images, N);
@@ -220,6 +325,7 @@ console.error('bench: memory over the bare model at 1024²');
 const camera = path.join(work, 'camera');
 await host.makeCameraImages(camera, quick ? 8 : 24); // 24 as in issue 12: more images than the pipeline holds at once
 results.host.memory = host.memoryOverBare({ model: ensureModel('vits16'), images: camera, work });
+results.imageStage = await imageStageBench();
 
 fs.mkdirSync(path.join(root, 'bench'), { recursive: true });
 fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -232,4 +338,5 @@ for (const r of Object.values(results.models)) {
 }
 console.log(`\npeak RSS of extract, tiny model: ${results.memory.points.map((p) => `${p.images} images ${p.peakRssMiB} MiB`).join(', ')}; ${m4} vs ${m1} images ×${results.memory.ratioLast4xVs1x.toFixed(2)}`);
 host.printHostRows(results.host);
+printImageStage(results.imageStage);
 fs.rmSync(work, { recursive: true, force: true });

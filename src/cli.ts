@@ -36,6 +36,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
+    .addOption(new Option('--decode <mode>', 'exact: whole frames, Hugging Face\'s pixels; fast: a JPEG at least twice its bucket\'s size shrinks on load (slightly different pixels, recorded in the cache)').choices(['exact', 'fast']).default('exact'))
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket), or auto: as many as fit a token budget per device (about 1000 tokens on cpu, 32768 on a GPU); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveIntOrAuto('--batch-size'), 'auto' as number | 'auto');
   runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))

@@ -1,6 +1,6 @@
 /**
- * Pixel parity with Hugging Face: dinofeat's decode (sharp) against PIL, and its preprocessing
- * graph (ONNX Runtime) against the processors' resize + normalise in torch
+ * Pixel parity with Hugging Face: dinofeat's decode (sharp) against PIL, and its resampler
+ * (the frame as stored, EXIF orientation folded in) against the processors' resize + normalise in torch
  * (test/image-reference.py), on the example photos and on generated files, shrinking and
  * enlarging, EXIF-rotated, with alpha, cover crops; DINOv3 (bilinear, float) and DINOv2
  * (bicubic, 8-bit). Numbers: docs/pixel-parity.md.
@@ -10,17 +10,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import ort, { type InferenceSession } from '../src/model/ort.js';
 import type { ModelInfo } from '../src/model/info.js';
 import { cropBox, dinoBucket, type ResizeMode, type Size } from '../src/image/buckets.js';
-import { decodeRgb, readHeader, type DecodeOptions } from '../src/image/decode.js';
-import { buildPreprocessModel, type PreprocessInfo } from '../src/image/preprocess.js';
+import { decodeRgb, decodeStored, readHeader, type DecodeOptions } from '../src/image/decode.js';
+import { normalisationOf, planResample, resample } from '../src/image/resample.js';
 import { pythonJson, venvPython } from './helpers/python.js';
 import { tempDir } from './helpers/temp.js';
 
 const EXAMPLES = path.resolve('examples/images');
 const OPTS: DecodeOptions = { maxPixels: 100_000_000, background: '#ffffff', icc: 'ignore' };
 const IMAGENET = { imageMean: [0.485, 0.456, 0.406], imageStd: [0.229, 0.224, 0.225] } as const satisfies Partial<ModelInfo>;
+type PreprocessInfo = Pick<ModelInfo, 'family' | 'imageMean' | 'imageStd' | 'resample'>;
 const DINOV3: PreprocessInfo = { family: 'dinov3', resample: 'bilinear', ...IMAGENET };
 const DINOV2: PreprocessInfo = { family: 'dinov2', resample: 'bicubic', ...IMAGENET };
 
@@ -145,22 +145,17 @@ test.before(async () => {
     fs.writeFileSync(file(out), rgb.data);
     job.decode.push({ name: path.basename(f), file: f, ours: file(out), width: rgb.width, height: rgb.height });
   }
-  const sessions = new Map<PreprocessInfo, InferenceSession>();
   for (const [k, c] of CASES.entries()) {
-    let session = sessions.get(c.info);
-    if (!session) sessions.set(c.info, (session = await ort.InferenceSession.create(buildPreprocessModel(c.info))));
     const bytes = fs.readFileSync(c.file);
     const header = await readHeader(bytes, OPTS);
     const bucket = dinoBucket(c.bucket, 1, c.patch);
     const crop = cropBox(header, bucket, c.resize ?? 'stretch');
     const rgb = await decodeRgb(bytes, crop, header, OPTS);
-    const result = await session.run({
-      rgb: new ort.Tensor('uint8', new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), [rgb.height, rgb.width, 3]),
-      size: new ort.Tensor('int64', BigInt64Array.from([BigInt(bucket.height), BigInt(bucket.width)]), [2]),
-    });
-    const pixels = result.pixel_values!;
-    assert.deepEqual(pixels.dims, [1, 3, bucket.height, bucket.width], c.name);
-    fs.writeFileSync(file(`case${k}.f32`), pixels.data as Float32Array);
+    const stored = await decodeStored(bytes, crop, header, OPTS);
+    const plan = planResample(stored, bucket, stored.axes, c.info.resample);
+    const pixels = resample(stored.data, stored, plan, normalisationOf(c.info));
+    assert.equal(pixels.length, 3 * bucket.height * bucket.width, c.name);
+    fs.writeFileSync(file(`case${k}.f32`), pixels);
     fs.writeFileSync(file(`case${k}.rgb`), rgb.data);
     job.preprocess.push({
       name: c.name, file: c.file, ours: file(`case${k}.f32`), rgb: file(`case${k}.rgb`), rgb_width: rgb.width, rgb_height: rgb.height,
@@ -168,7 +163,6 @@ test.before(async () => {
       family: c.info.family, mean: c.info.imageMean, std: c.info.imageStd,
     });
   }
-  for (const s of sessions.values()) await s.release();
   reference = await pythonJson<Reference>([path.resolve('test/image-reference.py')], JSON.stringify(job));
 });
 

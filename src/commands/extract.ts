@@ -8,7 +8,7 @@ import { EXIT } from '../core/errors.js';
 import { peakMemoryBytes } from '../core/peak-memory.js';
 import type { ShardFormat, TensorDtype } from '../shard/schema.js';
 import { bucketFlagsOf, type BucketFlagValues, type ResizeMode } from '../image/buckets.js';
-import { DEFAULT_MAX_PIXELS, type IccMode } from '../image/decode.js';
+import { DEFAULT_MAX_PIXELS, type DecodeMode, type IccMode } from '../image/decode.js';
 import { extract, type ExtractOutcome } from '../pipeline/extract.js';
 import { formatDuration } from '../pipeline/progress.js';
 
@@ -22,6 +22,7 @@ export interface ExtractOptions extends BucketFlagValues {
   background: string;
   maxPixels?: number;
   icc: IccMode;
+  decode: DecodeMode;
   batchSize: number | 'auto';
   device: string;
   threads?: number;
@@ -64,7 +65,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     modelOverrides: { patchSize: o.patchSize, registers: o.numRegisters },
     buckets: bucketFlagsOf(o),
     resize: o.resize,
-    decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc },
+    decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc, ...(o.decode === 'fast' ? { mode: 'fast' as const } : {}) },
     stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },
     batchSize: o.batchSize,
     device: o.device,

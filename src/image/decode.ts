@@ -7,12 +7,19 @@
  * alpha_composite on the background → convert('RGB')), byte for byte; docs/pixel-parity.md lists
  * the measured exceptions (16-bit greyscale, where PIL clips instead of scaling).
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { CropBox, Size } from './buckets.js';
+import { axisMap, storedBox, type AxisMap } from './orientation.js';
 import { withOwnErrors } from './vips-alone.js';
 
 export type IccMode = 'ignore' | 'convert';
+
+/**
+ * 'exact' decodes the whole frame, as Hugging Face's PIL path does; 'fast' lets a JPEG much larger
+ * than its bucket shrink on load (fastDecodeSize), which changes the pixels slightly.
+ */
+export type DecodeMode = 'exact' | 'fast';
 
 export interface DecodeOptions {
   /** Refuse images with more pixels than this (header check, before decoding). */
@@ -24,6 +31,8 @@ export interface DecodeOptions {
    * applies the profile to reach sRGB.
    */
   icc: IccMode;
+  /** Absent: 'exact'. */
+  mode?: DecodeMode;
 }
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
@@ -142,19 +151,67 @@ function uncalibratedCmykToRgb(cmyk: Buffer): Buffer {
   return rgb;
 }
 
-/** Decodes the crop box (upright coordinates) of the first frame to RGB8. */
-export async function decodeRgb(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions): Promise<DecodedImage> {
+/** Decodes the crop box (upright coordinates) of the first frame to RGB8, upright. */
+export function decodeRgb(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions): Promise<DecodedImage> {
+  return decodeFrame(bytes, upright, opts, (img) => {
+    img = img.autoOrient();
+    return isWhole(crop, upright) ? img : img.extract({ left: crop.x, top: crop.y, width: crop.w, height: crop.h });
+  });
+}
+
+/** An RGB8 frame as stored, with how its axes map to upright ones. */
+export interface StoredFrame extends DecodedImage {
+  axes: AxisMap;
+}
+
+/**
+ * Decodes the crop box (upright coordinates) of the first frame as it is stored: EXIF orientation
+ * is left to the resampler (resample.ts), so no rotated copy of the frame is ever made.
+ *
+ * `shrunk` (upright size, from fastDecodeSize): the whole frame is decoded at that smaller size.
+ */
+export function decodeStored(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions, shrunk?: Size): Promise<StoredFrame> {
+  const axes = axisMap(upright.orientation);
+  const box = storedBox(crop, upright, axes);
+  const stored = axes.transposed ? { width: upright.height, height: upright.width } : upright;
+  return decodeFrame(bytes, upright, opts, (img) => {
+    if (shrunk) {
+      if (!isWhole(crop, upright)) throw new Error('a shrunk decode takes the whole frame');
+      const [width, height] = axes.transposed ? [shrunk.height, shrunk.width] : [shrunk.width, shrunk.height];
+      return img.resize(width, height, { fit: 'fill', fastShrinkOnLoad: true });
+    }
+    return isWhole(box, stored) ? img : img.extract({ left: box.x, top: box.y, width: box.w, height: box.h });
+  }).then((frame) => ({ ...frame, axes }));
+}
+
+/**
+ * --decode fast: the size to decode a JPEG at when its whole frame goes to a bucket at most half
+ * its size on both sides: twice the bucket. sharp reaches it with libjpeg's DCT scaling on load
+ * (1/2, 1/4 or 1/8, whichever leaves libvips a reduce of more than one) and libvips' lanczos3
+ * reduce for the rest, as its own thumbnail path does; the exact filter then halves it. Other
+ * images (other formats, crops, small shrinks) are decoded whole: undefined.
+ */
+export function fastDecodeSize(upright: ImageHeader, crop: CropBox, out: Size): Size | undefined {
+  if (upright.format !== 'jpeg' || !isWhole(crop, upright)) return undefined;
+  if (out.width * 2 > upright.width || out.height * 2 > upright.height) return undefined;
+  return { width: out.width * 2, height: out.height * 2 };
+}
+
+function isWhole(box: CropBox, size: Size): boolean {
+  return box.x === 0 && box.y === 0 && box.w === size.width && box.h === size.height;
+}
+
+/** The first frame through `shape` (orientation, crop, size) to RGB8: colour, alpha and errors handled as PIL would. */
+async function decodeFrame(bytes: Buffer, upright: ImageHeader, opts: DecodeOptions, shape: (img: Sharp) => Sharp): Promise<DecodedImage> {
   const background = await resolveBackground(opts.background);
   return withOwnErrors(async () => {
     const warnings: string[] = [];
     try {
       // failOn 'error' (not sharp's default 'warning'): truncated or corrupt data fails, while the
       // warnings that many real photos raise (extraneous bytes, odd EXIF) do not, as in PIL.
-      let img = sharp(bytes, { limitInputPixels: opts.maxPixels, ignoreIcc: opts.icc === 'ignore', failOn: 'error', page: 0, pages: 1 }).autoOrient();
-      img.on('warning', (w: string) => warnings.push(w));
-      if (crop.x !== 0 || crop.y !== 0 || crop.w !== upright.width || crop.h !== upright.height) {
-        img = img.extract({ left: crop.x, top: crop.y, width: crop.w, height: crop.h });
-      }
+      const source = sharp(bytes, { limitInputPixels: opts.maxPixels, ignoreIcc: opts.icc === 'ignore', failOn: 'error', page: 0, pages: 1 });
+      source.on('warning', (w: string) => warnings.push(w));
+      const img = shape(source);
       if (opts.icc === 'ignore' && upright.space === 'cmyk' && !upright.hasAlpha) {
         // Keep the stored CMYK values (no profile round trip) and convert them as PIL does.
         const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });

@@ -8,7 +8,7 @@
  */
 import type { ModelInfo, Resample } from '../model/info.js';
 import type { Bucket, ResizeMode } from './buckets.js';
-import type { IccMode } from './decode.js';
+import type { DecodeMode, IccMode } from './decode.js';
 import type { PrepareSettings } from './prepare-settings.js';
 
 /** The record as written. */
@@ -23,6 +23,8 @@ export interface PreprocessingRecord {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  /** Only when not 'exact' (--decode fast), so the records of exact caches stay as they were. */
+  decode?: 'fast';
 }
 
 /** The record as read back: the buckets as sizes again. */
@@ -37,6 +39,7 @@ export interface RecordedPreprocessing {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  decode: DecodeMode;
 }
 
 export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
@@ -50,6 +53,7 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     background: s.decode.background,
     icc: s.decode.icc,
     orientation: 'exif',
+    ...(s.decode.mode === 'fast' ? { decode: 'fast' as const } : {}),
   };
 }
 
@@ -87,11 +91,13 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const background = want('background', (v): v is string => typeof v === 'string');
   const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
+  // Absent in records of exact decodes (and of every cache made before --decode existed).
+  const decode = r.decode === undefined ? 'exact' : want('decode', (v): v is 'fast' => v === 'fast');
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
-      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!),
+      orientation: orientation!, decode: decode!, buckets: texts!.map((t) => parseBucketText(t)!),
     },
   };
 }
@@ -102,6 +108,6 @@ export function prepareSettingsOf(p: RecordedPreprocessing, maxPixels: number): 
     buckets: p.buckets,
     resize: p.resize,
     dinoScale: p.dinoScale,
-    decode: { maxPixels, background: p.background, icc: p.icc },
+    decode: { maxPixels, background: p.background, icc: p.icc, ...(p.decode === 'fast' ? { mode: 'fast' as const } : {}) },
   };
 }

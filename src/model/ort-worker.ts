@@ -2,28 +2,11 @@
  * Main-thread handle on a session running in a worker thread (see ort-worker-entry.ts).
  * Requests are answered in order; input buffers are transferred, not copied.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { workerScript } from '../core/worker-script.js';
 import type { WireTensor, WorkerInit, WorkerResponse } from './ort-worker-protocol.js';
 
 export type { WireTensor } from './ort-worker-protocol.js';
-
-/** The compiled worker script: workers cannot load .ts under Node 20, so tests build first. */
-function workerScript(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, 'dist', 'model', 'ort-worker-entry.js');
-    if (fs.existsSync(path.join(dir, 'package.json'))) {
-      if (!fs.existsSync(candidate)) throw new Error(`${candidate} is missing: run npm run build`);
-      return candidate;
-    }
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the dinofeat package root');
-    dir = up;
-  }
-}
 
 export class SessionStartError extends Error {}
 
@@ -55,7 +38,7 @@ export class OrtWorker {
   }
 
   static start(init: WorkerInit): Promise<OrtWorker> {
-    const worker = new Worker(workerScript(), { workerData: init, env: { ...process.env, ORT_DISABLE_TELEMETRY: process.env.ORT_DISABLE_TELEMETRY ?? '1' } });
+    const worker = new Worker(workerScript('model/ort-worker-entry.js'), { workerData: init, env: { ...process.env, ORT_DISABLE_TELEMETRY: process.env.ORT_DISABLE_TELEMETRY ?? '1' } });
     return new Promise((resolve, reject) => {
       const onMessage = (msg: WorkerResponse) => {
         worker.off('error', onError);

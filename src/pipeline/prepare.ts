@@ -1,15 +1,15 @@
 /**
  * The image stage of extract, validate --recompute and inspect: header → bucket → crop box →
- * decode (sharp) → resize + normalise (ONNX Runtime, in worker threads of its own). What it did is
- * recorded with the cache by image/preprocessing-record.ts.
+ * decode (sharp, the frame as stored) → resize + normalise with EXIF orientation folded in
+ * (image/resample.ts, in worker threads of its own). What it did is recorded with the cache by
+ * image/preprocessing-record.ts.
  */
-import { MODEL_INPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
-import { startSession } from '../model/devices.js';
-import { assignBucket, cropBox, type Bucket } from '../image/buckets.js';
-import { decodeRgb, ImageError, readHeader, type DecodedImage } from '../image/decode.js';
+import { assignBucket, cropBox } from '../image/buckets.js';
+import { decodeStored, fastDecodeSize, ImageError, readHeader } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
-import { buildPreprocessModel } from '../image/preprocess.js';
+import { normalisationOf } from '../image/resample.js';
+import { ResamplePool } from '../image/resample-pool.js';
 import type { ErrorStage } from '../cache/errors-log.js';
 import type { ImageStageCapacity } from './sizing.js';
 import { Semaphore } from './semaphore.js';
@@ -42,35 +42,9 @@ export interface ImagePreparer {
 
 export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: Partial<ImageStageCapacity> = {}): Promise<ImagePreparer> {
   if (s.buckets.length === 0) throw new Error('no buckets');
-  // One thread each: images are many and small next to the model, which gets the cores.
-  const model = buildPreprocessModel(info);
-  const started = await Promise.allSettled(
-    Array.from({ length: capacity.workers ?? 1 }, () => startSession(model, { device: 'cpu', threads: 1 }, 'preprocessing graph')),
-  );
-  const sessions = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed) {
-    // Workers that did start would keep the process alive.
-    await Promise.all(sessions.map((session) => session.close()));
-    throw failed.reason;
-  }
-  const queued = sessions.map(() => 0);
+  const pool = new ResamplePool(capacity.workers ?? 1);
   const pixels = new Semaphore(capacity.pixelBudget ?? Infinity);
-
-  /** Resizes on the session with the fewest frames queued. */
-  const resize = async (rgb: DecodedImage, bucket: Bucket) => {
-    const k = queued.indexOf(Math.min(...queued));
-    queued[k]!++;
-    try {
-      const out = await sessions[k]!.run({
-        rgb: { type: 'uint8', data: new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length), dims: [rgb.height, rgb.width, 3] },
-        size: { type: 'int64', data: BigInt64Array.from([BigInt(bucket.height), BigInt(bucket.width)]), dims: [2] },
-      });
-      return out[MODEL_INPUT]!.data as Float32Array;
-    } finally {
-      queued[k]!--;
-    }
-  };
+  const norm = normalisationOf(info);
 
   return {
     async prepare(bytes) {
@@ -78,16 +52,19 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
         const header = await readHeader(bytes, s.decode);
         const bucket = assignBucket(header, s.buckets);
         const crop = cropBox(header, bucket, s.resize);
-        const taken = await pixels.acquire(crop.w * crop.h);
+        const shrunk = s.decode.mode === 'fast' ? fastDecodeSize(header, crop, bucket) : undefined;
+        const taken = await pixels.acquire(shrunk ? shrunk.width * shrunk.height : crop.w * crop.h);
         try {
-          const rgb = await decodeRgb(bytes, crop, header, s.decode);
+          const frame = await decodeStored(bytes, crop, header, s.decode, shrunk);
           return {
             width: header.width,
             height: header.height,
             bucketWidth: bucket.width,
             bucketHeight: bucket.height,
             crop,
-            pixels: await resize(rgb, bucket),
+            pixels: await pool.run({
+              rgb: frame.data, stored: { width: frame.width, height: frame.height }, out: { width: bucket.width, height: bucket.height }, axes: frame.axes, filter: info.resample, norm,
+            }),
           };
         } finally {
           pixels.release(taken);
@@ -97,8 +74,6 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
         throw e;
       }
     },
-    close: async () => {
-      await Promise.all(sessions.map((session) => session.close()));
-    },
+    close: () => pool.close(),
   };
 }

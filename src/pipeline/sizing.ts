@@ -3,8 +3,7 @@
  * place. Decoding runs on sharp's (libuv's) threads and the exact resize on worker threads of its
  * own; both must keep ahead of the model on any host, from a 2-core VM running the model on its CPU
  * to a GPU host whose model eats images as fast as 16 cores can decode them. Measured on 2 cores
- * (docs/speed.md): 4 decodes in flight instead of 2 took the decode-bound rate from 78 to 92 img/s;
- * a second resize worker added little there.
+ * (docs/speed.md): 4 decodes in flight instead of 2 took the decode-bound rate from 78 to 92 img/s.
  */
 import os from 'node:os';
 
@@ -14,22 +13,23 @@ export function defaultDecoders(): number {
 }
 
 export interface ImageStageCapacity {
-  /** Resize sessions, each one thread in its own worker. */
+  /** Resample worker threads. */
   workers: number;
   /**
-   * Source pixels being decoded and resized at once. A frame costs about 15 bytes a pixel on its
-   * way through (RGB8, then float32 for the exact resize), so the budget bounds memory whatever
+   * Source pixels being decoded and resized at once. A frame costs 3 bytes a pixel (RGB8 as
+   * stored; the resampler adds only its output and one row), so the budget bounds memory whatever
    * the mix of image sizes; an image over the budget is done alone.
    */
   pixelBudget: number;
 }
 
 /**
- * A resize (≈15 ms for 1.5 MP → 1024²) costs about twice a decode, so one resize worker serves
- * up to four decodes. The pixel budget allows each decode a 16 MP frame; larger ones count more.
+ * A shrinking resample costs about half a decode of the same frame (typed-array code, measured
+ * 0.4-0.6x on 12 MP → 256²), so one worker serves two decodes. The pixel budget allows each
+ * decode a 16 MP frame (48 MB); a larger one counts more, one over the whole budget runs alone.
  */
 export function imageStageCapacity(decoders: number): ImageStageCapacity {
-  return { workers: Math.ceil(decoders / 4), pixelBudget: decoders * 16_000_000 };
+  return { workers: Math.ceil(decoders / 2), pixelBudget: decoders * 16_000_000 };
 }
 
 /**

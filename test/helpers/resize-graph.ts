@@ -1,13 +1,12 @@
 /**
- * Resize + normalise, as Hugging Face's image processors do it, in a small ONNX graph run by ONNX
- * Runtime: RGB8 [h, w, 3] → float → Resize (bilinear or bicubic, antialiased, half-pixel centres:
- * torchvision's filter in both directions, which sharp's upscaler is not) → /255 → (x - mean) / std
- * → [1, 3, H, W]. Rescale and normalise are folded into one multiply-add on the small result.
- * Measured agreement with Hugging Face: docs/pixel-parity.md and test/image-parity.test.ts.
+ * The resize + normalise extract used before src/image/resample.ts, kept as an independent second
+ * implementation to test that one against: a small ONNX graph run by ONNX Runtime, RGB8 [h, w, 3]
+ * → float → Resize (bilinear or bicubic, antialiased, half-pixel centres) → /255 → (x - mean) /
+ * std → [1, 3, H, W], rescale and normalise folded into one multiply-add on the small result.
  */
-import { MODEL_INPUT } from '../model/contract.js';
-import { DataType, GraphBuilder, encodeModel, f, i, ints, s, type Attr } from '../onnx/builder.js';
-import type { ModelInfo } from '../model/info.js';
+import { MODEL_INPUT } from '../../src/model/contract.js';
+import { DataType, GraphBuilder, encodeModel, f, i, ints, s, type Attr } from '../../src/onnx/builder.js';
+import type { ModelInfo } from '../../src/model/info.js';
 
 export type PreprocessInfo = Pick<ModelInfo, 'family' | 'imageMean' | 'imageStd' | 'resample'>;
 
