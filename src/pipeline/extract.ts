@@ -3,7 +3,6 @@
  * cache for writing (cache/open.ts), builds the stages and runs them (extract-run.ts), and leaves
  * the cache summarised. What it returns is what the command prints.
  */
-import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
 import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
@@ -21,7 +20,7 @@ import { probeModel } from '../model/probe.js';
 import { modelWeightsSha256 } from '../model/weights-hash.js';
 import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
-import { readInputs, type Inputs } from '../source/inputs.js';
+import { checkInputPaths, readInputs, type Inputs } from '../source/inputs.js';
 import { runExtraction, RunFailure } from './extract-run.js';
 import { createImagePreparer } from './prepare.js';
 import { createProgress } from './progress.js';
@@ -102,10 +101,7 @@ function modelBatchSize(info: ModelInfo, requested: number): number {
 }
 
 export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
-  if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
-  for (const dir of r.inputs.dirs) {
-    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
-  }
+  checkInputPaths(r.inputs);
   const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
   const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
 
@@ -152,7 +148,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     let stats: ExtractStats;
     try {
       stats = await runExtraction({
-        sources: readInputs(r.inputs), slot, partId, model, info,
+        sources: readInputs(r.inputs, { slot }), partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
