@@ -36,6 +36,8 @@ export interface KeyEntry {
   origin?: Origin;
 }
 
+const keyEntry = (sha256: string, shard: string, origin: Origin | undefined): KeyEntry => (origin ? { sha256, shard, origin } : { sha256, shard });
+
 export interface DuplicateKey {
   key: string;
   /** Every live shard holding a row for the key. */
@@ -75,7 +77,7 @@ function indexKeys(shards: Iterable<ShardRecord>): { keyToEntry: Map<string, Key
       const where = seen.get(key);
       if (where) where.push(shard.file);
       else seen.set(key, [shard.file]);
-      keyToEntry.set(key, { sha256, shard: shard.file, origin });
+      keyToEntry.set(key, keyEntry(sha256, shard.file, origin));
     }
   }
   const duplicates = [...seen].filter(([, s]) => s.length > 1).map(([key, s]) => ({ key, shards: s }));
@@ -178,7 +180,7 @@ export class CacheState {
   async commit(partId: string, record: ShardRecord): Promise<void> {
     await this.append(partId, record);
     this.shards.set(record.file, { ...record, part: partId });
-    for (const [key, sha256, origin] of record.keys) this.keyToEntry.set(key, { sha256, shard: record.file, origin });
+    for (const [key, sha256, origin] of record.keys) this.keyToEntry.set(key, keyEntry(sha256, record.file, origin));
   }
 
   /** Journals that `record.replace` was rewritten as `record.by` (already in place). */
@@ -191,7 +193,7 @@ export class CacheState {
     }
     if (record.by) {
       this.shards.set(record.by.file, { ...record.by, part: partId });
-      for (const [key, sha256, origin] of record.by.keys) this.keyToEntry.set(key, { sha256, shard: record.by.file, origin });
+      for (const [key, sha256, origin] of record.by.keys) this.keyToEntry.set(key, keyEntry(sha256, record.by.file, origin));
     }
   }
 

@@ -57,12 +57,17 @@ export async function* readTar(file: string, o: ReadOptions, reading?: (r: TarRe
   const source = fs.createReadStream(abs);
   reading?.({ bytesRead: () => source.bytesRead });
   const extract = tarStream.extract();
-  const fail = (e: Error) => extract.destroy(e);
-  source.on('error', fail);
+  source.on('error', (e) => extract.destroy(e));
   let upstream: Readable = source;
+  /** Set when the gzip stream breaks: what it gave before is still read, then this is the reason. */
+  let gzipError: Error | undefined;
   if (!abs.toLowerCase().endsWith('.tar')) {
     const gunzip = zlib.createGunzip();
-    gunzip.on('error', (e) => fail(new Error(`gzip stream is corrupt (${e.message})`)));
+    gunzip.on('error', (e) => {
+      gzipError = new Error(`gzip stream is corrupt (${e.message})`);
+      // Let the tar parser finish what came before the damage (streamx's end() takes no chunk here).
+      (extract as unknown as { end(): void }).end();
+    });
     upstream = source.pipe(gunzip);
   }
   upstream.pipe(extract);
@@ -109,11 +114,13 @@ export async function* readTar(file: string, o: ReadOptions, reading?: (r: TarRe
       for await (const chunk of entry) chunks.push(chunk as Buffer);
       current.image = { member: h.name, rank: r, bytes: Buffer.concat(chunks) };
     }
+    if (gzipError) throw gzipError;
     if (current) yield finished(current);
-  } catch (e) {
+  } catch (thrown) {
+    const e = gzipError ?? thrown;
     // What was fully read before the cut is kept; what follows cannot be known.
     const code = (e as NodeJS.ErrnoException).code;
-    const lost = current?.image ? `after ${current.name}` : current ? `from ${current.name}` : last ? `after ${last}` : 'from its start';
+    const lost = current?.image ? `after ${current.name}` : current ? `from ${current.name} on` : last ? `after ${last}` : 'from its start';
     const reason = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR'
       ? `cannot read tar shard (${(e as Error).message})`
       : `tar shard cut short or corrupt (${(e as Error).message}): its samples ${lost} are lost`;
