@@ -97,7 +97,9 @@ test('tar shards and Parquet files: keys by container, origins journaled, featur
 
 test('bad containers: one error row per sample that cannot be read or per container that cannot be opened; the run goes on', async () => {
   const out = path.join(tempDir(), 'cache');
-  const bad = (n: string) => path.join(c, 'bad', n);
+  const badDir = path.join(tempDir(), 'bad'); // a copy: one file is mended below
+  fs.cpSync(path.join(c, 'bad'), badDir, { recursive: true });
+  const bad = (n: string) => path.join(badDir, n);
   const r = await extract([bad('cut.tar'), bad('corrupt.tar.gz'), bad('bad-crc.tgz'), bad('not-parquet.parquet'), bad('null-image.parquet'), bad('links.tar'), path.join(c, 'pa/images-zstd.parquet')], out);
   assert.equal(r.code, 1, r.stdout + r.stderr);
   const all = (await readShardRows(out)).map((row) => row.key);
@@ -122,6 +124,14 @@ test('bad containers: one error row per sample that cannot be read or per contai
   assert.match(errors.get('links/a')!.reason, /a\.jpg is a link/);
   assert.match(errors.get('links/b')!.reason, /sample has no image member \(members: json;/);
   assert.match(r.stdout, new RegExp(`7 failed of ${17 + crc.length} images`));
+
+  // The whole shard downloaded again: --retry-failed reads it, stores what the cut lost, and its error row goes.
+  fs.copyFileSync(path.join(c, 'img2dataset/00000.tar'), bad('cut.tar'));
+  const retry = await extract([bad('cut.tar'), '--retry-failed'], out);
+  assert.equal(retry.code, 0, retry.stdout + retry.stderr);
+  assert.deepEqual(summaryCounts(retry.stdout), { extracted: 2, skipped: 2, failed: 0, found: 4 });
+  assert.equal(readErrorsFile(out).find((e) => e.key === 'cut'), undefined);
+  assert.deepEqual((await readShardRows(out)).map((row) => row.key).filter((k) => k.startsWith('cut/')), NAMES.slice(0, 4).map((n) => `cut/${n}`));
 });
 
 test('an image column of the wrong type, or none to pick: one line naming the file, the column and the candidates', async () => {

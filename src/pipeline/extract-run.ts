@@ -22,7 +22,7 @@ import { RunTally, type ExtractStats } from './tally.js';
 import { FatalError, FirstError, TaskGroup } from './tasks.js';
 
 export interface ExtractRunOptions {
-  /** This worker's share of the inputs (source/inputs.ts partitions them). */
+  /** This worker's share of the inputs, only the failed ones with --retry-failed (source/inputs.ts picks them). */
   sources: AsyncIterable<SourceItem>;
   partId: string;
   model: ModelRunner;
@@ -35,8 +35,6 @@ export interface ExtractRunOptions {
   batchSize: number;
   /** Images decoded at once (sharp + preprocessing). */
   decodeConcurrency: number;
-  /** Only these keys (--retry-failed). */
-  onlyKeys?: ReadonlySet<string>;
   progress: Progress;
   /** Set when SIGINT/SIGTERM asks the run to stop after the work in flight. */
   stopRequested: () => boolean;
@@ -93,16 +91,13 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const decodeLimit = pLimit(o.decodeConcurrency);
   const decoding = new TaskGroup(failure);
   const seen = new Set<string>();
-  const mine = (key: string) => !o.onlyKeys || o.onlyKeys.has(key);
   for await (const item of o.sources) {
     if (failure.failed || o.stopRequested()) break;
     if ('problem' in item) {
-      if (!mine(item.problem.key)) continue;
       await tally.rejected(item.problem.key, item.problem.display, item.problem.reason);
       continue;
     }
     const image = item.image;
-    if (!mine(image.key)) continue;
     if (seen.has(image.key)) {
       tally.found();
       await tally.duplicate(image.key, image.display, 'an earlier input of this run');

@@ -148,10 +148,10 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     let stats: ExtractStats;
     try {
       stats = await runExtraction({
-        sources: readInputs(r.inputs, { slot }), partId, model, info,
+        sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key) }), partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
-        decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
+        decodeConcurrency: decoders, progress, stopRequested: stop.requested,
       });
     } catch (e) {
       progress.stop();

@@ -59,6 +59,13 @@ function namespaceOf(container: string, o: ReadOptions): string {
 export interface ReadInputsOptions {
   /** Only this worker's share: its own container files, or the keys the hash gives it. */
   slot?: { index: number; count: number };
+  /**
+   * Only these keys (--retry-failed). A container's own key (it could not be opened or read to
+   * its end) brings back every sample of it.
+   */
+  onlyKeys?: ReadonlySet<string>;
+  /** A container was read to its end: an earlier error row naming it (by its key) is over. */
+  onContainerRead?: (key: string) => void;
   /** Each tar shard as it is opened, for byte progress. */
   onTar?: (file: string, reading: TarReading) => void;
 }
@@ -66,29 +73,40 @@ export interface ReadInputsOptions {
 export async function* readInputs(inputs: Inputs, o: ReadInputsOptions = {}): AsyncGenerator<SourceItem> {
   const containers = inputs.paths.filter((p) => inputKind(p) !== 'dir').map((p) => path.resolve(p));
   const owned = o.slot ? ownedContainers(containers, o.slot) : undefined;
-  const byHash = (item: SourceItem) => !o.slot || workerOfKey('image' in item ? item.image.key : item.problem.key, o.slot.count) === o.slot.index;
+  const keyOf = (item: SourceItem) => ('image' in item ? item.image.key : item.problem.key);
+  const byHash = (key: string) => !o.slot || workerOfKey(key, o.slot.count) === o.slot.index;
+  const wanted = (key: string, namespace?: string) => !o.onlyKeys || o.onlyKeys.has(key) || (namespace !== undefined && o.onlyKeys.has(namespace));
   /** Key namespace (prefix + shard name) → the container that took it. */
   const namespaces = new Map<string, string>();
 
-  async function* container(p: string, mine: (item: SourceItem) => boolean): AsyncGenerator<SourceItem> {
+  async function* container(p: string, mine: (key: string) => boolean): AsyncGenerator<SourceItem> {
     const abs = path.resolve(p);
     const opts = readOptionsOf(inputs, p);
     const namespace = namespaceOf(abs, opts);
     const first = namespaces.get(namespace);
     if (first !== undefined && first !== abs) {
       // Two shards named alike (00000.tar from two folders) would give the same keys.
-      const item: SourceItem = { problem: { key: namespace, display: abs, reason: `duplicate key: ${first} already gives the keys ${namespace}/...; pass this one with --key-prefix in its own run, or rename it` } };
-      if (mine(item)) yield item;
+      if (wanted(namespace) && mine(namespace)) {
+        yield { problem: { key: namespace, display: abs, reason: `duplicate key: ${first} already gives the keys ${namespace}/...; pass this one with --key-prefix in its own run, or rename it` } };
+      }
       return;
     }
     namespaces.set(namespace, abs);
+    // --retry-failed: a container none of whose keys failed is not opened (keys from --key-column carry no namespace).
+    const retried = [...(o.onlyKeys ?? [])].some((k) => k === namespace || k.startsWith(`${namespace}/`));
+    if (o.onlyKeys && !retried && opts.keyColumn === undefined) return;
     const items = inputKind(abs) === 'tar' ? readTar(abs, opts, (r) => o.onTar?.(abs, r)) : readParquet(abs, opts);
-    for await (const item of items) if (mine(item)) yield item;
+    let whole = true;
+    for await (const item of items) {
+      if ('problem' in item && item.problem.key === namespace) whole = false;
+      if (wanted(keyOf(item), namespace) && mine(keyOf(item))) yield item;
+    }
+    if (whole) o.onContainerRead?.(namespace);
   }
 
   for (const p of inputs.paths) {
     if (inputKind(p) === 'dir') {
-      for await (const item of walkDirectory(p, readOptionsOf(inputs, p).keyPrefix)) if (byHash(item)) yield item;
+      for await (const item of walkDirectory(p, readOptionsOf(inputs, p).keyPrefix)) if (wanted(keyOf(item)) && byHash(keyOf(item))) yield item;
     } else if (!owned) {
       yield* container(p, byHash);
     } else if (owned.has(path.resolve(p))) {
@@ -102,11 +120,12 @@ export async function* readInputs(inputs: Inputs, o: ReadInputsOptions = {}): As
   for (const list of inputs.lists) {
     const prefix = readOptionsOf(inputs, list).keyPrefix;
     for await (const { key, abs } of readListEntries(list)) {
-      if (inputKind(abs) !== 'dir') yield* container(abs, byHash);
-      else {
-        const item: SourceItem = { image: fileImage(`${prefix}${key}`, abs, abs) };
-        if (byHash(item)) yield item;
+      if (inputKind(abs) !== 'dir') {
+        yield* container(abs, byHash);
+        continue;
       }
+      const image = fileImage(`${prefix}${key}`, abs, abs);
+      if (wanted(image.key) && byHash(image.key)) yield { image };
     }
   }
 }
