@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CacheState } from '../src/cache/manifest.js';
 import { FAULT_ENV } from '../src/core/fault-point.js';
+import { countAhead, type AheadCount } from '../src/source/count.js';
 import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
@@ -247,6 +248,23 @@ test('workers: with as many containers as workers each opens only its own files;
   const m = await runCli(['merge', out, ...shards.flatMap((s) => ['--images', s])]);
   assert.equal(m.code, 0, m.stdout + m.stderr);
   assert.match(m.stdout, /12 rows .* gaps: 0 images/s);
+});
+
+test('progress counts ahead: folders walked, Parquet rows from footers, tar shards by their bytes; workers count their own share', async () => {
+  const inputs = { paths: [images, path.join(c, 'hf/train-00000-of-00001.parquet'), path.join(c, 'img2dataset/00000.tar')], lists: [] };
+  const count = async (index: number, n: number) => {
+    let last: AheadCount | undefined;
+    await countAhead(inputs, { index, count: n }, (x) => void (last = x), () => false);
+    return last!;
+  };
+  assert.deepEqual(await count(0, 1), { images: 12, final: false, tarBytes: fs.statSync(inputs.paths[2]!).size });
+  const parquetOnly = { paths: [images, path.join(c, 'pa/images-zstd.parquet')], lists: [] };
+  let whole: AheadCount | undefined;
+  await countAhead(parquetOnly, { index: 0, count: 1 }, (x) => void (whole = x), () => false);
+  assert.deepEqual(whole, { images: 12, final: true, tarBytes: 0 });
+  // Fewer containers than workers: the key hash splits rows and files, and the shares add up.
+  const shares = await Promise.all([0, 1, 2].map((k) => count(k, 3)));
+  assert.equal(shares.reduce((n, s) => n + s.images, 0), 12);
 });
 
 async function sha(file: string): Promise<string> {

@@ -20,7 +20,9 @@ import { probeModel } from '../model/probe.js';
 import { modelWeightsSha256 } from '../model/weights-hash.js';
 import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
+import { countAhead } from '../source/count.js';
 import { checkInputPaths, readInputs, type Inputs } from '../source/inputs.js';
+import type { TarReading } from '../source/tar.js';
 import { runExtraction, RunFailure } from './extract-run.js';
 import { createImagePreparer } from './prepare.js';
 import { createProgress } from './progress.js';
@@ -145,10 +147,16 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     cleanups.push(async () => stop.close());
 
     const progress = createProgress({ label: 'extract', quiet: r.quiet });
+    const tarReads: TarReading[] = [];
+    progress.tarBytesRead(() => tarReads.reduce((n, t) => n + t.bytesRead(), 0));
+    // The total, ahead of extraction (not for --retry-failed: its few keys are found as read).
+    let counting = !r.quiet && !onlyKeys;
+    cleanups.push(async () => void (counting = false));
+    if (counting) void countAhead(r.inputs, slot, (c) => progress.ahead(c), () => !counting).catch(() => undefined);
     let stats: ExtractStats;
     try {
       stats = await runExtraction({
-        sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key) }), partId, model, info,
+        sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key), onTar: (_, reading) => tarReads.push(reading) }), partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, progress, stopRequested: stop.requested,
