@@ -6,12 +6,15 @@
  * workers.
  */
 import { before, test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CacheState } from '../src/cache/manifest.js';
 import { FAULT_ENV } from '../src/core/fault-point.js';
 import { countAhead, type AheadCount } from '../src/source/count.js';
+import { readParquet } from '../src/source/parquet.js';
+import { withDefaults } from '../src/source/read-options.js';
 import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
@@ -267,7 +270,22 @@ test('progress counts ahead: folders walked, Parquet rows from footers, tar shar
   assert.equal(shares.reduce((n, s) => n + s.images, 0), 12);
 });
 
+test('a large row group is read in slices of rows (through its page index), giving the same rows', async () => {
+  const file = path.join(c, 'hf/train-00000-of-00001.parquet'); // one row group, page index written by datasets
+  const read = async (sliceBytes?: number) => {
+    const out: Array<[string, string]> = [];
+    for await (const item of readParquet(file, withDefaults({}), undefined, sliceBytes)) {
+      assert.ok('image' in item);
+      out.push([item.image.key, createHash('sha256').update(await item.image.read()).digest('hex')]);
+    }
+    return out;
+  };
+  const whole = await read();
+  assert.equal(whole.length, 6);
+  assert.deepEqual(await read(1), whole, 'one row a slice');
+  assert.deepEqual(await read(5000), whole, 'a few rows a slice');
+});
+
 async function sha(file: string): Promise<string> {
-  const { createHash } = await import('node:crypto');
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }

@@ -55,14 +55,14 @@ function keyOfValue(v: unknown): string | undefined {
 }
 
 /** Row slices [start, end) covering the file, each holding at most about SLICE_BYTES of images. */
-function slices(metadata: FileMetaData, column: string): Array<[number, number]> {
+function slices(metadata: FileMetaData, column: string, sliceBytes: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let start = 0;
   for (const group of metadata.row_groups) {
     const rows = Number(group.num_rows);
     const chunk = group.columns.find((c) => c.meta_data?.path_in_schema[0] === column);
     const bytes = Number(chunk?.meta_data?.total_uncompressed_size ?? 0);
-    const step = bytes <= SLICE_BYTES ? rows : Math.max(1, Math.floor((rows * SLICE_BYTES) / bytes));
+    const step = bytes <= sliceBytes ? rows : Math.max(1, Math.floor((rows * sliceBytes) / bytes));
     for (let s = 0; s < rows; s += step) out.push([start + s, start + Math.min(rows, s + step)]);
     start += rows;
   }
@@ -94,8 +94,11 @@ export async function parquetRowCount(file: string): Promise<number | undefined>
   return 'problem' in opened ? undefined : Number(opened.metadata.num_rows);
 }
 
-/** Every row of one file, in order. A file that cannot be read gives one problem naming it. */
-export async function* readParquet(file: string, o: ReadOptions, only?: ReadonlySet<number>): AsyncGenerator<SourceItem> {
+/**
+ * Every row of one file, in order (only the rows `only` names, when given). A file that cannot be
+ * read gives one problem naming it.
+ */
+export async function* readParquet(file: string, o: ReadOptions, only?: ReadonlySet<number>, sliceBytes = SLICE_BYTES): AsyncGenerator<SourceItem> {
   const abs = path.resolve(file);
   const stem = path.basename(abs).replace(/\.parquet$/i, '');
   const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
@@ -109,7 +112,7 @@ export async function* readParquet(file: string, o: ReadOptions, only?: Readonly
   }
   const columns = o.keyColumn !== undefined && o.keyColumn !== column.name ? [column.name, o.keyColumn] : [column.name];
 
-  for (const [start, end] of slices(opened.metadata, column.name)) {
+  for (const [start, end] of slices(opened.metadata, column.name, sliceBytes)) {
     if (only && ![...only].some((r) => r >= start && r < end)) continue;
     let rows: Record<string, unknown>[];
     try {
