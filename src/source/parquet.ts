@@ -1,9 +1,10 @@
 /**
  * Parquet files with an image column as a source: Hugging Face datasets' Image feature (a struct
- * {bytes, path}) or a plain binary column. Read a slice of rows at a time with hyparquet (zstd and
- * the other codecs from hyparquet-compressors), only the image and key columns. A row group's
- * image column is read whole when it is small; a large one is read in slices, and with a page
- * index (pyarrow write_page_index=True) only the pages of each slice are read.
+ * {bytes, path}) or a plain binary column, read with hyparquet (zstd and the other codecs from
+ * hyparquet-compressors), only the image and key columns, a slice of rows at a time and the next
+ * one while the current one is extracted. A row group's image column is one slice when it is
+ * small; a large one is cut into slices, and with a page index (pyarrow write_page_index=True)
+ * only the pages of each slice are read.
  */
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
@@ -112,16 +113,20 @@ export async function* readParquet(file: string, o: ReadOptions, only?: Readonly
   }
   const columns = o.keyColumn !== undefined && o.keyColumn !== column.name ? [column.name, o.keyColumn] : [column.name];
 
-  for (const [start, end] of slices(opened.metadata, column.name, sliceBytes)) {
-    if (only && ![...only].some((r) => r >= start && r < end)) continue;
-    let rows: Record<string, unknown>[];
-    try {
-      // utf8: false keeps unannotated binary as bytes (UTF8-annotated columns stay strings).
-      rows = await parquetReadObjects({ file: opened.file, metadata: opened.metadata, columns, rowStart: start, rowEnd: end, compressors, useOffsetIndex: true, utf8: false });
-    } catch (e) {
+  const plan = slices(opened.metadata, column.name, sliceBytes).filter(([start, end]) => !only || [...only].some((r) => r >= start && r < end));
+  // The next slice is read while this one's images are extracted, so the run never waits on the file.
+  const readSlice = ([start, end]: [number, number]): Promise<Record<string, unknown>[] | Error> =>
+    parquetReadObjects({ file: opened.file, metadata: opened.metadata, columns, rowStart: start, rowEnd: end, compressors, useOffsetIndex: true, utf8: false })
+      .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  let next = plan.length ? readSlice(plan[0]!) : undefined;
+  for (let s = 0; s < plan.length; s++) {
+    const [start, end] = plan[s]!;
+    const rows = await next!;
+    next = s + 1 < plan.length ? readSlice(plan[s + 1]!) : undefined;
+    if (rows instanceof Error) {
       // Rows of a slice that cannot be decoded: one error row each, then the next slice.
       for (let row = start; row < end; row++) {
-        if (!only || only.has(row)) yield { problem: { key: `${o.keyPrefix}${stem}/${row}`, display: `${abs}:row ${row}`, reason: `cannot decode the row (${(e as Error).message})` } };
+        if (!only || only.has(row)) yield { problem: { key: `${o.keyPrefix}${stem}/${row}`, display: `${abs}:row ${row}`, reason: `cannot decode the row (${rows.message})` } };
       }
       continue;
     }
