@@ -15,6 +15,12 @@ import type { SourceItem } from './types.js';
 
 /** Image bytes per read: a row group's image column larger than this is read in slices. */
 const SLICE_BYTES = 64 * 2 ** 20;
+/**
+ * With a page index a slice reads only its own pages, so slices can be small: the first one
+ * smaller still, so extraction starts at once instead of after a whole row group.
+ */
+const INDEXED_SLICE_BYTES = 8 * 2 ** 20;
+const FIRST_SLICE_BYTES = 2 ** 20;
 
 export function isParquetFile(file: string): boolean {
   return file.toLowerCase().endsWith('.parquet');
@@ -55,16 +61,22 @@ function keyOfValue(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Row slices [start, end) covering the file, each holding at most about SLICE_BYTES of images. */
-function slices(metadata: FileMetaData, column: string, sliceBytes: number): Array<[number, number]> {
+/** Row slices [start, end) covering the file, each holding about `sliceBytes` of images at most (default: by the rules above). */
+function slices(metadata: FileMetaData, column: string, sliceBytes?: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let start = 0;
   for (const group of metadata.row_groups) {
     const rows = Number(group.num_rows);
     const chunk = group.columns.find((c) => c.meta_data?.path_in_schema[0] === column);
     const bytes = Number(chunk?.meta_data?.total_uncompressed_size ?? 0);
-    const step = bytes <= sliceBytes ? rows : Math.max(1, Math.floor((rows * sliceBytes) / bytes));
-    for (let s = 0; s < rows; s += step) out.push([start + s, start + Math.min(rows, s + step)]);
+    const indexed = chunk?.offset_index_offset !== undefined;
+    const rowsIn = (limit: number) => (bytes <= limit ? rows : Math.max(1, Math.floor((rows * limit) / bytes)));
+    for (let s = 0; s < rows; ) {
+      const limit = sliceBytes ?? (!indexed ? SLICE_BYTES : out.length === 0 ? FIRST_SLICE_BYTES : INDEXED_SLICE_BYTES);
+      const end = Math.min(rows, s + rowsIn(limit));
+      out.push([start + s, start + end]);
+      s = end;
+    }
     start += rows;
   }
   return out;
@@ -99,7 +111,7 @@ export async function parquetRowCount(file: string): Promise<number | undefined>
  * Every row of one file, in order (only the rows `only` names, when given). A file that cannot be
  * read gives one problem naming it.
  */
-export async function* readParquet(file: string, o: ReadOptions, only?: ReadonlySet<number>, sliceBytes = SLICE_BYTES): AsyncGenerator<SourceItem> {
+export async function* readParquet(file: string, o: ReadOptions, only?: ReadonlySet<number>, sliceBytes?: number): AsyncGenerator<SourceItem> {
   const abs = path.resolve(file);
   const stem = path.basename(abs).replace(/\.parquet$/i, '');
   const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
