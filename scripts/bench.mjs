@@ -133,7 +133,8 @@ async function transformersJs(modelPath, images, side) {
 
 /**
  * The same images from a folder, a tar shard and a Parquet file, extract run on each in turn
- * (folder, tar, Parquet per round): the containers must be at least as fast as the folder.
+ * (folder, tar, Parquet, then the other way round): the containers must be at least as fast as
+ * the folder.
  */
 async function containerSources(images, model, flags) {
   const { default: tarStream } = await import('tar-stream');
@@ -150,7 +151,9 @@ async function containerSources(images, model, flags) {
   const seconds = { folder: 0, tar: 0, parquet: 0 };
   for (let r = 0; r < ROUNDS; r++) {
     console.error(`bench: folder / tar / Parquet, round ${r + 1}/${ROUNDS}`);
-    for (const [kind, input] of [['folder', images], ['tar', tar], ['parquet', parquet]]) seconds[kind] += runExtract(input, model, flags).seconds;
+    // This machine's speed drifts: the order turns round each round, so no source always goes first.
+    const order = [['folder', images], ['tar', tar], ['parquet', parquet]];
+    for (const [kind, input] of r % 2 ? order.reverse() : order) seconds[kind] += runExtract(input, model, flags).seconds;
   }
   const rate = (kind) => (ROUNDS * files.length) / seconds[kind];
   return {
