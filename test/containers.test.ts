@@ -15,6 +15,7 @@ import { FAULT_ENV } from '../src/core/fault-point.js';
 import { countAhead, type AheadCount } from '../src/source/count.js';
 import { readParquet } from '../src/source/parquet.js';
 import { withDefaults } from '../src/source/read-options.js';
+import { buildBadCorpus } from './fixtures/bad-corpus.js';
 import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel, type TinyModel } from './fixtures/tiny-model.js';
@@ -136,6 +137,20 @@ test('bad containers: one error row per sample that cannot be read or per contai
   assert.deepEqual(summaryCounts(retry.stdout), { extracted: 2, skipped: 2, failed: 0, found: 4 });
   assert.equal(readErrorsFile(out).find((e) => e.key === 'cut'), undefined);
   assert.deepEqual((await readShardRows(out)).map((row) => row.key).filter((k) => k.startsWith('cut/')), NAMES.slice(0, 4).map((n) => `cut/${n}`));
+});
+
+test('--max-pixels refuses a decompression bomb inside a tar shard from its header, naming the shard and the member', async () => {
+  const root = tempDir();
+  await buildBadCorpus(path.join(root, 'corpus'));
+  const shard = path.join(root, 'bombs.tar');
+  await pythonStdout(['-c', 'import sys, tarfile\nwith tarfile.open(sys.argv[2], "w") as t: t.add(sys.argv[1], arcname="bomb.png")', path.join(root, 'corpus', 'bomb.png'), shard]);
+  const out = path.join(root, 'cache');
+  const r = await extract([shard], out);
+  assert.equal(r.code, 1);
+  const [e] = readErrorsFile(out);
+  assert.equal(e?.key, 'bombs/bomb');
+  assert.equal(e?.path, `${shard}:bomb.png`);
+  assert.match(e?.reason ?? '', /100000x100000 = 10000000000 pixels is over the limit of 100000000 \(--max-pixels\); not decoded/);
 });
 
 test('an image column of the wrong type, or none to pick: one line naming the file, the column and the candidates', async () => {
