@@ -114,13 +114,15 @@ export interface RecomputeOptions {
   seed: number;
   /** What extract read: where the sampled rows' images are found again. */
   inputs: Inputs;
+  /** Read each row's recorded origin (a file, a tar member, a Parquet row) rather than look its key up in `inputs`. */
+  byOrigin: boolean;
   model: LoadedModel;
 }
 
 export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
   const rec = new CheckRecorder('recompute');
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
-  const files = await locateKeys(o.inputs, new Map(sample.map((r) => [r.key, r.origin])));
+  const files = await locateKeys(o.inputs, new Map(sample.map((r) => [r.key, o.byOrigin ? r.origin : undefined])));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
   const preparers = new Map<string, ImagePreparer>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();

@@ -75,7 +75,7 @@ interface Plan {
   inputs?: Inputs | { skipped: string };
   model?: string;
   /** Rows to recompute and where their images are, or why not (undefined: none). */
-  recompute?: { count: number; inputs: Inputs } | { skipped: string };
+  recompute?: { count: number; inputs: Inputs; byOrigin: boolean } | { skipped: string };
 }
 
 /** The images to check: the flags', else the recorded ones, else why there are none. */
@@ -102,7 +102,9 @@ async function planChecks(t: ReadTarget, o: ValidateOptions): Promise<Plan> {
   }
   const model = o.model ?? (record ? await recordedModelPath(record.models) : undefined);
   if (model === undefined) return cannot('no model: pass --model, the model the cache was made with', '--recompute needs --model: the model to extract the sampled rows with');
-  return { inputs, model, recompute: { count, inputs } };
+  // The recorded inputs: each row's recorded origin is read again. Inputs given by flag say where the images are now.
+  const byOrigin = !(o.images?.length || o.list?.length);
+  return { inputs, model, recompute: { count, inputs, byOrigin } };
 }
 
 export async function validate(target: string, o: ValidateOptions): Promise<ValidationReport> {
