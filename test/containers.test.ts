@@ -184,6 +184,19 @@ test('--key-column, --key-prefix and --image-ext; validate and merge read the in
   assert.match(m.stdout, /gaps: 0 images/);
 });
 
+test('a list may name containers beside image files; validate reads the list the same way', async () => {
+  const list = path.join(work, 'mixed.txt');
+  fs.writeFileSync(list, `containers/img2dataset/00001.tar.gz\nimages/${NAMES[0]}.jpg\ncontainers/pa/images-zstd.parquet\n`);
+  const out = path.join(tempDir(), 'cache');
+  const r = await runCli(['extract', '--list', list, '--out', out, '--model', model.onnx, ...BUCKET]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const keys = (await readShardRows(out)).map((row) => row.key);
+  assert.deepEqual(keys, [...NAMES.slice(4).map((n) => `00001/${n}`), ...NAMES.map((_, k) => `images-zstd/${k}`), `images/${NAMES[0]}.jpg`].sort());
+  const v = await runCli(['validate', out]);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  assert.match(v.stdout, /9 images in --list .*: 9 stored/);
+});
+
 test('duplicate keys across inputs, in one run and across runs: error rows in errors.jsonl and the summary, never a silent replacement', async () => {
   const root = tempDir();
   const one = path.join(root, 'one');
