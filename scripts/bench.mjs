@@ -1,14 +1,15 @@
 // npm run bench: end-to-end `dinofeat extract` vs the bare model on the same bucket shapes, and
 // vs the transformers.js image-feature-extraction pipeline, in one run. This machine's speed
 // drifts by several percent from one minute to the next, so the bare model and extract are
-// measured in turns (bare, extract, bare, extract) and compared on their sums.
+// measured in turns (bare, extract, bare, extract) and compared on their sums. The same images
+// from a tar shard and a Parquet file are timed against the folder they came from.
 // Writes bench/results.json.
 //
 // The image stage is also measured against the decode floor (the work any exact pipeline does):
 // extract with a tiny model vs read + sha256 + full-frame decode + the bare model, and
 // --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part.
 //
-//   node scripts/bench.mjs [--images N] [--quick] [--image-stage]
+//   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -25,6 +26,8 @@ const arg = (name, fallback) => {
   return k > 0 ? process.argv[k + 1] : fallback;
 };
 const quick = process.argv.includes('--quick');
+/** Only the folder / tar / Parquet row (tiny model): minutes less on a shared machine. */
+const containersOnly = process.argv.includes('--containers-only');
 const N = Number(arg('--images', quick ? 16 : 32));
 const ROUNDS = quick ? 1 : 2;
 const BATCH = 4;
@@ -131,6 +134,41 @@ async function transformersJs(modelPath, images, side) {
   const seconds = (performance.now() - t) / 1000;
   await extractor.dispose?.();
   return { imagesPerSecond: files.length / seconds, inputSize: `${side}x${side}` };
+}
+
+/**
+ * The same images from a folder, a tar shard and a Parquet file, extract run on each in turn
+ * (folder, tar, Parquet, then the other way round): the containers must be at least as fast as
+ * the folder.
+ */
+async function containerSources(images, model, flags) {
+  const { default: tarStream } = await import('tar-stream');
+  const { parquetWriteFile } = await import('hyparquet-writer');
+  const files = fs.readdirSync(images).sort();
+  const tar = path.join(work, 'shard.tar');
+  const pack = tarStream.pack();
+  const written = new Promise((resolve, reject) => pack.pipe(fs.createWriteStream(tar)).on('finish', resolve).on('error', reject));
+  for (const f of files) pack.entry({ name: f }, fs.readFileSync(path.join(images, f)));
+  pack.finalize();
+  await written;
+  const parquet = path.join(work, 'images.parquet');
+  parquetWriteFile({ filename: parquet, columnData: [{ name: 'image', data: files.map((f) => new Uint8Array(fs.readFileSync(path.join(images, f)))), type: 'BYTE_ARRAY' }] });
+  const seconds = { folder: 0, tar: 0, parquet: 0 };
+  for (let r = 0; r < ROUNDS; r++) {
+    console.error(`bench: folder / tar / Parquet, round ${r + 1}/${ROUNDS}`);
+    // This machine's speed drifts: the order turns round each round, so no source always goes first.
+    const order = [['folder', images], ['tar', tar], ['parquet', parquet]];
+    for (const [kind, input] of r % 2 ? order.reverse() : order) seconds[kind] += runExtract(input, model, flags).seconds;
+  }
+  const rate = (kind) => (ROUNDS * files.length) / seconds[kind];
+  return {
+    flags: flags.join(' '),
+    folderImagesPerSecond: rate('folder'),
+    tarImagesPerSecond: rate('tar'),
+    parquetImagesPerSecond: rate('parquet'),
+    ratioTarVsFolder: seconds.folder / seconds.tar,
+    ratioParquetVsFolder: seconds.folder / seconds.parquet,
+  };
 }
 
 function ensureModel(size) {
@@ -253,7 +291,7 @@ const configs = [
   { name: 'tiny test model (hidden 64, 2 layers)', size: 'tiny', dinoScale: 0.25, tjsSide: 256 },
   { name: 'ViT-S/16-shaped (21.6M params)', size: 'vits16', dinoScale: quick ? 0.5 : 1, tjsSide: quick ? 512 : 1024 },
 ];
-for (const c of configs) {
+for (const c of containersOnly ? [] : configs) {
   const model = ensureModel(c.size);
   const flags = ['--buckets', 'sdxl', '--dino-scale', String(c.dinoScale)];
   const perBucket = await bucketCounts(model, images, c.dinoScale);
@@ -299,10 +337,10 @@ for (const c of configs) {
 
 // Memory: peak RSS of extract (tiny model) as the image count grows; the sets are hard links of
 // the generated images, so the curve measures extract, not the variety of the images.
-console.error(`bench: peak RSS for ${MEMORY_SIZES.join(', ')} images`);
 const tiny = ensureModel('tiny');
 results.memory = { model: configs[0].name, points: [] };
-for (const count of MEMORY_SIZES) {
+for (const count of containersOnly ? [] : MEMORY_SIZES) {
+  console.error(`bench: peak RSS for ${count} images`);
   const dir = path.join(work, `images-${count}`);
   linkImages(images, dir, count);
   const { peakRssMiB } = runExtract(dir, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
@@ -311,32 +349,42 @@ for (const count of MEMORY_SIZES) {
 }
 const rssAt = (count) => results.memory.points.find((p) => p.images === count)?.peakRssMiB;
 const [m1, m4] = MEMORY_SIZES.slice(-2);
-results.memory.ratioLast4xVs1x = rssAt(m4) / rssAt(m1);
+results.memory.ratioLast4xVs1x = containersOnly ? undefined : rssAt(m4) / rssAt(m1);
+
+results.containers = await containerSources(images, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
 
 // Host rows (scripts/bench-host.mjs): main-thread CPU per image, --batch-size auto against 4 for
 // each config above, and peak memory over the bare model at 1024² on camera-sized JPEGs.
 const host = await import('./bench-host.mjs');
-results.host = { mainThread: await host.mainThreadBudget({ quick }), batch: {} };
-for (const c of configs) {
-  console.error(`bench: --batch-size auto against 4, ${c.name}`);
-  results.host.batch[c.name] = host.batchAutoVsFixed({ model: ensureModel(c.size), images, work, flags: ['--buckets', 'sdxl', '--dino-scale', String(c.dinoScale)], rounds: ROUNDS });
+if (!containersOnly) {
+  results.host = { mainThread: await host.mainThreadBudget({ quick }), batch: {} };
+  for (const c of configs) {
+    console.error(`bench: --batch-size auto against 4, ${c.name}`);
+    results.host.batch[c.name] = host.batchAutoVsFixed({ model: ensureModel(c.size), images, work, flags: ['--buckets', 'sdxl', '--dino-scale', String(c.dinoScale)], rounds: ROUNDS });
+  }
+  console.error('bench: memory over the bare model at 1024²');
+  const camera = path.join(work, 'camera');
+  await host.makeCameraImages(camera, quick ? 8 : 24); // 24 as in issue 12: more images than the pipeline holds at once
+  results.host.memory = host.memoryOverBare({ model: ensureModel('vits16'), images: camera, work });
+  results.imageStage = await imageStageBench();
 }
-console.error('bench: memory over the bare model at 1024²');
-const camera = path.join(work, 'camera');
-await host.makeCameraImages(camera, quick ? 8 : 24); // 24 as in issue 12: more images than the pipeline holds at once
-results.host.memory = host.memoryOverBare({ model: ensureModel('vits16'), images: camera, work });
-results.imageStage = await imageStageBench();
 
 fs.mkdirSync(path.join(root, 'bench'), { recursive: true });
-fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+fs.writeFileSync(path.join(root, 'bench', containersOnly ? 'results-containers.json' : 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 const rate = (v) => v.toFixed(v < 10 ? 2 : 1);
 console.log(`\n${results.date.slice(0, 10)} · ${results.machine} · ${N} images, batch ${BATCH}, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''} of bare model and extract in turn\n`);
-console.log('| model | buckets | bare model img/s | extract img/s | ratio (per round) | transformers.js img/s | its ratio to bare model at its input | speed-up | extract peak RSS | stored bytes/img (fp16) | raw fp32 bytes/img |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-for (const r of Object.values(results.models)) {
-  console.log(`| ${r.name} | ${r.flags} | ${rate(r.bareImagesPerSecond)} | ${rate(r.endToEndImagesPerSecond)} | **${r.ratioEndToEndVsBare.toFixed(3)}** (${r.ratioPerRound.map((x) => x.toFixed(3)).join(', ')}) | ${rate(r.transformersJsImagesPerSecond)} (${r.transformersJsInput}) | ${r.transformersJsRatioVsBare.toFixed(3)} (bare ${rate(r.bareSquareImagesPerSecond)}) | ${r.speedupVsTransformersJs.toFixed(2)}x | ${r.extractPeakRssMiB} MiB | ${(r.bytesPerImage / 1024).toFixed(1)} KiB | ${(r.rawFloat32BytesPerImage / 1024).toFixed(1)} KiB |`);
+if (!containersOnly) {
+  console.log('| model | buckets | bare model img/s | extract img/s | ratio (per round) | transformers.js img/s | its ratio to bare model at its input | speed-up | extract peak RSS | stored bytes/img (fp16) | raw fp32 bytes/img |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of Object.values(results.models)) {
+    console.log(`| ${r.name} | ${r.flags} | ${rate(r.bareImagesPerSecond)} | ${rate(r.endToEndImagesPerSecond)} | **${r.ratioEndToEndVsBare.toFixed(3)}** (${r.ratioPerRound.map((x) => x.toFixed(3)).join(', ')}) | ${rate(r.transformersJsImagesPerSecond)} (${r.transformersJsInput}) | ${r.transformersJsRatioVsBare.toFixed(3)} (bare ${rate(r.bareSquareImagesPerSecond)}) | ${r.speedupVsTransformersJs.toFixed(2)}x | ${r.extractPeakRssMiB} MiB | ${(r.bytesPerImage / 1024).toFixed(1)} KiB | ${(r.rawFloat32BytesPerImage / 1024).toFixed(1)} KiB |`);
+  }
+  console.log(`\npeak RSS of extract, tiny model: ${results.memory.points.map((p) => `${p.images} images ${p.peakRssMiB} MiB`).join(', ')}; ${m4} vs ${m1} images ×${results.memory.ratioLast4xVs1x.toFixed(2)}`);
 }
-console.log(`\npeak RSS of extract, tiny model: ${results.memory.points.map((p) => `${p.images} images ${p.peakRssMiB} MiB`).join(', ')}; ${m4} vs ${m1} images ×${results.memory.ratioLast4xVs1x.toFixed(2)}`);
-host.printHostRows(results.host);
-printImageStage(results.imageStage);
+if (!containersOnly) {
+  host.printHostRows(results.host);
+  printImageStage(results.imageStage);
+}
+const k = results.containers;
+console.log(`\nsame ${N} images, tiny model (${k.flags}): folder ${rate(k.folderImagesPerSecond)} img/s, tar ${rate(k.tarImagesPerSecond)} img/s (×${k.ratioTarVsFolder.toFixed(2)}), Parquet ${rate(k.parquetImagesPerSecond)} img/s (×${k.ratioParquetVsFolder.toFixed(2)})`);
 fs.rmSync(work, { recursive: true, force: true });

@@ -7,7 +7,7 @@
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { SHARD_FORMATS, TENSOR_DTYPES } from './shard/schema.js';
 import { dropOutputAfterClose } from './cli/closed-output.js';
-import { DEFAULT_CACHE_DIR, bucketFlags, inputFlags, listFlag, modelFlag, runtimeFlags } from './cli/flags.js';
+import { DEFAULT_CACHE_DIR, bucketFlags, inputFlags, listFlag, modelFlag, readFlags, runtimeFlags } from './cli/flags.js';
 import { nonNegativeInt, positiveInt, positiveIntOrAuto } from './cli/parsers.js';
 import { EXIT, isUserError } from './core/errors.js';
 import { PRECISIONS } from './model/info.js';
@@ -26,8 +26,8 @@ function buildProgram(setExit: (code: number) => void): Command {
   const extract = program
     .command('extract')
     .description('extract CLS and patch features of every image into Parquet / Arrow shards (resumable)')
-    .argument('[inputs...]', 'image directories, walked recursively');
-  const extractSources = listFlag(extract).option('-o, --out <dir>', 'cache directory', DEFAULT_CACHE_DIR);
+    .argument('[inputs...]', 'image directories (walked recursively), tar shards (.tar, .tar.gz, .tgz) and Parquet files');
+  const extractSources = readFlags(listFlag(extract)).option('-o, --out <dir>', 'cache directory', DEFAULT_CACHE_DIR);
   const extractModel = modelFlag(extractSources, 'model.onnx or a Hugging Face checkpoint directory (default: $DINOFEAT_MODEL, then the default pulled model)')
     .option('--patch-size <n>', 'patch size of a foreign ONNX export without dinofeat metadata', positiveInt('--patch-size'))
     .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'));
@@ -46,7 +46,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
     .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
     .option('--retry-failed', 'only re-attempt images listed in errors.jsonl')
-    .option('--num-workers <n>', 'split the images over N workers by a hash of the key', positiveInt('--num-workers'))
+    .option('--num-workers <n>', 'split the images over N workers (by container file when there are at least N, else by a hash of the key)', positiveInt('--num-workers'))
     .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
     .option('-q, --quiet', 'no progress output, only the summary')
     .addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).')

@@ -12,6 +12,7 @@ import type { PreparedPixels } from '../src/pipeline/prepare.js';
 import type { ModelRunner } from '../src/pipeline/scheduler.js';
 import { createProgress } from '../src/pipeline/progress.js';
 import type { SourceItem } from '../src/source/types.js';
+import { fileImage } from '../src/source/file-image.js';
 import { HIDDEN, MODEL, NUM_REGISTERS, shardMeta } from './fixtures/feature-rows.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -50,7 +51,7 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
     const key = `img${k}.png`;
     fs.writeFileSync(path.join(files, key), `image ${k}`);
     ids.set(key, k + 1);
-    sources.push({ image: { key, path: path.join(files, key), display: key } });
+    sources.push({ image: fileImage(key, path.join(files, key), key) });
   }
   const out = path.join(dir, 'cache');
   fs.mkdirSync(out);
@@ -59,7 +60,6 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
   const fake = scriptedModel(modelMs);
   const stats = await runExtraction({
     sources: (async function* () { yield* sources; })(),
-    slot: { index: 0, count: 1, origin: 'test' },
     partId: '0',
     model: fake.model,
     info: MODEL,

@@ -26,7 +26,7 @@ const quiet = () => createProgress({ label: 'test', quiet: true });
 /** An image of `id` in a 32x32 bucket: every pixel holds the id, so its row can be traced. */
 function pending(id: number, side = 32): PendingImage {
   return {
-    key: `img${id}`, sha256: String(id).padStart(64, '0'), display: `img${id}.png`, bucketKey: `${side}x${side}`,
+    key: `img${id}`, sha256: String(id).padStart(64, '0'), display: `img${id}.png`, origin: { file: `img${id}.png` }, bucketKey: `${side}x${side}`,
     width: 100, height: 90, bucketWidth: side, bucketHeight: side, crop: { x: 1, y: 2, w: 98, h: 87 },
     pixels: new Float32Array(3 * side * side).fill(id),
   };

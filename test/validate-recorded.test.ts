@@ -105,7 +105,7 @@ test('a recorded folder that moved is one line naming it; --images takes over', 
   const cache = path.join(tempDir(), 'cache');
   fs.cpSync(path.join(work, 'dinofeat-cache'), cache, { recursive: true });
   const gone = path.join(work, 'moved-away');
-  await recordRun(cache, '0', { inputs: { dirs: [gone], lists: [] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
+  await recordRun(cache, '0', { inputs: { paths: [gone], lists: [] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
   const r = await runCli(['validate', cache]);
   assert.equal(r.code, 2);
   assert.equal(r.stderr, `dinofeat: the cache's recorded input ${gone} is gone (moved or deleted): pass --images DIR or --list FILE for where the images are now\n`);
@@ -139,9 +139,9 @@ test('a later run adds its inputs; workers of one run each keep their own record
 
 test('a run adds its inputs to the record of its part; readers take the union over parts, the newest model first', async () => {
   const cache = tempDir();
-  await recordRun(cache, '0_of_2', { inputs: { dirs: ['a'], lists: ['l.txt'] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
-  await recordRun(cache, '1_of_2', { inputs: { dirs: ['b'], lists: ['-'] }, model: { path: otherModel.onnx, weightsSha256: await modelWeightsSha256(otherModel.onnx) } });
-  await recordRun(cache, '0_of_2', { inputs: { dirs: ['a', 'c'], lists: [] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
+  await recordRun(cache, '0_of_2', { inputs: { paths: ['a'], lists: ['l.txt'] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
+  await recordRun(cache, '1_of_2', { inputs: { paths: ['b'], lists: ['-'] }, model: { path: otherModel.onnx, weightsSha256: await modelWeightsSha256(otherModel.onnx) } });
+  await recordRun(cache, '0_of_2', { inputs: { paths: ['a', 'c'], lists: [] }, model: { path: model.onnx, weightsSha256: await modelWeightsSha256(model.onnx) } });
   const record = await readRunRecord(cache);
   assert.deepEqual(record?.inputs, { dirs: ['a', 'c', 'b'].map((d) => path.resolve(d)), lists: [path.resolve('l.txt')], stdin: true });
   assert.deepEqual(record?.models.map((m) => m.path), [model.onnx, otherModel.onnx].map((m) => path.resolve(m)), 'most recent first');

@@ -2,7 +2,9 @@
  * The log of images that failed: one file per part (manifest/errors-<P>.jsonl, so workers never
  * write the same file) and errors.jsonl, the merged view rebuilt at the end of a run. Failures are
  * appended as they happen; an image that later succeeds leaves the log at the next save, which
- * rewrites the file atomically. A failure whose image is by now in the cache is never listed.
+ * rewrites the file atomically. A failure whose image is by now in the cache is never listed,
+ * except a duplicate key: that row names another input's image, which the stored row is not, so it
+ * stays (one per key and image) until that image is gone from the inputs or renamed.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +22,17 @@ export interface ErrorEntry {
   reason: string;
   /** ISO time of the failure. */
   time: string;
+  /** A duplicate key: where the image that holds the key came from. */
+  duplicateOf?: string;
+}
+
+/** A duplicate's entry is its own (key and image), so the image that holds the key never resolves it. */
+function entryId(e: Pick<ErrorEntry, 'key' | 'path' | 'duplicateOf'>): string {
+  return e.duplicateOf === undefined ? e.key : `${e.key}\0${e.path}`;
+}
+
+function listed(e: ErrorEntry, cached: { has(key: string): boolean }): boolean {
+  return e.duplicateOf !== undefined || !cached.has(e.key);
 }
 
 function serialize(entries: Iterable<ErrorEntry>): string {
@@ -30,8 +43,8 @@ function serialize(entries: Iterable<ErrorEntry>): string {
 function latestByKey(entries: Iterable<ErrorEntry>): Map<string, ErrorEntry> {
   const byKey = new Map<string, ErrorEntry>();
   for (const e of entries) {
-    const prev = byKey.get(e.key);
-    if (!prev || prev.time <= e.time) byKey.set(e.key, e);
+    const prev = byKey.get(entryId(e));
+    if (!prev || prev.time <= e.time) byKey.set(entryId(e), e);
   }
   return byKey;
 }
@@ -61,8 +74,8 @@ export class ErrorsLog {
   /** Records a failure now (appended, so it survives a crash that follows). */
   async record(entry: Omit<ErrorEntry, 'time'> & { time?: string }): Promise<void> {
     const full: ErrorEntry = { ...entry, time: entry.time ?? new Date().toISOString() };
-    this.byKey.delete(full.key);
-    this.byKey.set(full.key, full);
+    this.byKey.delete(entryId(full));
+    this.byKey.set(entryId(full), full);
     await appendJsonLine(this.file, full, false, 'errors-line-torn');
   }
 
@@ -92,7 +105,7 @@ export async function readErrors(dir: string, cached: { has(key: string): boolea
   for (const name of names.sort()) {
     if (PART_ERRORS_NAME.test(name)) all.push(...(await readJsonLines<ErrorEntry>(path.join(dir, MANIFEST_DIR, name))).records);
   }
-  return [...latestByKey(all).values()].filter((e) => !cached.has(e.key));
+  return [...latestByKey(all).values()].filter((e) => listed(e, cached));
 }
 
 /** Rebuilds errors.jsonl from all parts; returns what it lists. */

@@ -6,6 +6,7 @@
  */
 import { appendJsonLine, readJsonLines, type ParsedLines } from './jsonl.js';
 import type { ShardFormat } from '../shard/schema.js';
+import type { Origin } from '../source/types.js';
 
 /** A committed shard, as the journal records it. */
 export interface ShardRecord {
@@ -16,12 +17,17 @@ export interface ShardRecord {
   bytes: number;
   /** Of the shard file. */
   sha256: string;
-  /** [key, sha256 of the image file] for every row, in row order. */
-  keys: Array<[string, string]>;
+  /**
+   * [key, sha256 of the image bytes, where they came from] for every row, in row order. Rows of
+   * older runs have no origin.
+   */
+  keys: KeyRecord[];
   /** Rows per bucket ("<bucket_width>x<bucket_height>"). */
   buckets: Record<string, number>;
   time: string;
 }
+
+export type KeyRecord = [key: string, sha256: string, origin?: Origin];
 
 /** `replace` was rewritten without some rows as `by` (null: no rows were left, the shard is gone). */
 export interface ReplaceRecord {

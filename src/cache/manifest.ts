@@ -18,6 +18,7 @@ import {
 import { HOST_TAG, fsyncDir, parseAtomicTemp } from '../core/durable-fs.js';
 import { pidAlive } from './lock.js';
 import type { ShardFormat } from '../shard/schema.js';
+import type { Origin } from '../source/types.js';
 
 /** Files of the cache root that any part's run rewrites (writeFileAtomic). */
 const SUMMARY_FILES = [MANIFEST_FILE, ERRORS_FILE, CACHE_CONFIG_FILE];
@@ -31,7 +32,11 @@ export interface KeyEntry {
   sha256: string;
   /** The shard holding the row, relative to the cache dir. */
   shard: string;
+  /** Where the image's bytes came from (absent for rows of older runs). */
+  origin?: Origin;
 }
+
+const keyEntry = (sha256: string, shard: string, origin: Origin | undefined): KeyEntry => (origin ? { sha256, shard, origin } : { sha256, shard });
 
 export interface DuplicateKey {
   key: string;
@@ -68,11 +73,11 @@ function indexKeys(shards: Iterable<ShardRecord>): { keyToEntry: Map<string, Key
   const keyToEntry = new Map<string, KeyEntry>();
   const seen = new Map<string, string[]>();
   for (const shard of shards) {
-    for (const [key, sha256] of shard.keys) {
+    for (const [key, sha256, origin] of shard.keys) {
       const where = seen.get(key);
       if (where) where.push(shard.file);
       else seen.set(key, [shard.file]);
-      keyToEntry.set(key, { sha256, shard: shard.file });
+      keyToEntry.set(key, keyEntry(sha256, shard.file, origin));
     }
   }
   const duplicates = [...seen].filter(([, s]) => s.length > 1).map(([key, s]) => ({ key, shards: s }));
@@ -175,7 +180,7 @@ export class CacheState {
   async commit(partId: string, record: ShardRecord): Promise<void> {
     await this.append(partId, record);
     this.shards.set(record.file, { ...record, part: partId });
-    for (const [key, sha256] of record.keys) this.keyToEntry.set(key, { sha256, shard: record.file });
+    for (const [key, sha256, origin] of record.keys) this.keyToEntry.set(key, keyEntry(sha256, record.file, origin));
   }
 
   /** Journals that `record.replace` was rewritten as `record.by` (already in place). */
@@ -188,7 +193,7 @@ export class CacheState {
     }
     if (record.by) {
       this.shards.set(record.by.file, { ...record.by, part: partId });
-      for (const [key, sha256] of record.by.keys) this.keyToEntry.set(key, { sha256, shard: record.by.file });
+      for (const [key, sha256, origin] of record.by.keys) this.keyToEntry.set(key, keyEntry(sha256, record.by.file, origin));
     }
   }
 

@@ -17,7 +17,7 @@ import { renameDurable, fsyncDir } from '../core/durable-fs.js';
 import { faultPoint } from '../core/fault-point.js';
 import { bucketLabel } from '../shard/schema.js';
 import { TMP_SUFFIX } from './layout.js';
-import type { ShardRecord } from './journal.js';
+import type { KeyRecord, ShardRecord } from './journal.js';
 
 export interface RemoveResult {
   /** Rows removed (a key held twice counts twice). */
@@ -71,13 +71,15 @@ async function rewriteShard(state: CacheState, old: ShardRecord & { part: string
   const tmp = path.join(state.dir, file + TMP_SUFFIX);
   const writer = createShardWriter(old.format, limits);
   await writer.open(tmp, meta);
-  const keys: Array<[string, string]> = [];
+  const keys: KeyRecord[] = [];
+  const originOf = new Map(old.keys.map(([key, , origin]) => [key, origin]));
   const buckets: Record<string, number> = {};
   try {
     for await (const rows of iterateShardRows(oldPath)) {
       const kept = rows.filter((r) => !gone.has(r.key));
       for (const r of kept) {
-        keys.push([r.key, r.sha256]);
+        const origin = originOf.get(r.key);
+        keys.push(origin ? [r.key, r.sha256, origin] : [r.key, r.sha256]);
         buckets[bucketLabel(r)] = (buckets[bucketLabel(r)] ?? 0) + 1;
       }
       await writer.appendEncoded(kept);

@@ -15,17 +15,27 @@ import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { parseAtomicTemp, readTextIfExists, writeFileAtomic } from '../core/durable-fs.js';
 import { modelWeightsSha256 } from '../model/weights-hash.js';
-import type { Inputs } from '../source/inputs.js';
+import { inputKind, type Inputs } from '../source/inputs.js';
+import { nonDefault, withDefaults, type ReadOptions } from '../source/read-options.js';
 import { MANIFEST_DIR, checkPartId } from './layout.js';
 
 /** What extract read, as it can be read again. */
-export interface RecordedInputs extends Inputs {
+export interface RecordedInputs {
   /** Image directories, absolute, in the order first given. */
   dirs: string[];
+  /** Tar shards and Parquet files, absolute (absent when none: records of older runs stay as they were). */
+  containers?: string[];
   /** Image list files, absolute (stdin is not a file). */
   lists: string[];
   /** Some run read a list from stdin: those paths are not recorded. */
   stdin: boolean;
+  /** Inputs read with other than the default options (--key-prefix, --image-ext, ...): how. */
+  readAs?: Record<string, Partial<ReadOptions>>;
+}
+
+/** The recorded inputs as a run reads them. */
+export function inputsOfRecord(r: RecordedInputs): Inputs {
+  return { paths: [...r.dirs, ...(r.containers ?? [])], lists: r.lists, readAs: r.readAs ?? {} };
 }
 
 export interface RecordedModel {
@@ -68,6 +78,7 @@ function parseRecord(text: string, file: string): PartRunRecord {
   const inputs = v?.inputs;
   const model = v?.model;
   if (!inputs || !isStrings(inputs.dirs) || !isStrings(inputs.lists) || typeof inputs.stdin !== 'boolean') throw bad();
+  if ((inputs.containers !== undefined && !isStrings(inputs.containers)) || (inputs.readAs !== undefined && typeof inputs.readAs !== 'object')) throw bad();
   if (!model || typeof model.path !== 'string' || typeof model.weightsSha256 !== 'string' || typeof v?.updatedAt !== 'string') throw bad();
   return { inputs, model, updatedAt: v.updatedAt };
 }
@@ -91,11 +102,22 @@ export async function recordRun(dir: string, partId: string, run: { inputs: Inpu
   }
   const before = await readPartRecord(file);
   const lists = run.inputs.lists.filter((l) => l !== STDIN_LIST).map((l) => path.resolve(l));
+  const paths = run.inputs.paths.map((p) => path.resolve(p));
   const inputs: RecordedInputs = {
-    dirs: union(before?.inputs.dirs ?? [], run.inputs.dirs.map((d) => path.resolve(d))),
+    dirs: union(before?.inputs.dirs ?? [], paths.filter((p) => inputKind(p) === 'dir')),
     lists: union(before?.inputs.lists ?? [], lists),
     stdin: (before?.inputs.stdin ?? false) || run.inputs.lists.includes(STDIN_LIST),
   };
+  const containers = union(before?.inputs.containers ?? [], paths.filter((p) => inputKind(p) !== 'dir'));
+  if (containers.length) inputs.containers = containers;
+  // Options only for inputs read with non-default ones, so a default run's record is as before.
+  const readAs = { ...before?.inputs.readAs };
+  const given = nonDefault(withDefaults(run.inputs.read));
+  for (const p of [...paths, ...lists]) {
+    if (Object.keys(given).length) readAs[p] = given;
+    else delete readAs[p];
+  }
+  if (Object.keys(readAs).length) inputs.readAs = readAs;
   const model: RecordedModel = { path: path.resolve(run.model.path), weightsSha256: run.model.weightsSha256 };
   if (before && JSON.stringify([before.inputs, before.model]) === JSON.stringify([inputs, model])) return;
   const record: PartRunRecord = { inputs, model, updatedAt: new Date().toISOString() };
@@ -113,12 +135,18 @@ export async function readRunRecord(dir: string): Promise<RunRecord | undefined>
   }
   if (parts.length === 0) return undefined;
   const newestFirst = [...parts].sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
+  const inputs: RecordedInputs = {
+    dirs: parts.reduce<string[]>((all, p) => union(all, p.inputs.dirs), []),
+    lists: parts.reduce<string[]>((all, p) => union(all, p.inputs.lists), []),
+    stdin: parts.some((p) => p.inputs.stdin),
+  };
+  const containers = parts.reduce<string[]>((all, p) => union(all, p.inputs.containers ?? []), []);
+  if (containers.length) inputs.containers = containers;
+  // The newest run's way of reading an input wins.
+  const readAs = Object.assign({}, ...[...newestFirst].reverse().map((p) => p.inputs.readAs ?? {})) as Record<string, Partial<ReadOptions>>;
+  if (Object.keys(readAs).length) inputs.readAs = readAs;
   return {
-    inputs: {
-      dirs: parts.reduce<string[]>((all, p) => union(all, p.inputs.dirs), []),
-      lists: parts.reduce<string[]>((all, p) => union(all, p.inputs.lists), []),
-      stdin: parts.some((p) => p.inputs.stdin),
-    },
+    inputs,
     models: newestFirst.map((p) => p.model).filter((m, k, all) => all.findIndex((o) => o.path === m.path) === k),
   };
 }

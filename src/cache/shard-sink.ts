@@ -7,7 +7,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { renameDurable, rethrowIoError } from '../core/durable-fs.js';
 import { faultPoint } from '../core/fault-point.js';
-import type { ShardRecord } from './journal.js';
+import type { Origin } from '../source/types.js';
+import type { KeyRecord, ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
 import { bucketLabel, encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
@@ -28,7 +29,7 @@ export interface ShardSinkOptions {
 interface OpenShard {
   file: string;
   writer: ShardWriter;
-  keys: Array<[string, string]>;
+  keys: KeyRecord[];
   keySet: Set<string>;
   buckets: Record<string, number>;
 }
@@ -57,7 +58,7 @@ export class ShardSink {
    * and rejected before anything is written (remove stale rows first). When writing fails (disk
    * full...), the shard in progress is dropped, so nothing half-written stays, and the error rethrown.
    */
-  async write(rows: readonly FeatureRow[]): Promise<void> {
+  async write(rows: readonly FeatureRow[], origins?: ReadonlyMap<string, Origin>): Promise<void> {
     const batchKeys = new Set<string>();
     for (const row of rows) {
       if (this.options.state.keyToEntry.has(row.key) || this.current?.keySet.has(row.key) || batchKeys.has(row.key)) {
@@ -67,21 +68,21 @@ export class ShardSink {
     }
     const encoded = rows.map((row) => encodeRow(row, this.options.meta));
     try {
-      for (const row of encoded) await this.append(row);
+      for (const row of encoded) await this.append(row, origins?.get(row.key));
     } catch (e) {
       await this.abort();
       throw e;
     }
   }
 
-  private async append(row: EncodedRow): Promise<void> {
+  private async append(row: EncodedRow, origin: Origin | undefined): Promise<void> {
     const open = this.current;
     if (open && (open.writer.rows >= this.maxRows || open.writer.bytes + encodedRowBytes(row) > this.maxBytes)) {
       await this.commitCurrent();
     }
     const shard = this.current ?? (await this.openShard());
     await shard.writer.appendEncoded([row]);
-    shard.keys.push([row.key, row.sha256]);
+    shard.keys.push(origin ? [row.key, row.sha256, origin] : [row.key, row.sha256]);
     shard.keySet.add(row.key);
     const bucket = bucketLabel(row);
     shard.buckets[bucket] = (shard.buckets[bucket] ?? 0) + 1;

@@ -38,7 +38,16 @@ export function listFlag<A extends unknown[], O extends OptionValues, G extends 
   return cmd.option('--list <file>', `file with one image path per line (- for stdin); repeatable${note}`, collect);
 }
 
+/** How inputs are read into keys (extract; validate and merge, to read them the same way). */
+export function readFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
+  return cmd
+    .option('--key-prefix <str>', 'put this before every key of the inputs (namespaces datasets that share names)')
+    .option('--image-ext <list>', 'tar shards: extensions of a sample\'s image member, best first (default jpg,jpeg,png,webp,gif,tif,tiff,avif)')
+    .option('--image-column <name>', 'Parquet: the image column (default: a struct column image with a bytes field, else the only binary column)')
+    .option('--key-column <name>', 'Parquet: take keys from this column (default: <file name>/<row number>)');
+}
+
 /** The images extract read, for a command that compares a cache with them (validate, merge). */
 export function inputFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>, note = '') {
-  return listFlag(cmd.option('--images <dir>', `image directory extract read, walked recursively; repeatable${note}`, collect), note);
+  return readFlags(listFlag(cmd.option('--images <path>', `image directory, tar shard or Parquet file extract read; repeatable${note}`, collect), note));
 }

@@ -11,8 +11,9 @@ import { bucketFlagsOf, type BucketFlagValues, type ResizeMode } from '../image/
 import { DEFAULT_MAX_PIXELS, type DecodeMode, type IccMode } from '../image/decode.js';
 import { extract, type ExtractOutcome } from '../pipeline/extract.js';
 import { formatDuration } from '../pipeline/progress.js';
+import { readOptionsFromFlags, type ReadFlagValues } from '../source/read-options.js';
 
-export interface ExtractOptions extends BucketFlagValues {
+export interface ExtractOptions extends BucketFlagValues, ReadFlagValues {
   list?: string[];
   out: string;
   model?: string;
@@ -59,7 +60,7 @@ function formatSummary({ stats, out, shardBytes, batch }: ExtractOutcome): strin
 
 export async function runExtract(inputs: string[], o: ExtractOptions): Promise<number> {
   const outcome = await extract({
-    inputs: { dirs: inputs, lists: o.list ?? [] },
+    inputs: { paths: inputs, lists: o.list ?? [], read: readOptionsFromFlags(o) },
     out: o.out,
     model: o.model,
     modelOverrides: { patchSize: o.patchSize, registers: o.numRegisters },

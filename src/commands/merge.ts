@@ -2,10 +2,11 @@
 import { mergeCache } from '../cache/manifest-summary.js';
 import { EXIT } from '../core/errors.js';
 import { inputKeys } from '../source/inputs.js';
+import { readOptionsFromFlags, type ReadFlagValues } from '../source/read-options.js';
 
-export async function runMerge(out: string, o: { images?: string[]; list?: string[] }): Promise<number> {
+export async function runMerge(out: string, o: { images?: string[]; list?: string[] } & ReadFlagValues): Promise<number> {
   const given = Boolean(o.images?.length || o.list?.length);
-  const r = await mergeCache(out, given ? inputKeys({ dirs: o.images ?? [], lists: o.list ?? [] }) : undefined);
+  const r = await mergeCache(out, given ? inputKeys({ paths: o.images ?? [], lists: o.list ?? [], read: readOptionsFromFlags(o) }) : undefined);
   const c = r.summary.counts;
   const lines = [`dinofeat merge: ${c.rows} rows in ${c.shards} shards (${(c.bytes / 2 ** 20).toFixed(1)} MiB), ${c.failed} failed images`];
   if (r.removed.length) lines.push(`  removed leftovers of crashed workers: ${r.removed.join(', ')}`);

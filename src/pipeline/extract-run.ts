@@ -6,14 +6,12 @@
  * slots (sizing.ts) bounds memory.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import pLimit from 'p-limit';
 import type { CacheState } from '../cache/manifest.js';
 import type { ErrorsLog } from '../cache/errors-log.js';
 import type { ShardSink } from '../cache/shard-sink.js';
 import type { ModelInfo } from '../model/info.js';
-import { workerOfKey, type WorkerSlot } from '../source/partition.js';
-import type { SourceImage, SourceItem } from '../source/types.js';
+import { describeOrigin, sameOrigin, type SourceImage, type SourceItem } from '../source/types.js';
 import { ImageFailure, type PreparedPixels } from './prepare.js';
 import type { Progress } from './progress.js';
 import { RowWriter } from './row-writer.js';
@@ -24,8 +22,8 @@ import { RunTally, type ExtractStats } from './tally.js';
 import { FatalError, FirstError, TaskGroup } from './tasks.js';
 
 export interface ExtractRunOptions {
+  /** This worker's share of the inputs, only the failed ones with --retry-failed (source/inputs.ts picks them). */
   sources: AsyncIterable<SourceItem>;
-  slot: WorkerSlot;
   partId: string;
   model: ModelRunner;
   info: ModelInfo;
@@ -39,8 +37,6 @@ export interface ExtractRunOptions {
   imageBytes: number;
   /** Images decoded at once (sharp + preprocessing). */
   decodeConcurrency: number;
-  /** Only these keys (--retry-failed). */
-  onlyKeys?: ReadonlySet<string>;
   progress: Progress;
   /** Set when SIGINT/SIGTERM asks the run to stop after the work in flight. */
   stopRequested: () => boolean;
@@ -65,7 +61,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const handleImage = async (image: SourceImage) => {
     let bytes: Buffer;
     try {
-      bytes = await fs.readFile(image.path);
+      bytes = await image.read();
     } catch (e) {
       slots.release(1);
       return tally.failed(image.key, image.display, 'read', (e as Error).message);
@@ -77,6 +73,11 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       slots.release(1);
       return;
     }
+    if (cached?.origin && !sameOrigin(cached.origin, image.origin)) {
+      // Another input's image holds the key: never replaced silently (a changed image of the same input is).
+      slots.release(1);
+      return tally.duplicate(image.key, image.display, describeOrigin(cached.origin));
+    }
     if (cached) writer.markStale(image.key);
     let prepared: PreparedPixels;
     try {
@@ -86,24 +87,22 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       if (!(e instanceof ImageFailure)) throw e;
       return tally.failed(image.key, image.display, e.stage, e.message);
     }
-    scheduler.add({ ...prepared, key: image.key, sha256, display: image.display, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` });
+    scheduler.add({ ...prepared, key: image.key, sha256, display: image.display, origin: image.origin, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` });
   };
 
   const decodeLimit = pLimit(o.decodeConcurrency);
   const decoding = new TaskGroup(failure);
   const seen = new Set<string>();
-  const mine = (key: string) => workerOfKey(key, o.slot.count) === o.slot.index && (!o.onlyKeys || o.onlyKeys.has(key));
   for await (const item of o.sources) {
     if (failure.failed || o.stopRequested()) break;
     if ('problem' in item) {
-      if (!mine(item.problem.key)) continue;
       await tally.rejected(item.problem.key, item.problem.display, item.problem.reason);
       continue;
     }
     const image = item.image;
-    if (!mine(image.key)) continue;
     if (seen.has(image.key)) {
-      await tally.rejected(image.key, image.display, 'duplicate key: two inputs give the same relative path; pass one root or rename');
+      tally.found();
+      await tally.duplicate(image.key, image.display, 'an earlier input of this run');
       continue;
     }
     seen.add(image.key);

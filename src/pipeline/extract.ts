@@ -3,7 +3,6 @@
  * cache for writing (cache/open.ts), builds the stages and runs them (extract-run.ts), and leaves
  * the cache summarised. What it returns is what the command prints.
  */
-import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
 import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
@@ -23,7 +22,9 @@ import { probeModel } from '../model/probe.js';
 import { modelWeightsSha256 } from '../model/weights-hash.js';
 import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
-import { readInputs, type Inputs } from '../source/inputs.js';
+import { countAhead } from '../source/count.js';
+import { checkInputPaths, readInputs, type Inputs } from '../source/inputs.js';
+import type { TarReading } from '../source/tar.js';
 import { runExtraction, RunFailure } from './extract-run.js';
 import { createImagePreparer } from './prepare.js';
 import { createProgress } from './progress.js';
@@ -119,10 +120,7 @@ function modelBatchSize(info: ModelInfo, requested: number | 'auto', provider: s
 }
 
 export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
-  if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
-  for (const dir of r.inputs.dirs) {
-    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
-  }
+  checkInputPaths(r.inputs);
   const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
   const device = chooseDevice(r.device);
   const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
@@ -168,13 +166,19 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     cleanups.push(async () => stop.close());
 
     const progress = createProgress({ label: 'extract', quiet: r.quiet });
+    const tarReads: TarReading[] = [];
+    progress.tarBytesRead(() => tarReads.reduce((n, t) => n + t.bytesRead(), 0));
+    // The total, ahead of extraction (not for --retry-failed: its few keys are found as read).
+    let counting = !r.quiet && !onlyKeys;
+    cleanups.push(async () => void (counting = false));
+    if (counting) void countAhead(r.inputs, slot, (c) => progress.ahead(c), () => !counting).catch(() => undefined);
     let stats: ExtractStats;
     try {
       stats = await runExtraction({
-        sources: readInputs(r.inputs), slot, partId, model, info,
+        sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key), onTar: (_, reading) => tarReads.push(reading) }), partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: batch.size, imageBytes: Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),
-        decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
+        decodeConcurrency: decoders, progress, stopRequested: stop.requested,
       });
     } catch (e) {
       progress.stop();

@@ -52,7 +52,7 @@ export class RowWriter {
     // yet re-extracted are simply missing until their batch is written; after a crash they are
     // extracted again).
     if (batch.some((p) => this.pendingRemoval.has(p.key))) await this.removeStale();
-    await this.o.sink.write(rows);
+    await this.o.sink.write(rows, new Map(batch.map((p) => [p.key, p.origin])));
     this.o.tally.written(batch, batch.filter((p) => this.stale.has(p.key)).length);
   }
 

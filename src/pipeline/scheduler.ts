@@ -8,6 +8,7 @@
  * turn as their images' pixels, so a batch tensor exists only for the batches at the model.
  */
 import type { FeatureRow } from '../shard/schema.js';
+import type { Origin } from '../source/types.js';
 import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import type { WireTensor } from '../model/ort-worker.js';
@@ -28,6 +29,8 @@ export interface PendingImage extends PreparedPixels {
   sha256: string;
   /** How the image is named to the user (its path). */
   display: string;
+  /** Where its bytes came from, journaled with its row. */
+  origin: Origin;
   /** Tensor shape, '<width>x<height>': images batch together only with their own bucket. */
   bucketKey: string;
 }

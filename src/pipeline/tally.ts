@@ -65,11 +65,16 @@ export class RunTally {
     await this.failed(key, display, 'source', reason);
   }
 
-  async failed(key: string, display: string, stage: ErrorStage, reason: string): Promise<void> {
+  /** An image whose key another image holds (in this run, or stored from another input). */
+  async duplicate(key: string, display: string, of: string): Promise<void> {
+    await this.failed(key, display, 'source', `duplicate key: ${of} gives the same key; pass one of them, or namespace one input with --key-prefix`, of);
+  }
+
+  async failed(key: string, display: string, stage: ErrorStage, reason: string, duplicateOf?: string): Promise<void> {
     this.stats.failed++;
     const kind = failureKind(stage, reason);
     this.stats.failuresByReason[kind] = (this.stats.failuresByReason[kind] ?? 0) + 1;
-    await this.errors.record({ key, path: display, stage, reason });
+    await this.errors.record({ key, path: display, stage, reason, ...(duplicateOf !== undefined && { duplicateOf }) });
     this.report();
   }
 

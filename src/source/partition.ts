@@ -1,6 +1,8 @@
 /**
  * Splitting one image set over N workers: a hash of the key decides, so the split does not depend
- * on listing order and every worker agrees without talking to the others.
+ * on listing order and every worker agrees without talking to the others. With at least as many
+ * container files (tar shards, Parquet files) as workers, the file is the unit instead: each
+ * worker opens only its own files.
  */
 import { createHash } from 'node:crypto';
 import { UserError } from '../core/errors.js';
@@ -16,6 +18,17 @@ export function workerOfKey(key: string, count: number): number {
   if (count <= 1) return 0;
   const h = createHash('sha1').update(key).digest();
   return Number(h.readBigUInt64BE(0) % BigInt(count));
+}
+
+/**
+ * The container files `slot` owns, or undefined when there are fewer containers than workers (then
+ * the key hash splits them too). Files are dealt round-robin in sorted order, so every worker
+ * given the same files (in any order) agrees and the counts differ by at most one.
+ */
+export function ownedContainers(containers: readonly string[], slot: { index: number; count: number }): ReadonlySet<string> | undefined {
+  if (slot.count <= 1 || containers.length < slot.count) return undefined;
+  const sorted = [...new Set(containers)].sort();
+  return new Set(sorted.filter((_, k) => k % slot.count === slot.index));
 }
 
 function intFrom(env: NodeJS.ProcessEnv, name: string): number | undefined {

@@ -6,6 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
+import { fileImage } from './file-image.js';
 import { decodeName } from './names.js';
 import { hasImageExtension, type SourceItem } from './types.js';
 
@@ -16,7 +17,8 @@ function errnoReason(e: unknown): string {
   return err.code ? `${err.code}: ${err.message}` : String(e);
 }
 
-export async function* walkDirectory(root: string): AsyncGenerator<SourceItem> {
+/** Every image under `root`; keys are paths relative to it, after `keyPrefix`. */
+export async function* walkDirectory(root: string, keyPrefix = ''): AsyncGenerator<SourceItem> {
   const absRoot = path.resolve(root);
   let rootReal: string;
   try {
@@ -26,16 +28,16 @@ export async function* walkDirectory(root: string): AsyncGenerator<SourceItem> {
     if (e instanceof UserError) throw e;
     throw new UserError(`cannot read input ${root} (${errnoReason(e)}): check the path`);
   }
-  yield* walk(Buffer.from(absRoot), [], [rootReal]);
+  yield* walk(Buffer.from(absRoot), [], [rootReal], keyPrefix);
 }
 
-async function* walk(dir: Buffer, keyParts: string[], ancestry: string[]): AsyncGenerator<SourceItem> {
+async function* walk(dir: Buffer, keyParts: string[], ancestry: string[], keyPrefix: string): AsyncGenerator<SourceItem> {
   const here = keyParts.join('/') || '.';
   let entries: { name: Buffer }[];
   try {
     entries = (await fs.readdir(dir, { encoding: 'buffer' })).map((name) => ({ name }));
   } catch (e) {
-    yield { problem: { key: here, display: dir.toString(), reason: `cannot list directory (${errnoReason(e)})` } };
+    yield { problem: { key: `${keyPrefix}${here}`, display: dir.toString(), reason: `cannot list directory (${errnoReason(e)})` } };
     return;
   }
   entries.sort((a, b) => Buffer.compare(a.name, b.name));
@@ -51,19 +53,19 @@ async function* walk(dir: Buffer, keyParts: string[], ancestry: string[]): Async
     } catch (e) {
       const isLink = await fs.lstat(full).then((l) => l.isSymbolicLink(), () => false);
       if (isLink || hasImageExtension(text)) {
-        yield { problem: { key, display, reason: isLink ? 'dangling symlink: its target does not exist' : `cannot stat (${errnoReason(e)})` } };
+        yield { problem: { key: `${keyPrefix}${key}`, display, reason: isLink ? 'dangling symlink: its target does not exist' : `cannot stat (${errnoReason(e)})` } };
       }
       continue;
     }
     if (st.isDirectory()) {
       const real = await fs.realpath(full).catch(() => display);
       if (ancestry.includes(real)) {
-        yield { problem: { key, display, reason: `symlink loop: points back to ${real}; not followed` } };
+        yield { problem: { key: `${keyPrefix}${key}`, display, reason: `symlink loop: points back to ${real}; not followed` } };
         continue;
       }
-      yield* walk(full, parts, [...ancestry, real]);
+      yield* walk(full, parts, [...ancestry, real], keyPrefix);
     } else if (st.isFile() && hasImageExtension(text)) {
-      yield { image: { key, path: decodeName(full).valid ? display : full, display } };
+      yield { image: fileImage(`${keyPrefix}${key}`, decodeName(full).valid ? display : full, display) };
     }
   }
 }

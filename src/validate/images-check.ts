@@ -7,7 +7,7 @@ import { readErrors } from '../cache/errors-log.js';
 import type { ReadTarget } from '../cache/open-read-only.js';
 import type { ShardMeta } from '../shard/schema.js';
 import { inputArgs, readInputs, type Inputs } from '../source/inputs.js';
-import { sha256File } from '../core/file-hash.js';
+import { createHash } from 'node:crypto';
 import { abbreviate, plural } from '../core/text.js';
 import { CheckRecorder, skippedCheck, type CheckResult } from './check.js';
 
@@ -41,7 +41,12 @@ export async function checkImages(t: ReadTarget, inputs: Inputs, shardMeta: Read
     if (n > 1) rec.fail('duplicate-key', key, `stored ${n} times`);
     if (!('image' in item)) continue;
     const entry = state.keyToEntry.get(key)!;
-    const sha = await sha256File(item.image.path);
+    const bytes = await item.image.read().catch(() => undefined);
+    if (!bytes) {
+      rec.fail('missing-image', key, `${item.image.display} cannot be read`);
+      continue;
+    }
+    const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== entry.sha256) {
       rec.fail('stale-source', key, `the file changed since it was extracted (sha256 ${short(sha)}… now, ${short(entry.sha256)}… in ${entry.shard})`);
       stale.add(key);

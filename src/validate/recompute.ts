@@ -6,7 +6,6 @@
  * by the stored dtype and the model precision.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import type { ReadTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
@@ -16,6 +15,7 @@ import type { ModelInfo, Precision } from '../model/info.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
+import type { Origin } from '../source/types.js';
 import { CheckRecorder, type CheckResult } from './check.js';
 import type { LoadedModel } from './model-check.js';
 
@@ -85,6 +85,8 @@ export interface RowRef {
   key: string;
   shard: string;
   index: number;
+  /** Where the row's image came from, as the journal records it (rows of older runs: none). */
+  origin?: Origin;
 }
 
 /** The same `n` items for the same seed, whatever order they come in: the n smallest hashes. */
@@ -98,7 +100,7 @@ async function rowRefs(t: ReadTarget, readable: ReadonlyMap<string, ShardMeta>):
   for (const shard of t.shards) {
     if (!readable.has(shard.name)) continue;
     if (shard.record) {
-      shard.record.keys.forEach(([key], index) => refs.push({ key, shard: shard.name, index }));
+      shard.record.keys.forEach(([key, , origin], index) => refs.push({ key, shard: shard.name, index, origin }));
       continue;
     }
     let index = 0;
@@ -112,13 +114,15 @@ export interface RecomputeOptions {
   seed: number;
   /** What extract read: where the sampled rows' images are found again. */
   inputs: Inputs;
+  /** Read each row's recorded origin (a file, a tar member, a Parquet row) rather than look its key up in `inputs`. */
+  byOrigin: boolean;
   model: LoadedModel;
 }
 
 export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string, ShardMeta>, o: RecomputeOptions): Promise<CheckResult> {
   const rec = new CheckRecorder('recompute');
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
-  const files = await locateKeys(o.inputs, new Set(sample.map((r) => r.key)));
+  const files = await locateKeys(o.inputs, new Map(sample.map((r) => [r.key, o.byOrigin ? r.origin : undefined])));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
   const preparers = new Map<string, ImagePreparer>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
@@ -199,18 +203,12 @@ async function preparerFor(
 }
 
 async function recomputeRow(
-  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
+  stored: FeatureRow, image: { bytes: Buffer; display: string }, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
 ): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(file);
-  } catch {
-    rec.note(`${where}: no image at ${file}; not compared`);
-    return undefined;
-  }
+  const bytes = image.bytes;
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== stored.sha256) {
-    rec.note(`${where}: ${file} changed since it was extracted (stale, see the images check); not compared`);
+    rec.note(`${where}: ${image.display} changed since it was extracted (stale, see the images check); not compared`);
     return undefined;
   }
   let prepared;

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import { openReadOnly, type ReadTarget } from '../cache/open-read-only.js';
 import { UserError } from '../core/errors.js';
-import { readRunRecord, recordedModelPath, type RunRecord } from '../cache/run-record.js';
+import { inputsOfRecord, readRunRecord, recordedModelPath, type RunRecord } from '../cache/run-record.js';
 import { resolveModelPath } from '../store/resolve.js';
 import { checkAlignment } from './alignment.js';
 import { checkCache } from './cache-check.js';
@@ -17,7 +17,8 @@ import { skippedCheck, type CheckResult } from './check.js';
 import { checkImages } from './images-check.js';
 import { checkModel } from './model-check.js';
 import { recomputeRows } from './recompute.js';
-import type { Inputs } from '../source/inputs.js';
+import { inputKind, type Inputs } from '../source/inputs.js';
+import type { ReadOptions } from '../source/read-options.js';
 
 /** Rows recomputed when --recompute is not given: catches another model or preprocessing in seconds. */
 export const DEFAULT_RECOMPUTE = 4;
@@ -29,6 +30,8 @@ export interface ValidateOptions {
   images?: readonly string[];
   /** Image list files extract read. */
   list?: readonly string[];
+  /** How to read them into keys (--key-prefix, ...), when the cache does not record it. */
+  read?: Partial<ReadOptions>;
   /** Rows to extract again and compare; 0 skips. Default DEFAULT_RECOMPUTE when the images and a model are known. */
   recompute?: number;
   /** Seed of the recompute sample (default 0). */
@@ -52,17 +55,18 @@ function checkFlags(o: ValidateOptions): void {
   if ((o.latentStride === undefined) !== (o.ditPatch === undefined)) {
     throw new UserError('--latent-stride and --dit-patch go together: pass the VAE stride (e.g. 8) and the DiT patch size (e.g. 2)');
   }
-  for (const dir of o.images ?? []) {
-    if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`--images ${dir} is not a directory: pass the folder extract read`);
+  for (const p of o.images ?? []) {
+    const st = fs.statSync(p, { throwIfNoEntry: false });
+    if (inputKind(p) === 'dir' ? !st?.isDirectory() : !st?.isFile()) throw new UserError(`--images ${p} is not a directory, tar shard or Parquet file: pass what extract read`);
   }
 }
 
 /** The recorded inputs, when they are all still there. */
 function recordedInputs(record: RunRecord): Inputs {
-  const { dirs, lists } = record.inputs;
-  const gone = [...dirs.filter((d) => !fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()), ...lists.filter((l) => !fs.existsSync(l))];
+  const inputs = inputsOfRecord(record.inputs);
+  const gone = [...record.inputs.dirs.filter((d) => !fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()), ...[...(record.inputs.containers ?? []), ...inputs.lists].filter((l) => !fs.existsSync(l))];
   if (gone.length) throw new UserError(`the cache's recorded input ${gone[0]} is gone (moved or deleted): pass --images DIR or --list FILE for where the images are now`);
-  return { dirs, lists };
+  return inputs;
 }
 
 /** What validate compares the cache with: from the flags, else from what the cache's runs recorded. */
@@ -71,12 +75,12 @@ interface Plan {
   inputs?: Inputs | { skipped: string };
   model?: string;
   /** Rows to recompute and where their images are, or why not (undefined: none). */
-  recompute?: { count: number; inputs: Inputs } | { skipped: string };
+  recompute?: { count: number; inputs: Inputs; byOrigin: boolean } | { skipped: string };
 }
 
 /** The images to check: the flags', else the recorded ones, else why there are none. */
 function planInputs(t: ReadTarget, o: ValidateOptions, record: RunRecord | undefined): Plan['inputs'] {
-  if (o.images?.length || o.list?.length) return { dirs: o.images ?? [], lists: o.list ?? [] };
+  if (o.images?.length || o.list?.length) return { paths: o.images ?? [], lists: o.list ?? [], read: o.read, readAs: record ? inputsOfRecord(record.inputs).readAs : undefined };
   if (record?.inputs.stdin) return { skipped: 'extract read a list from stdin, which the cache cannot record: pass --images DIR or --list FILE' };
   if (record) return recordedInputs(record);
   return t.kind === 'cache' ? { skipped: 'the cache records no inputs (made by an older dinofeat): pass --images DIR or --list FILE' } : undefined;
@@ -98,7 +102,9 @@ async function planChecks(t: ReadTarget, o: ValidateOptions): Promise<Plan> {
   }
   const model = o.model ?? (record ? await recordedModelPath(record.models) : undefined);
   if (model === undefined) return cannot('no model: pass --model, the model the cache was made with', '--recompute needs --model: the model to extract the sampled rows with');
-  return { inputs, model, recompute: { count, inputs } };
+  // The recorded inputs: each row's recorded origin is read again. Inputs given by flag say where the images are now.
+  const byOrigin = !(o.images?.length || o.list?.length);
+  return { inputs, model, recompute: { count, inputs, byOrigin } };
 }
 
 export async function validate(target: string, o: ValidateOptions): Promise<ValidationReport> {
