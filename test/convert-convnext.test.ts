@@ -6,15 +6,18 @@
  * and large's widths with one block per stage, which keeps the test at a third of the weights
  * (all four whole: 364M parameters, two minutes here). Non-square inputs in both orientations,
  * batches, and sizes that are not multiples of the stride (the convs drop the remainder, as
- * torch does).
+ * torch does). Then fp16, int8 and int4 against fp32 on the scaled models, held to floors.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { loadModelInfo } from '../src/model/load-info.js';
-import { assertClose, hfOutputs, hfReference, runModel, type HfModelJob } from './fixtures/reference-outputs.js';
+import type { Precision } from '../src/model/info.js';
+import { PrecisionMeter, assertClose, hfOutputs, hfReference, runModel, type HfModelJob, type PrecisionStats } from './fixtures/reference-outputs.js';
+import { pythonJson } from './helpers/python.js';
 
 const CLASS = 'DINOv3ConvNextModel';
 
@@ -74,6 +77,59 @@ for (const m of MODELS) {
       assert.deepEqual(got.dims, [b, 1 + Math.floor(h / stride) * Math.floor(w / stride), info.hiddenSize]);
       const d = assertClose(`${m.name} ${b}x${h}x${w}`, got, ref, info.hiddenSize);
       t.diagnostic(`${b}x${h}x${w}: max abs diff ${d.toExponential(2)}`);
+    }
+  });
+}
+
+/**
+ * Measured on the two scaled models over all their inputs (docs/precisions.md, ConvNeXt):
+ * CLS cos min / patch cos min / patch cos mean / max abs
+ * fp16 1.0000000 / 0.9999999 / 1.0000000 / 1.4e-3; int8 0.999959 / 0.999791 / 0.999933 / 0.063;
+ * int4 0.99555 / 0.99015 / 0.99622 / 0.53. Floors leave room for other CPUs' kernels, as the
+ * ViTs' do; fp16 must also show its rounding (a model that kept fp32 weights gives 0).
+ */
+const FLOORS: Record<Exclude<Precision, 'fp32'>, { clsMin: number; patchMin: number; patchMean: number; maxAbs: number; minAbs?: number }> = {
+  fp16: { clsMin: 0.99999, patchMin: 0.99999, patchMean: 0.999999, maxAbs: 5e-3, minAbs: 1e-4 },
+  int8: { clsMin: 0.9998, patchMin: 0.999, patchMean: 0.9998, maxAbs: 0.2 },
+  int4: { clsMin: 0.99, patchMin: 0.98, patchMean: 0.993, maxAbs: 1.2 },
+};
+
+/** The onnx package's view of an ONNX file's initializers: name and element type. */
+function initializerTypes(file: string): Promise<Record<string, string>> {
+  const code = 'import json,sys,onnx; m=onnx.load(sys.argv[1]); print(json.dumps({i.name: onnx.TensorProto.DataType.Name(i.data_type) for i in m.graph.initializer}))';
+  return pythonJson<Record<string, string>>(['-c', code, file]);
+}
+
+for (const precision of ['fp16', 'int8', 'int4'] as const) {
+  test(`ConvNeXt ${precision} stays within its measured floor against fp32`, async (t) => {
+    const meter = new PrecisionMeter();
+    for (const m of MODELS.slice(0, 2)) {
+      const sessions = [];
+      for (const p of ['fp32', precision] as const) {
+        const out = path.join(reference, `${m.name}-${p}.onnx`);
+        await convertCheckpoint(path.join(reference, m.name), out, { precision: p });
+        sessions.push(await ort.InferenceSession.create(out));
+      }
+      for (const input of m.inputs) {
+        const { pixels, dims } = hfOutputs(reference, m.name, input);
+        const [ref, got] = [await runModel(sessions[0]!, pixels, dims), await runModel(sessions[1]!, pixels, dims)];
+        meter.add(ref.lastHiddenState, got.lastHiddenState, ref.dims, 0);
+      }
+    }
+    const s: PrecisionStats = meter.stats();
+    t.diagnostic(`${precision}: CLS cos min ${s.clsMin.toFixed(7)} mean ${s.clsMean.toFixed(7)}, patch cos min ${s.patchMin.toFixed(7)} mean ${s.patchMean.toFixed(7)}, max abs ${s.maxAbs.toExponential(2)}`);
+    const f = FLOORS[precision];
+    for (const key of ['clsMin', 'patchMin', 'patchMean'] as const) assert.ok(s[key] >= f[key], `${precision}: ${key} ${s[key]} < ${f[key]}`);
+    assert.ok(s.maxAbs <= f.maxAbs && s.maxAbs >= (f.minAbs ?? 0), `${precision}: max abs ${s.maxAbs} outside [${f.minAbs ?? 0}, ${f.maxAbs}]`);
+
+    const file = path.join(reference, `${MODELS[0]!.name}-${precision}.onnx`);
+    assert.ok(fs.statSync(file).size < fs.statSync(path.join(reference, `${MODELS[0]!.name}-fp32.onnx`)).size);
+    if (precision === 'fp16') {
+      // The blocks' Linears (pointwise convs), and only they, are stored in half; convs, norms, biases and layer scales stay float.
+      const types = await initializerTypes(file);
+      const linear = (name: string) => /\.pointwise_conv[12]\.weight$/.test(name);
+      assert.ok(Object.keys(types).some(linear));
+      for (const [name, type] of Object.entries(types)) assert.equal(type === 'FLOAT16', linear(name), `${name} is ${type}`);
     }
   });
 }
