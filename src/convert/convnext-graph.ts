@@ -1,5 +1,5 @@
 /**
- * DINOv3 ConvNeXt as an ONNX graph (docs/model-architecture.md §7), op for op as Hugging Face's
+ * DINOv3 ConvNeXt as an ONNX graph (docs/model-architecture.md §8), op for op as Hugging Face's
  * DINOv3ConvNextModel: a 4x4/4 stem conv and a channels-first LayerNorm; before each later stage
  * a channels-first LayerNorm and a 2x2/2 conv; in every block a depthwise 7x7 conv, LayerNorm over
  * the channels, Linear 4x wide, GELU, Linear back, the layer scale (gamma) and the residual. Then
@@ -11,7 +11,7 @@
  */
 import { type GraphBuilder, i, ints } from '../onnx/builder.js';
 import type { ConvNextSpec } from '../model/hf-config.js';
-import { type WeightContext, activate, contractOutputs, layerNorm, linear, pixelInput, weightF32 } from './layers.js';
+import { type WeightContext, activate, contractOutputs, layerNormOver, linear, pixelInput, weightF32 } from './layers.js';
 
 export interface ConvNextContext extends WeightContext {
   spec: ConvNextSpec;
@@ -26,7 +26,7 @@ const toChannelsFirst = (g: GraphBuilder, x: string) => g.op('Transpose', [x], {
 
 /** LayerNorm over the channels of an NCHW tensor (Hugging Face's data_format="channels_first"). */
 function channelsFirstNorm(c: ConvNextContext, x: string, prefix: string, width: number): string {
-  return toChannelsFirst(c.g, layerNorm(c, toChannelsLast(c.g, x), prefix, width, c.spec.layerNormEps));
+  return toChannelsFirst(c.g, layerNormOver(c, toChannelsLast(c.g, x), prefix, width, c.spec.layerNormEps));
 }
 
 /** Conv with kernel = stride = `k` (no padding: a remainder past the last whole step is dropped, as torch does). */
@@ -47,7 +47,7 @@ function block(c: ConvNextContext, x: string, prefix: string, width: number): st
     pads: ints([pad, pad, pad, pad]),
     group: i(width),
   });
-  const normed = layerNorm(c, toChannelsLast(g, dw), `${prefix}.layer_norm`, width, spec.layerNormEps);
+  const normed = layerNormOver(c, toChannelsLast(g, dw), `${prefix}.layer_norm`, width, spec.layerNormEps);
   const hidden = activate(g, linear(c, normed, `${prefix}.pointwise_conv1`, MLP_RATIO * width, width, true), spec.mlpActivation);
   const out = linear(c, hidden, `${prefix}.pointwise_conv2`, width, MLP_RATIO * width, true);
   const scaled = g.op('Mul', [out, weightF32(c, `${prefix}.gamma`, [width])]);
@@ -78,5 +78,5 @@ export function buildConvNext(c: ConvNextContext): void {
   const pooled = g.op('ReduceMean', [h, g.constInt64([2, 3])], { keepdims: i(1) });
   const flat = (x: string) => g.op('Reshape', [x, g.constInt64([0, d, -1])]);
   const tokens = g.op('Transpose', [g.op('Concat', [flat(pooled), flat(h)], { axis: i(2) })], { perm: ints([0, 2, 1]) });
-  contractOutputs(g, layerNorm(c, tokens, 'layer_norm', d, spec.layerNormEps), d);
+  contractOutputs(g, layerNormOver(c, tokens, 'layer_norm', d, spec.layerNormEps), d);
 }

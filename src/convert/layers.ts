@@ -134,7 +134,7 @@ export function activate(g: GraphBuilder, x: string, act: Activation): string {
 }
 
 /** LayerNorm over the last axis (of `width` values) with the checkpoint's weight and bias. */
-export function layerNorm(c: WeightContext, x: string, prefix: string, width: number, eps: number): string {
+export function layerNormOver(c: WeightContext, x: string, prefix: string, width: number, eps: number): string {
   return c.g.op('LayerNormalization', [x, weightF32(c, `${prefix}.weight`, [width]), weightF32(c, `${prefix}.bias`, [width])], {
     axis: i(-1),
     epsilon: f(eps),

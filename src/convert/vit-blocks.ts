@@ -5,7 +5,7 @@
  */
 import { type GraphBuilder, i, ints } from '../onnx/builder.js';
 import type { VitSpec } from '../model/hf-config.js';
-import { MS_DOMAIN, type WeightContext, activate, contractOutputs, layerNorm as layerNormOf, linear, linearFrom, weightF32 } from './layers.js';
+import { MS_DOMAIN, type WeightContext, activate, contractOutputs, layerNormOver, linear, linearFrom, weightF32 } from './layers.js';
 
 export interface BuildContext extends WeightContext {
   spec: VitSpec;
@@ -37,7 +37,7 @@ export interface LayerNames {
 }
 
 export function layerNorm(c: BuildContext, x: string, prefix: string): string {
-  return layerNormOf(c, x, prefix, c.spec.hiddenSize, c.spec.layerNormEps);
+  return layerNormOver(c, x, prefix, c.spec.hiddenSize, c.spec.layerNormEps);
 }
 
 function mlp(c: BuildContext, m: string, names: LayerNames['mlp']): string {

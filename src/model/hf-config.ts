@@ -3,7 +3,7 @@
  * checkpoint, parsed and checked once into the spec the graph builders use. Values the forward
  * pass depends on come from here; values that only matter in training (layerscale_value,
  * layer_scale_init_value, pos_embed_rescale, drop_path) are ignored (docs/model-architecture.md
- * §2-4, §6, §7).
+ * §2-4, §6, §8).
  */
 import fs from 'node:fs';
 import path from 'node:path';

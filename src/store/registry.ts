@@ -1,7 +1,7 @@
 /**
  * Checkpoints dinofeat knows: Hugging Face ids with their size and licence, for `dinofeat models`
  * and for `pull` to say what it is fetching. Sizes are from the released config.json files
- * (docs/model-architecture.md §4, §6 and §7); parameter counts from the model cards (ConvNeXt: as
+ * (docs/model-architecture.md §4, §6 and §8); parameter counts from the model cards (ConvNeXt: as
  * counted, below). `pull` accepts other ids too.
  */
 import fs from 'node:fs';
