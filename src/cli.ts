@@ -88,7 +88,7 @@ function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('convert')
-    .description('convert a Hugging Face DINOv3 / DINOv2 checkpoint (config.json + safetensors) to ONNX')
+    .description('convert a Hugging Face DINOv3 (ViT or ConvNeXt) / DINOv2 checkpoint (config.json + safetensors) to ONNX')
     .argument('<checkpoint-dir>', 'directory with config.json and model.safetensors (or a sharded index)')
     .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)')
     .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(PRECISIONS).default('fp32'))

@@ -21,11 +21,13 @@ torch.set_grad_enabled(False)
 
 def randomise(model, seed):
     gen = torch.Generator().manual_seed(seed)
+    # By module type: ConvNeXt's downsampling norms are named by position (downsample_layers.0).
+    norm_weights = {f"{m_name}.weight" for m_name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
     for name, p in model.named_parameters():
         shape = p.shape
-        if name.endswith("lambda1"):
+        if name.endswith("lambda1") or name.endswith(".gamma"):  # ViT / ConvNeXt layer scales
             v = torch.rand(shape, generator=gen) * 0.9 + 0.1
-        elif name.endswith("norm.weight") or ".norm1.weight" in name or ".norm2.weight" in name or name.endswith("layernorm.weight"):
+        elif name in norm_weights:
             v = 1 + 0.2 * torch.randn(shape, generator=gen)
         elif name.endswith("bias"):
             v = 0.2 * torch.randn(shape, generator=gen)
@@ -42,7 +44,7 @@ def randomise(model, seed):
 
 
 # JSON cannot tell 1000.0 from 1000; the config classes check float fields strictly.
-FLOAT_FIELDS = {"rope_theta", "layer_norm_eps", "layerscale_value", "pos_embed_rescale"}
+FLOAT_FIELDS = {"rope_theta", "layer_norm_eps", "layerscale_value", "pos_embed_rescale", "layer_scale_init_value"}
 
 summary = {}
 for spec in job["models"]:

@@ -17,6 +17,7 @@ import type { PullOptions } from '../src/commands/pull.js';
 import { downloadCheckpoint } from '../src/store/hub.js';
 import { writeSafetensors } from '../src/convert/safetensors.js';
 import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../src/convert/test-model.js';
+import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
@@ -131,10 +132,10 @@ function handle(origin: 'hub' | 'cdn') {
   };
 }
 
-/** A repo with a copy of the tiny test checkpoint. */
-function addRepo(id: string, opts: Omit<FakeRepo, 'dir'> = {}): FakeRepo {
+/** A repo with a copy of a checkpoint, the tiny test checkpoint unless `from` says otherwise. */
+function addRepo(id: string, opts: Omit<FakeRepo, 'dir'> = {}, from = tiny): FakeRepo {
   const dir = path.join(work, 'remote', id.replace('/', '--'));
-  fs.cpSync(tiny, dir, { recursive: true });
+  fs.cpSync(from, dir, { recursive: true });
   const repo = { dir, ...opts };
   repos.set(id, repo);
   return repo;
@@ -404,15 +405,30 @@ test('unknown repos, revisions and unreachable endpoints give one actionable lin
   });
 });
 
-test('the registry lists the DINOv3 and DINOv2 checkpoints with their licences', () => {
-  assert.equal(KNOWN_MODELS.length, 16);
+test('the registry lists the DINOv3 (ViT and ConvNeXt) and DINOv2 checkpoints with their licences', () => {
+  assert.equal(KNOWN_MODELS.length, 20);
   assert.equal(findKnownModel('Facebook/DINOv3-ViTS16-Pretrain-LVD1689M')?.repoId, 'facebook/dinov3-vits16-pretrain-lvd1689m');
   const v7b = findKnownModel('facebook/dinov3-vit7b16-pretrain-lvd1689m')!;
   assert.deepEqual([v7b.hiddenSize, v7b.layers, v7b.gated, v7b.licence], [4096, 40, true, 'DINOv3 License']);
   const reg = findKnownModel('facebook/dinov2-with-registers-giant')!;
   assert.deepEqual([reg.hiddenSize, reg.patchSize, reg.registers, reg.licence, reg.gated], [1536, 14, 4, 'Apache-2.0', false]);
+  const large = findKnownModel('facebook/dinov3-convnext-large-pretrain-lvd1689m')!;
+  assert.deepEqual([large.family, large.arch, large.hiddenSize, large.layers, large.patchSize, large.registers, large.gated], ['dinov3-convnext', 'ConvNeXt-L', 1536, 36, 32, 0, true]);
   const table = formatRegistry();
   for (const m of KNOWN_MODELS) assert.ok(table.includes(m.repoId), m.repoId);
+});
+
+test('pull knows a DINOv3 ConvNeXt: says what it is, converts it with stride 32 as its patch', { timeout: 30_000 }, async () => {
+  const id = 'facebook/dinov3-convnext-tiny-pretrain-lvd1689m';
+  const checkpoint = path.join(work, 'convnext');
+  await writeConvNextTestCheckpoint(checkpoint, TINY_CONVNEXT_TEST_MODEL);
+  addRepo(id, { gated: true }, checkpoint);
+  process.env.HF_TOKEN = TOKEN;
+  const r = await pullOk(id, { precision: 'fp32' });
+  assert.match(r.stderr, /: DINOv3 ConvNeXt-T, hidden 768, 18 blocks, stride 32, 28M parameters, DINOv3 License/);
+  assert.doesNotMatch(r.stderr, /not in dinofeat's registry/);
+  const info = loadModelInfo(path.join(pulledModelDir(id, 'main'), 'model-fp32.onnx'));
+  assert.deepEqual([info.family, info.patchSize, info.numRegisters, info.sourceRepo], ['dinov3-convnext', 32, 0, id]);
 });
 
 test('models live under $DINOFEAT_HOME (default ~/.cache/dinofeat)/models/<owner>--<name>/<revision>', () => {

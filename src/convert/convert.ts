@@ -11,11 +11,12 @@ import { GraphBuilder } from '../onnx/builder.js';
 import { chunkSize } from '../onnx/protobuf.js';
 import { writeModel } from '../onnx/writer.js';
 import { DINOFEAT_VERSION } from '../core/version.js';
-import { readVitSpec, specToInfo } from '../model/hf-config.js';
+import { type ModelSpec, readModelSpec, specToInfo } from '../model/hf-config.js';
+import { buildConvNext } from './convnext-graph.js';
 import { buildDinov2 } from './dinov2-graph.js';
 import { buildDinov3 } from './dinov3-graph.js';
+import { MS_DOMAIN, type WeightContext } from './layers.js';
 import { openCheckpoint } from './safetensors.js';
-import { MS_DOMAIN, type BuildContext } from './vit-blocks.js';
 
 export interface ConvertOptions {
   precision: Precision;
@@ -33,17 +34,24 @@ export interface ConvertResult {
   seconds: number;
 }
 
+/** The family's graph into `w.g`. */
+function buildGraph(w: WeightContext, spec: ModelSpec): void {
+  switch (spec.family) {
+    case 'dinov3': return buildDinov3({ ...w, spec });
+    case 'dinov2': return buildDinov2({ ...w, spec });
+    case 'dinov3-convnext': return buildConvNext({ ...w, spec });
+  }
+}
+
 export async function convertCheckpoint(dir: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
   const started = performance.now();
-  const spec = readVitSpec(dir);
+  const spec = readModelSpec(dir);
   const ckpt = openCheckpoint(dir);
   try {
     // Build first: it checks every tensor's name and shape, so a wrong checkpoint fails before
     // the (for large checkpoints, long) hashing and writing.
     const g = new GraphBuilder(`${spec.modelType}-${opts.precision}`);
-    const c: BuildContext = { g, ckpt, spec, precision: opts.precision };
-    if (spec.family === 'dinov3') buildDinov3(c);
-    else buildDinov2(c);
+    buildGraph({ g, ckpt, precision: opts.precision }, spec);
 
     const outDir = path.dirname(path.resolve(outPath));
     try {

@@ -5,7 +5,8 @@
  */
 import { DataType, type GraphBuilder, f, i, ints, s, typedBytes } from '../onnx/builder.js';
 import { UserError } from '../core/errors.js';
-import { type BuildContext, expandToBatch, finish, patchEmbed, pixelInput, requireTensor, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { pixelInput, requireTensor, weightF32 } from './layers.js';
+import { type BuildContext, expandToBatch, finish, patchEmbed, shapeSlice, transformerLayer } from './vit-blocks.js';
 
 const POS = 'embeddings.position_embeddings';
 

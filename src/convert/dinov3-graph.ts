@@ -4,7 +4,8 @@
  * batch are dynamic: the RoPE tables are computed in the graph from the patch grid's shape.
  */
 import { DataType, i } from '../onnx/builder.js';
-import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, pixelInput, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { pixelInput, weightF32 } from './layers.js';
+import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, shapeSlice, transformerLayer } from './vit-blocks.js';
 
 /**
  * cos and sin tables [prefix + Hp·Wp, head_dim/2]. Patch p at row i, column j has centre

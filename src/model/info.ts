@@ -7,11 +7,14 @@
 export type Precision = 'fp32' | 'fp16' | 'int8' | 'int4';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8', 'int4'];
 
-export type ModelFamily = 'dinov3' | 'dinov2';
+/** DINOv3 ViTs, DINOv3 ConvNeXts, DINOv2 ViTs (with or without registers); stored as is in the metadata. */
+export const MODEL_FAMILIES = ['dinov3', 'dinov3-convnext', 'dinov2'] as const;
+export type ModelFamily = (typeof MODEL_FAMILIES)[number];
 export type Resample = 'bilinear' | 'bicubic';
 
 export interface ModelInfo {
   family: ModelFamily;
+  /** Input pixels per output position: a ViT's patch, a ConvNeXt's total stride (32). */
   patchSize: number;
   numRegisters: number;
   hiddenSize: number;

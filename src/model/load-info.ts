@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { readVitSpec, specToInfo } from './hf-config.js';
+import { readModelSpec, specToInfo } from './hf-config.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
-import { METADATA_KEYS, PRECISIONS, type ModelInfo, type Precision } from './info.js';
+import { METADATA_KEYS, MODEL_FAMILIES, PRECISIONS, type ModelInfo, type Precision } from './info.js';
 
 export interface InfoOverrides {
   patchSize?: number;
@@ -38,7 +38,7 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
   const precision = meta[METADATA_KEYS.precision] as Precision;
   const numRegisters = int(METADATA_KEYS.numRegisters);
   return {
-    family: meta[METADATA_KEYS.family] === 'dinov2' ? 'dinov2' : 'dinov3',
+    family: MODEL_FAMILIES.find((f) => f === meta[METADATA_KEYS.family]) ?? 'dinov3',
     patchSize: int(METADATA_KEYS.patchSize),
     numRegisters,
     hiddenSize: int(METADATA_KEYS.hiddenSize),
@@ -56,7 +56,7 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
 function fromConfigBeside(file: string): ModelInfo | undefined {
   const here = path.dirname(path.resolve(file));
   for (const dir of [here, path.dirname(here)]) {
-    if (fs.existsSync(path.join(dir, 'config.json'))) return specToInfo(readVitSpec(dir), 'fp32');
+    if (fs.existsSync(path.join(dir, 'config.json'))) return specToInfo(readModelSpec(dir), 'fp32');
   }
   return undefined;
 }
