@@ -12,6 +12,7 @@ import { chunkSize } from '../onnx/protobuf.js';
 import { writeModel } from '../onnx/writer.js';
 import { DINOFEAT_VERSION } from '../core/version.js';
 import { readVitSpec, specToInfo } from '../model/hf-config.js';
+import type { Normalisation } from '../model/normalisation.js';
 import { buildDinov2 } from './dinov2-graph.js';
 import { buildDinov3 } from './dinov3-graph.js';
 import { openCheckpoint } from './safetensors.js';
@@ -19,6 +20,10 @@ import { MS_DOMAIN, type BuildContext } from './vit-blocks.js';
 
 export interface ConvertOptions {
   precision: Precision;
+  /** Blocks (1-based) whose normed hidden state is an extra output; the last block is last_hidden_state already. */
+  layers?: readonly number[];
+  /** Replaces the checkpoint's preprocessor mean and/or std (e.g. a preset of model/normalisation.ts). */
+  normalisation?: Partial<Normalisation>;
   /** Hugging Face repo id, recorded in the metadata when known. */
   sourceRepo?: string;
   /** Bytes written so far and the total, for a progress bar. */
@@ -33,15 +38,24 @@ export interface ConvertResult {
   seconds: number;
 }
 
+/** The requested blocks as the graph outputs them: ascending, once each, without the last block. */
+export function intermediateLayers(requested: readonly number[], numLayers: number): number[] {
+  const outside = requested.filter((k) => !Number.isInteger(k) || k < 1 || k > numLayers);
+  if (outside.length) throw new UserError(`--layers ${outside.join(',')}: the checkpoint has blocks 1 to ${numLayers}`);
+  return [...new Set(requested)].filter((k) => k < numLayers).sort((a, b) => a - b);
+}
+
 export async function convertCheckpoint(dir: string, outPath: string, opts: ConvertOptions): Promise<ConvertResult> {
   const started = performance.now();
-  const spec = readVitSpec(dir);
+  const read = readVitSpec(dir);
+  const spec = { ...read, imageMean: opts.normalisation?.mean ?? read.imageMean, imageStd: opts.normalisation?.std ?? read.imageStd };
+  const layers = intermediateLayers(opts.layers ?? [], spec.numLayers);
   const ckpt = openCheckpoint(dir);
   try {
     // Build first: it checks every tensor's name and shape, so a wrong checkpoint fails before
     // the (for large checkpoints, long) hashing and writing.
     const g = new GraphBuilder(`${spec.modelType}-${opts.precision}`);
-    const c: BuildContext = { g, ckpt, spec, precision: opts.precision };
+    const c: BuildContext = { g, ckpt, spec, precision: opts.precision, layers };
     if (spec.family === 'dinov3') buildDinov3(c);
     else buildDinov2(c);
 
@@ -52,7 +66,7 @@ export async function convertCheckpoint(dir: string, outPath: string, opts: Conv
     } catch {
       throw new UserError(`cannot write to ${outDir}: choose a writable --out path`);
     }
-    const info = specToInfo(spec, opts.precision, { sourceRepo: opts.sourceRepo, weightsSha256: await ckpt.sha256() });
+    const info = specToInfo(spec, opts.precision, { sourceRepo: opts.sourceRepo, weightsSha256: await ckpt.sha256(), layers });
     const total = g.initializers.reduce((a, t) => a + chunkSize(t.data), 0);
     let written = 0;
     const result = await writeModel(g, outPath, {

@@ -9,7 +9,7 @@ import type { LazyBytes } from '../onnx/protobuf.js';
 import type { Precision } from '../model/info.js';
 import { UserError } from '../core/errors.js';
 import type { Checkpoint } from './safetensors.js';
-import { MODEL_INPUT, MODEL_OUTPUT, MODEL_POOLER } from '../model/contract.js';
+import { MODEL_INPUT, MODEL_OUTPUT, MODEL_POOLER, layerOutput } from '../model/contract.js';
 import type { VitSpec } from '../model/hf-config.js';
 import { float32ToFloat16 } from '../core/half.js';
 import { INT4_BLOCK, type Int4Weights, quantizeInt4Blocks, quantizeInt8PerColumn } from './quantize.js';
@@ -21,6 +21,8 @@ export interface BuildContext {
   ckpt: Checkpoint;
   spec: VitSpec;
   precision: Precision;
+  /** Blocks (1-based, ascending, before the last) whose output is also a graph output. */
+  layers: readonly number[];
 }
 
 /** RoPE tables for com.microsoft RotaryEmbedding: [tokens, head_dim / 2] each, one row per token. */
@@ -151,12 +153,16 @@ export function linear(c: BuildContext, x: string, prefix: string, out: number, 
   return linearFrom(c, x, { name: `${prefix}.weight` }, bias ? { name: `${prefix}.bias` } : undefined, out, inn);
 }
 
-export function layerNorm(c: BuildContext, x: string, prefix: string): string {
+/** A LayerNorm over the last axis whose weights (prefix.weight, prefix.bias) are added once, applied by the returned function. */
+function layerNormOf(c: BuildContext, prefix: string): (x: string) => string {
   const d = c.spec.hiddenSize;
-  return c.g.op('LayerNormalization', [x, weightF32(c, `${prefix}.weight`, [d]), weightF32(c, `${prefix}.bias`, [d])], {
-    axis: i(-1),
-    epsilon: f(c.spec.layerNormEps),
-  });
+  const weight = weightF32(c, `${prefix}.weight`, [d]);
+  const bias = weightF32(c, `${prefix}.bias`, [d]);
+  return (x) => c.g.op('LayerNormalization', [x, weight, bias], { axis: i(-1), epsilon: f(c.spec.layerNormEps) });
+}
+
+export function layerNorm(c: BuildContext, x: string, prefix: string): string {
+  return layerNormOf(c, prefix)(x);
 }
 
 function activate(g: GraphBuilder, x: string, act: VitSpec['mlpActivation']): string {
@@ -243,11 +249,21 @@ export function pixelInput(g: GraphBuilder): string {
   return g.input(MODEL_INPUT, DataType.FLOAT, ['batch', 3, 'height', 'width']);
 }
 
-/** Final LayerNorm over every token and the two contract outputs (pooler = token 0, the CLS). */
-export function finish(c: BuildContext, h: string, normPrefix: string): void {
+/**
+ * Final LayerNorm over every token and the two contract outputs (pooler = token 0, the CLS); the
+ * same norm, with the same weights, over each kept intermediate hidden state (block → value), as
+ * Meta's get_intermediate_layers(norm=True) does.
+ */
+export function finish(c: BuildContext, h: string, normPrefix: string, kept: ReadonlyMap<number, string>): void {
   const { g, spec } = c;
-  g.rename(layerNorm(c, h, normPrefix), MODEL_OUTPUT);
+  const d = spec.hiddenSize;
+  const norm = layerNormOf(c, normPrefix);
+  g.rename(norm(h), MODEL_OUTPUT);
   g.rename(g.op('Gather', [MODEL_OUTPUT, g.constInt64([0], [])], { axis: i(1) }), MODEL_POOLER);
-  g.output(MODEL_OUTPUT, DataType.FLOAT, ['batch', 'tokens', spec.hiddenSize]);
-  g.output(MODEL_POOLER, DataType.FLOAT, ['batch', spec.hiddenSize]);
+  g.output(MODEL_OUTPUT, DataType.FLOAT, ['batch', 'tokens', d]);
+  g.output(MODEL_POOLER, DataType.FLOAT, ['batch', d]);
+  for (const [k, value] of kept) {
+    g.rename(norm(value), layerOutput(k));
+    g.output(layerOutput(k), DataType.FLOAT, ['batch', 'tokens', d]);
+  }
 }
