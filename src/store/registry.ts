@@ -4,6 +4,7 @@
  * (docs/model-architecture.md §4 and §6); parameter counts from the model cards. `pull` accepts other ids too.
  */
 import fs from 'node:fs';
+import type { NormPreset } from '../model/normalisation.js';
 import { precisionOfModelFile, pulledRepoDir } from './layout.js';
 
 export interface KnownModel {
@@ -21,12 +22,21 @@ export interface KnownModel {
   /** The Hub asks users to accept the licence before it serves the files (HF_TOKEN needed). */
   gated: boolean;
   note?: string;
+  /**
+   * The normalisation preset Meta gives for the checkpoint, when it is not ImageNet's (what the
+   * processor configs carry, and what a conversion uses unless --norm says otherwise).
+   */
+  trainedNorm?: NormPreset;
 }
 
 const DINOV3_LICENCE = 'DINOv3 License';
 
-function dinov3(name: string, arch: string, hiddenSize: number, layers: number, paramsM: number, note?: string): KnownModel {
-  return { repoId: `facebook/dinov3-${name}`, family: 'dinov3', arch, hiddenSize, layers, paramsM, patchSize: 16, registers: 4, licence: DINOV3_LICENCE, gated: true, note };
+function dinov3(name: string, arch: string, hiddenSize: number, layers: number, paramsM: number): KnownModel {
+  const satellite = name.endsWith('-sat493m');
+  return {
+    repoId: `facebook/dinov3-${name}`, family: 'dinov3', arch, hiddenSize, layers, paramsM, patchSize: 16, registers: 4, licence: DINOV3_LICENCE, gated: true,
+    ...(satellite ? { note: 'satellite imagery', trainedNorm: 'sat493m' as const } : {}),
+  };
 }
 
 function dinov2(name: string, arch: string, hiddenSize: number, layers: number, paramsM: number, registers: number): KnownModel {
@@ -46,10 +56,10 @@ export const KNOWN_MODELS: readonly KnownModel[] = [
   dinov3('vits16plus-pretrain-lvd1689m', 'ViT-S+/16', 384, 12, 29),
   dinov3('vitb16-pretrain-lvd1689m', 'ViT-B/16', 768, 12, 86),
   dinov3('vitl16-pretrain-lvd1689m', 'ViT-L/16', 1024, 24, 300),
-  dinov3('vitl16-pretrain-sat493m', 'ViT-L/16', 1024, 24, 300, 'satellite imagery'),
+  dinov3('vitl16-pretrain-sat493m', 'ViT-L/16', 1024, 24, 300),
   dinov3('vith16plus-pretrain-lvd1689m', 'ViT-H+/16', 1280, 32, 840),
   dinov3('vit7b16-pretrain-lvd1689m', 'ViT-7B/16', 4096, 40, 6716),
-  dinov3('vit7b16-pretrain-sat493m', 'ViT-7B/16', 4096, 40, 6716, 'satellite imagery'),
+  dinov3('vit7b16-pretrain-sat493m', 'ViT-7B/16', 4096, 40, 6716),
   ...DINOV2_SIZES.map(([n, a, h, l, p]) => dinov2(n, a, h, l, p, 0)),
   ...DINOV2_SIZES.map(([n, a, h, l, p]) => dinov2(n, a, h, l, p, 4)),
 ];
@@ -62,9 +72,12 @@ export function findKnownModel(repoId: string): KnownModel | undefined {
 
 const formatParams = (m: KnownModel) => (m.paramsM >= 1000 ? `${(m.paramsM / 1000).toFixed(1)}B` : `${m.paramsM}M`);
 
-/** One line about a known model, for pull's output. */
+/** One line about a known model, for pull's output (and a second on its normalisation, when Meta gives other constants). */
 export function describeModel(m: KnownModel): string {
-  return `${m.family === 'dinov3' ? 'DINOv3' : 'DINOv2'} ${m.arch}${m.note ? ` (${m.note})` : ''}, hidden ${m.hiddenSize}, ${m.layers} layers, ${formatParams(m)} parameters, ${m.licence}${m.gated ? ' (gated: accept it on the Hub and set HF_TOKEN)' : ''}`;
+  const line = `${m.family === 'dinov3' ? 'DINOv3' : 'DINOv2'} ${m.arch}${m.note ? ` (${m.note})` : ''}, hidden ${m.hiddenSize}, ${m.layers} layers, ${formatParams(m)} parameters, ${m.licence}${m.gated ? ' (gated: accept it on the Hub and set HF_TOKEN)' : ''}`;
+  return m.trainedNorm
+    ? `${line}\n  trained with the ${m.trainedNorm} mean/std: pass --norm ${m.trainedNorm} to use them; without it the preprocessor config's are used (README: satellite checkpoints)`
+    : line;
 }
 
 /** Precisions already converted under $DINOFEAT_HOME for any revision of the repo. */
