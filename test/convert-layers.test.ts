@@ -10,10 +10,12 @@ import path from 'node:path';
 import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { layerOutput } from '../src/model/contract.js';
-import { METADATA_KEYS } from '../src/model/info.js';
+import { METADATA_KEYS, infoToMetadata } from '../src/model/info.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { readOnnxHeader } from '../src/onnx/metadata-reader.js';
 import { isUserError } from '../src/core/errors.js';
+import { fakeModelInfo, writeFakeVit } from './fixtures/fake-vit.js';
+import { tempDir } from './helpers/temp.js';
 import { hfLayerOutput, hfOutputs, hfReference, maxAbsDiff, tokenCosines, type HfModelJob } from './fixtures/reference-outputs.js';
 
 const MODELS: HfModelJob[] = [
@@ -99,4 +101,12 @@ test('--layers outside the model is refused naming the flag and the range', asyn
     convertCheckpoint(path.join(reference, m.name), path.join(reference, 'bad.onnx'), { precision: 'fp32', layers: [2, 5] }),
     (e: Error) => isUserError(e) && /--layers 5: the checkpoint has blocks 1 to 4/.test(e.message),
   );
+});
+
+test('a layers metadata value that is not ascending block numbers is refused naming the key', () => {
+  const info = fakeModelInfo({ patchSize: 8, hidden: 16, registers: 0 });
+  for (const bad of ['2,1', '0', '1,x', '']) {
+    const file = writeFakeVit(path.join(tempDir(), 'bad-layers.onnx'), { patchSize: 8, hidden: 16, registers: 0, metadata: { ...infoToMetadata(info), [METADATA_KEYS.layers]: bad } });
+    assert.throws(() => loadModelInfo(file), (e: Error) => isUserError(e) && e.message.includes(`metadata dinofeat.layers=${JSON.stringify(bad)} is invalid`), bad);
+  }
 });
