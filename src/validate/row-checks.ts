@@ -1,8 +1,8 @@
 /**
  * Checks of one stored row against what its shard says it holds: tensor sizes (intermediate
- * layers' too) against the grid and hidden size, grid against bucket and patch size, bucket and crop box against what extract
- * derives from the image size and the recorded preprocessing, no NaN / Inf, a CLS that is not
- * zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
+ * layers' too) against the grid and hidden size, grid against bucket and patch size, bucket and
+ * crop box against what extract derives from the image size and the recorded preprocessing, no
+ * NaN / Inf, a CLS that is not zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
  */
 import { DTYPE_BYTES, layerColumns, type EncodedRow, type TensorDtype } from '../shard/schema.js';
 import { l2norm } from '../core/norm-stats.js';
