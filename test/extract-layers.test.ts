@@ -13,10 +13,12 @@ import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
 import { layerOutput } from '../src/model/contract.js';
-import { shardColumns } from '../src/shard/schema.js';
+import { shardColumns, type EncodedRow } from '../src/shard/schema.js';
 import { readWithPyarrow, type PyarrowCache } from './fixtures/pyarrow-cache.js';
 import { writeStructured } from './fixtures/images.js';
 import { uniformInput, writeUniform, type Colour } from './fixtures/uniform-image.js';
+import { validate } from '../src/validate/validate.js';
+import { copyCache, replaceRow } from './fixtures/damaged-cache.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -138,4 +140,19 @@ test('validate recomputes the layer columns; a model without the layer fails it;
   assert.match(summary.stdout, /layers +blocks 1 \(layer<k>_cls, layer<k>_patches/);
   const row = await runCli(['inspect', layeredCache, '--key', 'uniform.png']);
   assert.match(row.stdout, /layer 1 +cls norm [\d.]+; patches mean norm [\d.]+/);
+});
+
+test('validate\'s row checks catch a layer column cut short and a NaN in a layer CLS, naming the column', async () => {
+  const cases: Array<[(row: EncodedRow) => EncodedRow, string, RegExp]> = [
+    [(row) => ({ ...row, layer1_patches: row.layer1_patches!.slice(0, -HIDDEN * 4) }), 'patch-count', /layer1_patches holds 15 vectors, grid 4x4 needs 16/],
+    [(row) => ({ ...row, layer1_cls: Float32Array.from(row.layer1_cls!, (v, k) => (k === 3 ? NaN : v)) }), 'non-finite', /NaN\/Inf values: layer1_cls 1/],
+  ];
+  for (const [mutate, kind, detail] of cases) {
+    const damaged = copyCache(layeredCache);
+    await replaceRow(damaged, 'uniform.png', mutate);
+    const r = await validate(damaged, { recompute: 0 });
+    const cache = r.checks.find((c) => c.check === 'cache')!;
+    assert.deepEqual(Object.keys(cache.counts), [kind], JSON.stringify(cache.findings));
+    assert.match(cache.findings[0]!.detail, detail);
+  }
 });
