@@ -36,6 +36,7 @@ let plain: string;
 let convertOut: string;
 let caches: { layered: PyarrowCache; plain: PyarrowCache; arrow16: PyarrowCache };
 let layeredCache: string;
+let images: string;
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   assert.equal(a.length, b.length);
@@ -56,7 +57,7 @@ before(async () => {
   convertOut = converted.stdout;
   await convertCheckpoint(checkpoint, plain, { precision: 'fp32' });
 
-  const images = path.join(dir, 'images');
+  images = path.join(dir, 'images');
   await writeUniform(path.join(images, 'uniform.png'), 64, 64, COLOUR);
   await writeStructured(path.join(images, 'structured.jpg'), 80, 60, 3);
   layeredCache = path.join(dir, 'cache-layered');
@@ -154,5 +155,21 @@ test('validate\'s row checks catch a layer column cut short and a NaN in a layer
     const cache = r.checks.find((c) => c.check === 'cache')!;
     assert.deepEqual(Object.keys(cache.counts), [kind], JSON.stringify(cache.findings));
     assert.match(cache.findings[0]!.detail, detail);
+  }
+});
+
+test('a changed image is re-extracted into a layered cache: the rewritten shard keeps the other row\'s layer columns', async () => {
+  const cache = copyCache(layeredCache);
+  await writeUniform(path.join(images, 'uniform.png'), 64, 64, [10, 20, 30]);
+  try {
+    const r = await runCli(['extract', images, '--out', cache, '--model', layered, ...BUCKET, '--dtype', 'float32', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const after = await readWithPyarrow(cache);
+    assert.deepEqual(after.rows['structured.jpg']!.layer1_patches, caches.layered.rows['structured.jpg']!.layer1_patches);
+    assert.ok(maxDiff(after.rows['uniform.png']!.layer1_cls as number[], caches.layered.rows['uniform.png']!.layer1_cls as number[]) > 0.01);
+    const v = await validate(cache, { recompute: 2 });
+    assert.ok(v.checks.every((c) => c.status !== 'fail'), JSON.stringify(v.checks.filter((c) => c.status === 'fail')));
+  } finally {
+    await writeUniform(path.join(images, 'uniform.png'), 64, 64, COLOUR);
   }
 });
