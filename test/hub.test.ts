@@ -20,7 +20,7 @@ import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../
 import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
-import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
+import { describeModel, findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
 import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/store/layout.js';
 import { run, tsxEval, type Completed } from './helpers/process.js';
 import { tempDir } from './helpers/temp.js';
@@ -260,6 +260,23 @@ test('a second pull leaves the default alone unless --default is given', { timeo
   assert.deepEqual(fs.readdirSync(path.dirname(defaultModelPath())).filter((f) => f.includes('.tmp')), []);
 });
 
+test('pull --norm / --layers converts to its own model file beside the plain one, with the constants and layers in its metadata', { timeout: 30_000 }, async () => {
+  addRepo('acme/satellite');
+  await pullOk('acme/satellite', { precision: 'fp32', norm: 'sat493m', layers: [1] });
+  const dir = pulledModelDir('acme/satellite', 'main');
+  const variant = loadModelInfo(path.join(dir, 'model-fp32.sat493m.layers-1.onnx'));
+  assert.deepEqual([variant.imageMean, variant.imageStd, variant.layers], [[0.43, 0.411, 0.296], [0.213, 0.156, 0.143], [1]]);
+  await pullOk('acme/satellite', { precision: 'fp32' });
+  const plain = loadModelInfo(path.join(dir, 'model-fp32.onnx'));
+  assert.deepEqual([plain.imageMean, plain.layers], [[0.485, 0.456, 0.406], undefined]);
+  await pullOk('acme/satellite', { precision: 'fp32', imageMean: [0.5, 0.5, 0.5] });
+  const models = fs.readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort();
+  assert.equal(models.length, 3, models.join());
+  assert.match(models[0]!, /^model-fp32\.norm-[0-9a-f]{8}\.onnx$/, 'other constants: a file named by their hash');
+  assert.deepEqual(models.slice(1), ['model-fp32.onnx', 'model-fp32.sat493m.layers-1.onnx']);
+  assert.deepEqual(loadModelInfo(path.join(dir, models[0]!)).imageMean, [0.5, 0.5, 0.5]);
+});
+
 test('pull then extract without --model: the cache is made with the pulled model', { timeout: 60_000 }, async () => {
   addRepo('acme/for-extract');
   await pullOk('acme/for-extract', { precision: 'fp32' });
@@ -416,6 +433,12 @@ test('the registry lists the DINOv3 (ViT and ConvNeXt) and DINOv2 checkpoints wi
   assert.deepEqual([large.family, large.arch, large.hiddenSize, large.layers, large.patchSize, large.registers, large.gated], ['dinov3-convnext', 'ConvNeXt-L', 1536, 36, 32, 0, true]);
   const table = formatRegistry();
   for (const m of KNOWN_MODELS) assert.ok(table.includes(m.repoId), m.repoId);
+  // The satellite checkpoints point at Meta's constants; the others use their processor config's.
+  assert.deepEqual(KNOWN_MODELS.filter((m) => m.trainedNorm).map((m) => [m.repoId, m.trainedNorm]), [
+    ['facebook/dinov3-vitl16-pretrain-sat493m', 'sat493m'],
+    ['facebook/dinov3-vit7b16-pretrain-sat493m', 'sat493m'],
+  ]);
+  assert.match(describeModel(findKnownModel('facebook/dinov3-vitl16-pretrain-sat493m')!), /\n  trained with the sat493m mean\/std: pass --norm sat493m/);
 });
 
 test('pull knows a DINOv3 ConvNeXt: says what it is, converts it with stride 32 as its patch', { timeout: 30_000 }, async () => {

@@ -10,7 +10,7 @@ import { faultPoint } from '../core/fault-point.js';
 import type { ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
-import { bucketLabel, encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import { bucketLabel, encodedRowBytes, encodeRow, rowShapeOf, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
 import { createShardWriter, type RowGroupLimits, type ShardWriter } from '../shard/shard-writer.js';
 
 export interface ShardSinkOptions {
@@ -65,7 +65,8 @@ export class ShardSink {
       }
       batchKeys.add(row.key);
     }
-    const encoded = rows.map((row) => encodeRow(row, this.options.meta));
+    const shape = rowShapeOf(this.options.meta);
+    const encoded = rows.map((row) => encodeRow(row, shape));
     try {
       for (const row of encoded) await this.append(row);
     } catch (e) {

@@ -57,6 +57,7 @@ export function buildDinov3(c: BuildContext): void {
   let h = g.op('Concat', [...prefix, tokens], { axis: i(1) });
 
   const rope = g.scope('rope', () => ropeTables(c, gridShape));
+  const kept = new Map<number, string>();
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `layer.${l}`;
     const mlp = spec.gatedMlp
@@ -80,6 +81,7 @@ export function buildDinov3(c: BuildContext): void {
         rope,
       ),
     );
+    if (c.layers.includes(l + 1)) kept.set(l + 1, h);
   }
-  finish(c, h, 'norm');
+  finish(c, h, 'norm', kept);
 }

@@ -133,12 +133,19 @@ export function activate(g: GraphBuilder, x: string, act: Activation): string {
   return g.op('Mul', [x, g.op('Sigmoid', [x])]);
 }
 
+/**
+ * LayerNorm over the last axis (of `width` values) with the checkpoint's weight and bias, added to
+ * the graph once and applied by the returned function (to as many tensors as share the norm).
+ */
+export function layerNormOf(c: WeightContext, prefix: string, width: number, eps: number): (x: string) => string {
+  const weight = weightF32(c, `${prefix}.weight`, [width]);
+  const bias = weightF32(c, `${prefix}.bias`, [width]);
+  return (x) => c.g.op('LayerNormalization', [x, weight, bias], { axis: i(-1), epsilon: f(eps) });
+}
+
 /** LayerNorm over the last axis (of `width` values) with the checkpoint's weight and bias. */
 export function layerNormOver(c: WeightContext, x: string, prefix: string, width: number, eps: number): string {
-  return c.g.op('LayerNormalization', [x, weightF32(c, `${prefix}.weight`, [width]), weightF32(c, `${prefix}.bias`, [width])], {
-    axis: i(-1),
-    epsilon: f(eps),
-  });
+  return layerNormOf(c, prefix, width, eps)(x);
 }
 
 /** The contract's input (model/contract.ts): normalised pixels, any batch and whole-patch size. */

@@ -3,12 +3,15 @@
  * scale, attention and the three MLP forms, the patch embedding and the final norm. Weights and
  * linear layers come from ./layers.ts.
  */
-import { type GraphBuilder, i, ints } from '../onnx/builder.js';
+import { DataType, type GraphBuilder, i, ints } from '../onnx/builder.js';
+import { layerOutput } from '../model/contract.js';
 import type { VitSpec } from '../model/hf-config.js';
-import { MS_DOMAIN, type WeightContext, activate, contractOutputs, layerNormOver, linear, linearFrom, weightF32 } from './layers.js';
+import { MS_DOMAIN, type WeightContext, activate, contractOutputs, layerNormOf, layerNormOver, linear, linearFrom, weightF32 } from './layers.js';
 
 export interface BuildContext extends WeightContext {
   spec: VitSpec;
+  /** Blocks (1-based, ascending, before the last) whose output is also a graph output. */
+  layers: readonly number[];
 }
 
 /** RoPE tables for com.microsoft RotaryEmbedding: [tokens, head_dim / 2] each, one row per token. */
@@ -113,7 +116,18 @@ export function expandToBatch(g: GraphBuilder, t: string, like: string): string 
   return g.op('Expand', [t, g.op('Concat', [batch, g.constInt64([1, 1])], { axis: i(0) })]);
 }
 
-/** Final LayerNorm over every token and the two contract outputs (pooler = token 0, the CLS). */
-export function finish(c: BuildContext, h: string, normPrefix: string): void {
-  contractOutputs(c.g, layerNorm(c, h, normPrefix), c.spec.hiddenSize);
+/**
+ * Final LayerNorm over every token and the two contract outputs (pooler = token 0, the CLS); the
+ * same norm, with the same weights, over each kept intermediate hidden state (block → value), as
+ * Meta's get_intermediate_layers(norm=True) does.
+ */
+export function finish(c: BuildContext, h: string, normPrefix: string, kept: ReadonlyMap<number, string>): void {
+  const { g, spec } = c;
+  const d = spec.hiddenSize;
+  const norm = layerNormOf(c, normPrefix, d, spec.layerNormEps);
+  contractOutputs(g, norm(h), d);
+  for (const [k, value] of kept) {
+    g.rename(norm(value), layerOutput(k));
+    g.output(layerOutput(k), DataType.FLOAT, ['batch', 'tokens', d]);
+  }
 }

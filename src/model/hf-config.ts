@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import type { ModelFamily, ModelInfo, Precision, Resample } from './info.js';
+import { NORM_PRESETS, type Rgb } from './normalisation.js';
 
 /** MLP activation; 'gelu' is the exact erf form (Hugging Face "gelu"). */
 export type Activation = 'gelu' | 'silu';
@@ -39,8 +40,8 @@ export interface VitSpec {
   ropeTheta: number;
   /** DINOv2 with registers resizes its position table with antialias (Hugging Face does). */
   posAntialias: boolean;
-  imageMean: [number, number, number];
-  imageStd: [number, number, number];
+  imageMean: Rgb;
+  imageStd: Rgb;
   resample: Resample;
 }
 
@@ -58,8 +59,8 @@ export interface ConvNextSpec {
   depths: number[];
   layerNormEps: number;
   mlpActivation: Activation;
-  imageMean: [number, number, number];
-  imageStd: [number, number, number];
+  imageMean: Rgb;
+  imageStd: Rgb;
   resample: Resample;
 }
 
@@ -134,7 +135,7 @@ class Fields {
     return v as number[];
   }
 
-  triple(key: string, fallback: [number, number, number]): [number, number, number] {
+  triple(key: string, fallback: Rgb): Rgb {
     const v = this.cfg[key];
     if (v === undefined) return fallback;
     if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) this.fail(key, 'a list of 3 numbers');
@@ -142,8 +143,6 @@ class Fields {
   }
 }
 
-const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 /** PIL resample codes used by Hugging Face image processors. */
 const PIL_RESAMPLE: Record<number, Resample> = { 2: 'bilinear', 3: 'bicubic' };
 
@@ -168,7 +167,8 @@ function readPreprocessing(dir: string, family: ModelFamily): Pick<VitSpec, 'ima
   const code = pre.int('resample', 0, family === 'dinov2' ? 3 : 2);
   const resample = PIL_RESAMPLE[code];
   if (!resample) throw new UserError(`${file}: resample ${code} is not supported; dinofeat resizes with 2 (bilinear) or 3 (bicubic)`);
-  return { imageMean: pre.triple('image_mean', IMAGENET_MEAN), imageStd: pre.triple('image_std', IMAGENET_STD), resample };
+  const { mean, std } = NORM_PRESETS.imagenet;
+  return { imageMean: pre.triple('image_mean', mean), imageStd: pre.triple('image_std', std), resample };
 }
 
 function readConvNextSpec(dir: string, cfg: Json, c: Fields, file: string): ConvNextSpec {
@@ -261,7 +261,7 @@ export function readModelSpec(dir: string): ModelSpec {
  * The metadata a converted model carries (ModelInfo) for this spec. A ConvNeXt's "patch" is its
  * total stride and its "CLS" the pooled token: the same contract as a ViT without registers.
  */
-export function specToInfo(spec: ModelSpec, precision: Precision, extra: Pick<ModelInfo, 'sourceRepo' | 'weightsSha256'> = {}): ModelInfo {
+export function specToInfo(spec: ModelSpec, precision: Precision, extra: Pick<ModelInfo, 'sourceRepo' | 'weightsSha256' | 'layers'> = {}): ModelInfo {
   const vit = spec.family !== 'dinov3-convnext';
   const numRegisters = vit ? spec.numRegisters : 0;
   return {
@@ -276,5 +276,6 @@ export function specToInfo(spec: ModelSpec, precision: Precision, extra: Pick<Mo
     precision,
     ...(extra.sourceRepo ? { sourceRepo: extra.sourceRepo } : {}),
     ...(extra.weightsSha256 ? { weightsSha256: extra.weightsSha256 } : {}),
+    ...(extra.layers?.length ? { layers: extra.layers } : {}),
   };
 }

@@ -29,6 +29,11 @@ export interface ModelInfo {
   sourceRepo?: string;
   /** sha256 over the checkpoint's safetensors bytes, when converted by dinofeat. */
   weightsSha256?: string;
+  /**
+   * Blocks (1-based, ascending, never the last) whose hidden state the model also outputs, through
+   * the final norm (contract.ts#layerOutput); absent when it outputs only the last.
+   */
+  layers?: readonly number[];
 }
 
 /** Keys under which ModelInfo is stored in ONNX metadata_props (all values are strings). */
@@ -44,6 +49,7 @@ export const METADATA_KEYS = {
   precision: 'dinofeat.precision',
   sourceRepo: 'dinofeat.source_repo',
   weightsSha256: 'dinofeat.weights_sha256',
+  layers: 'dinofeat.layers',
 } as const;
 
 export function infoToMetadata(info: ModelInfo): Record<string, string> {
@@ -60,5 +66,6 @@ export function infoToMetadata(info: ModelInfo): Record<string, string> {
   };
   if (info.sourceRepo) out[METADATA_KEYS.sourceRepo] = info.sourceRepo;
   if (info.weightsSha256) out[METADATA_KEYS.weightsSha256] = info.weightsSha256;
+  if (info.layers?.length) out[METADATA_KEYS.layers] = info.layers.join(',');
   return out;
 }
