@@ -3,18 +3,22 @@
  * own, equal to Hugging Face's final norm over output_hidden_states[k] (test/hf-reference.py) within
  * 1e-4, for DINOv3, DINOv2 and DINOv2 with registers at non-square inputs; the metadata records the
  * set, the last block and repeats add nothing, and a model converted without --layers is as before.
+ * A ConvNeXt has no blocks in this sense: --layers on one is refused.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import ort from '../src/model/ort.js';
 import { convertCheckpoint } from '../src/convert/convert.js';
+import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { layerOutput } from '../src/model/contract.js';
 import { METADATA_KEYS, infoToMetadata } from '../src/model/info.js';
 import { loadModelInfo } from '../src/model/load-info.js';
 import { readOnnxHeader } from '../src/onnx/metadata-reader.js';
 import { isUserError } from '../src/core/errors.js';
 import { fakeModelInfo, writeFakeVit } from './fixtures/fake-vit.js';
+import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/temp.js';
 import { hfLayerOutput, hfOutputs, hfReference, maxAbsDiff, tokenCosines, type HfModelJob } from './fixtures/reference-outputs.js';
 
@@ -101,6 +105,16 @@ test('--layers outside the model is refused naming the flag and the range', asyn
     convertCheckpoint(path.join(reference, m.name), path.join(reference, 'bad.onnx'), { precision: 'fp32', layers: [2, 5] }),
     (e: Error) => isUserError(e) && /--layers 5: the checkpoint has blocks 1 to 4/.test(e.message),
   );
+});
+
+test('--layers on a DINOv3 ConvNeXt is refused in one line (its stages are out of scope), before anything is written', async () => {
+  const checkpoint = path.join(tempDir(), 'convnext');
+  await writeConvNextTestCheckpoint(checkpoint, TINY_CONVNEXT_TEST_MODEL);
+  const out = path.join(reference, 'convnext-layers.onnx');
+  const r = await runCli(['convert', checkpoint, '--out', out, '--layers', '1,3']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim(), "dinofeat: --layers 1,3: intermediate layers are for ViT checkpoints; a DINOv3 ConvNeXt's stages are not supported, convert it without --layers");
+  assert.equal(fs.existsSync(out), false);
 });
 
 test('a layers metadata value that is not ascending block numbers is refused naming the key', () => {

@@ -454,6 +454,26 @@ test('pull knows a DINOv3 ConvNeXt: says what it is, converts it with stride 32 
   assert.deepEqual([info.family, info.patchSize, info.numRegisters, info.sourceRepo], ['dinov3-convnext', 32, 0, id]);
 });
 
+test('pull --layers of a ConvNeXt is refused in one line: a known one before anything is fetched, another when it is converted', { timeout: 30_000 }, async () => {
+  const checkpoint = path.join(work, 'convnext-layers');
+  await writeConvNextTestCheckpoint(checkpoint, TINY_CONVNEXT_TEST_MODEL);
+  const known = 'facebook/dinov3-convnext-small-pretrain-lvd1689m';
+  addRepo(known, { gated: true }, checkpoint);
+  process.env.HF_TOKEN = TOKEN;
+  seen.length = 0;
+  const refused = await pull(known, { precision: 'fp32', layers: [2] });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /^dinofeat: --layers 2: intermediate layers are for ViT checkpoints; a DINOv3 ConvNeXt's stages are not supported, convert it without --layers$/m);
+  assert.deepEqual(seen, [], 'nothing fetched for a refused pull');
+  assert.equal(fs.existsSync(pulledModelDir(known, 'main')), false);
+
+  addRepo('acme/convnext-layers', {}, checkpoint);
+  const late = await pull('acme/convnext-layers', { precision: 'fp32', layers: [1, 2] });
+  assert.equal(late.code, 2, late.stderr);
+  assert.match(late.stderr, /--layers 1,2: intermediate layers are for ViT checkpoints/);
+  assert.deepEqual(fs.readdirSync(pulledModelDir('acme/convnext-layers', 'main')).filter((f) => f.endsWith('.onnx')), [], 'no model file written');
+});
+
 test('models live under $DINOFEAT_HOME (default ~/.cache/dinofeat)/models/<owner>--<name>/<revision>', () => {
   assert.equal(dinofeatHome({}), path.join(os.homedir(), '.cache', 'dinofeat'));
   const env = { DINOFEAT_HOME: 'rel/home' };

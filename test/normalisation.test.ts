@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from '../src/model/ort.js';
+import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { TINY_TEST_MODEL, writeTestCheckpoint } from '../src/convert/test-model.js';
 import { METADATA_KEYS } from '../src/model/info.js';
 import { NORM_PRESETS } from '../src/model/normalisation.js';
@@ -62,6 +63,20 @@ test('the checkpoint\'s preprocessor config decides by default; --norm and --ima
   const out = path.join(dir, 'other.onnx');
   assert.equal((await runCli(['convert', other, '--out', out])).code, 0);
   assert.deepEqual(metaOf(out), { mean: [0.3, 0.3, 0.3], std: [0.1, 0.2, 0.3] });
+});
+
+test('a DINOv3 ConvNeXt takes the same overrides: --norm sat493m and --image-std replace its processor config\'s constants', async () => {
+  const convnext = path.join(dir, 'convnext-checkpoint');
+  await writeConvNextTestCheckpoint(convnext, TINY_CONVNEXT_TEST_MODEL);
+  const convertConvNext = async (name: string, ...flags: string[]) => {
+    const out = path.join(dir, `${name}.onnx`);
+    const r = await runCli(['convert', convnext, '--out', out, ...flags]);
+    assert.equal(r.code, 0, r.stderr);
+    return out;
+  };
+  assert.deepEqual(metaOf(await convertConvNext('convnext-default')), { mean: [...IMAGENET.mean], std: [...IMAGENET.std] });
+  assert.deepEqual(metaOf(await convertConvNext('convnext-sat', '--norm', 'sat493m')), { mean: [...SAT.mean], std: [...SAT.std] });
+  assert.deepEqual(metaOf(await convertConvNext('convnext-std', '--image-std', '0.2,0.25,0.3')), { mean: [...IMAGENET.mean], std: [0.2, 0.25, 0.3] });
 });
 
 test('a preset with explicit constants, or an unusable std, is refused with one line naming the flags', async () => {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { symlinkAtomic } from '../core/durable-fs.js';
 import { isUserError } from '../core/errors.js';
+import { assertLayersSupported } from '../convert/convert.js';
 import { convertOnce, type Conversion } from './convert-once.js';
 import { assertRepoId, assertRevision, downloadCheckpoint, type DownloadProgress } from './hub.js';
 import { checkpointDirOf, defaultModelPath, pulledModelDir } from './layout.js';
@@ -60,6 +61,8 @@ export async function pullModel(repoId: string, o: PullModelOptions, on: PullEve
   const known = findKnownModel(repoId);
   // The registry's spelling, so Facebook/DINOv3-… and facebook/dinov3-… share one directory.
   const repo = known?.repoId ?? repoId;
+  // A known ConvNeXt is refused before its download; an unknown one when it is converted.
+  if (known) assertLayersSupported(known.family, o.layers);
   on.start?.(repo, known);
 
   const modelDir = pulledModelDir(repo, revision);
