@@ -64,9 +64,11 @@ for spec in job["models"]:
         layers = spec.get("layers", [])
         res = model(pixel_values=x, output_hidden_states=bool(layers))
         stem = os.path.join(out_dir, f"{b}x{h}x{w}")
-        final_norm = model.norm if hasattr(model, "norm") else model.layernorm
-        for k in layers:
-            final_norm(res.hidden_states[k]).numpy().tofile(stem + f".layer{k}.bin")
+        if layers:
+            # A ViT's final norm (DINOv3: norm, DINOv2: layernorm); layers are asked of ViTs only.
+            final_norm = model.norm if hasattr(model, "norm") else model.layernorm
+            for k in layers:
+                final_norm(res.hidden_states[k]).numpy().tofile(stem + f".layer{k}.bin")
         x.numpy().tofile(stem + ".pixel_values.bin")
         res.last_hidden_state.numpy().tofile(stem + ".last_hidden_state.bin")
         res.pooler_output.numpy().tofile(stem + ".pooler_output.bin")
