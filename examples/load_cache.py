@@ -12,6 +12,10 @@ Two ways to batch images whose patch grids differ in size:
   (patches row-major), padded with zeros to the longest in the batch, plus a boolean mask that is
   True on real tokens, for a DiT that cross-attends to the DINO features.
 
+A cache made with a model converted with `dinofeat convert --layers 4,8` also holds each of those
+blocks' features (layer4_cls, layer4_patches, ...): item["layers"][4] = {"cls", "patches"}, shaped
+as item["cls"] and item["patches"], and stack_bucket stacks them the same way.
+
 In code:
 
     cache = FeatureCache("dinofeat-cache")
@@ -59,6 +63,8 @@ class FeatureCache(Dataset):
         self.hidden = int(meta["dinofeat.hidden_size"])
         self.registers_kept = meta["dinofeat.registers_kept"] == "true"
         self.model = json.loads(meta["dinofeat.model"])
+        # Intermediate blocks (1-based) stored beside the last; absent for a model converted without --layers.
+        self.layers = self.model.get("layers", [])
         self.preprocessing = json.loads(meta["dinofeat.preprocessing"])
         self.keys = self.table.column("key").to_pylist()
         self.grids = list(zip(self.table.column("grid_h").to_pylist(), self.table.column("grid_w").to_pylist()))
@@ -86,6 +92,14 @@ class FeatureCache(Dataset):
         }
         if self.registers_kept:
             item["registers"] = self._tensor("registers", i, (-1, self.hidden))
+        if self.layers:
+            item["layers"] = {
+                k: {
+                    "cls": torch.tensor(self._value(f"layer{k}_cls", i), dtype=torch.float32),
+                    "patches": self._tensor(f"layer{k}_patches", i, (grid_h, grid_w, self.hidden)),
+                }
+                for k in self.layers
+            }
         return item
 
 
@@ -122,7 +136,7 @@ class BucketBatchSampler(Sampler):
 
 
 def stack_bucket(items):
-    """Rows of one grid: cls [B, hidden], patches [B, grid_h, grid_w, hidden]."""
+    """Rows of one grid: cls [B, hidden], patches [B, grid_h, grid_w, hidden]; layers[k] the same per stored block."""
     grids = {item["grid"] for item in items}
     if len(grids) != 1:
         raise ValueError(f"a bucket batch holds one grid, got {sorted(grids)}: use BucketBatchSampler or pad_context")
@@ -133,6 +147,11 @@ def stack_bucket(items):
     }
     if "registers" in items[0]:
         batch["registers"] = torch.stack([item["registers"] for item in items])
+    if "layers" in items[0]:
+        batch["layers"] = {
+            k: {part: torch.stack([item["layers"][k][part] for item in items]) for part in ("cls", "patches")}
+            for k in items[0]["layers"]
+        }
     return batch
 
 
@@ -170,10 +189,14 @@ def main():
     for grid in cache.grids:
         buckets[grid] += 1
     print(f"{len(cache)} images, {cache.dtype} features of {cache.hidden}, model {cache.model.get('sourceRepo', cache.model['family'])}")
+    if cache.layers:
+        print("intermediate layers (blocks): " + ", ".join(str(k) for k in cache.layers))
     print("grids (h x w): " + ", ".join(f"{h}x{w}: {n}" for (h, w), n in sorted(buckets.items())))
 
     for batch in DataLoader(cache, batch_sampler=BucketBatchSampler(cache, args.batch_size), collate_fn=stack_bucket):
         print(f"by bucket: cls {list(batch['cls'].shape)}, patches {list(batch['patches'].shape)}")
+        for k, layer in batch.get("layers", {}).items():
+            print(f"  layer {k}: cls {list(layer['cls'].shape)}, patches {list(layer['patches'].shape)}")
         break
     for batch in DataLoader(cache, batch_size=args.batch_size, shuffle=True, collate_fn=pad_context):
         print(f"padded: context {list(batch['context'].shape)}, mask {list(batch['mask'].shape)}, real tokens per row {batch['mask'].sum(1).tolist()}")

@@ -7,10 +7,9 @@
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { SHARD_FORMATS, TENSOR_DTYPES } from './shard/schema.js';
 import { dropOutputAfterClose } from './cli/closed-output.js';
-import { DEFAULT_CACHE_DIR, bucketFlags, inputFlags, listFlag, modelFlag, readFlags, runtimeFlags } from './cli/flags.js';
+import { DEFAULT_CACHE_DIR, bucketFlags, conversionFlags, inputFlags, listFlag, modelFlag, readFlags, runtimeFlags } from './cli/flags.js';
 import { nonNegativeInt, positiveInt, positiveIntOrAuto } from './cli/parsers.js';
 import { EXIT, isUserError } from './core/errors.js';
-import { PRECISIONS } from './model/info.js';
 import { DINOFEAT_VERSION } from './core/version.js';
 
 function buildProgram(setExit: (code: number) => void): Command {
@@ -87,24 +86,24 @@ function buildProgram(setExit: (code: number) => void): Command {
       setExit(await runInspect(target, opts));
     });
 
-  program
+  const convert = program
     .command('convert')
-    .description('convert a Hugging Face DINOv3 / DINOv2 checkpoint (config.json + safetensors) to ONNX')
+    .description('convert a Hugging Face DINOv3 (ViT or ConvNeXt) / DINOv2 checkpoint (config.json + safetensors) to ONNX')
     .argument('<checkpoint-dir>', 'directory with config.json and model.safetensors (or a sharded index)')
-    .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)')
-    .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(PRECISIONS).default('fp32'))
+    .requiredOption('-o, --out <model.onnx>', 'output ONNX file (weights over 2 GB go to <out>.data beside it)');
+  conversionFlags(convert)
     .option('--source-repo <id>', 'Hugging Face repo id to record in the model metadata')
     .action(async (dir, opts) => {
       const { runConvert } = await import('./commands/convert.js');
       setExit(await runConvert(dir, opts));
     });
 
-  program
+  const pull = program
     .command('pull')
     .description('download a checkpoint from the Hugging Face Hub, convert it to ONNX and cache it under $DINOFEAT_HOME')
     .argument('<repo-id>', 'e.g. facebook/dinov3-vits16-pretrain-lvd1689m (see dinofeat models)')
-    .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .addOption(new Option('--precision <p>', 'weights of the converted model').choices(PRECISIONS).default('fp32'))
+    .option('--revision <rev>', 'branch, tag or commit', 'main');
+  conversionFlags(pull)
     .option('--default', 'make it the default model even if one exists')
     .addHelpText('after', '\nHF_TOKEN: token for gated repos (DINOv3: accept the licence on the Hub first). HF_ENDPOINT: a mirror. DINOFEAT_HOME: where models go (default ~/.cache/dinofeat).')
     .action(async (repo, opts) => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { convertCheckpoint } from '../src/convert/convert.js';
 import { openCheckpoint, writeSafetensors } from '../src/convert/safetensors.js';
 import { UserError } from '../src/core/errors.js';
+import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { GOLDEN } from './fixtures/reference-outputs.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -68,4 +69,21 @@ test('a directory without config.json or without weights says what it needs', as
   const noWeights = await brokenCopy({});
   fs.rmSync(path.join(noWeights, 'model.safetensors'));
   await convertFails(noWeights, 'model.safetensors', noWeights);
+});
+
+test('a ConvNeXt config that disagrees with itself or its weights names the field or the tensor', async () => {
+  const base = tempDir();
+  await writeConvNextTestCheckpoint(base, TINY_CONVNEXT_TEST_MODEL);
+  const copy = (edit: (c: Record<string, unknown>) => void) => {
+    const dir = tempDir();
+    fs.cpSync(base, dir, { recursive: true });
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    edit(config);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+    return dir;
+  };
+  await convertFails(copy((c) => (c.depths = [1, 1, 2])), 'config.json', 'depths has 3 stages but hidden_sizes has 4');
+  await convertFails(copy((c) => (c.hidden_sizes = [16, 32, 0, 64])), 'config.json', '"hidden_sizes"');
+  await convertFails(copy((c) => (c.depths = [1, 1, 3, 1])), 'stages.2.layers.2.depthwise_conv.weight');
+  await convertFails(copy((c) => (c.hidden_sizes = [16, 32, 48, 72])), 'stages.3.downsample_layers.1.weight', '[64,48,2,2]', '[72,48,2,2]');
 });

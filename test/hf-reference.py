@@ -1,11 +1,13 @@
 """Hugging Face's own forward pass as an independent reference for the converter tests.
 
 Reads a JSON job on stdin: {"out": dir, "models": [{"name", "class", "config", "seed",
-"inputs": [[batch, height, width], ...]}]}. For each model it builds the transformers class from
-the config with seeded random weights (every component made to matter: non-trivial layer scales,
-biases, norms, CLS/register tokens), writes it with save_pretrained to <out>/<name>/, and for each
-input writes <name>/<b>x<h>x<w>.{pixel_values,last_hidden_state,pooler_output}.bin (raw
-little-endian float32). Eager attention, float32, eval mode, as the golden data was made.
+"inputs": [[batch, height, width], ...], optional "layers": [k, ...]}]}. For each model it builds
+the transformers class from the config with seeded random weights (every component made to
+matter: non-trivial layer scales, biases, norms, CLS/register tokens), writes it with
+save_pretrained to <out>/<name>/, and for each input writes
+<name>/<b>x<h>x<w>.{pixel_values,last_hidden_state,pooler_output}.bin (raw little-endian float32)
+and, per listed block k, <b>x<h>x<w>.layer<k>.bin: output_hidden_states[k] (index 0 is the
+embeddings, k the output of block k) through the model's final norm. Eager attention, float32, eval mode, as the golden data was made.
 """
 import json
 import math
@@ -21,11 +23,13 @@ torch.set_grad_enabled(False)
 
 def randomise(model, seed):
     gen = torch.Generator().manual_seed(seed)
+    # By module type: ConvNeXt's downsampling norms are named by position (downsample_layers.0).
+    norm_weights = {f"{m_name}.weight" for m_name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
     for name, p in model.named_parameters():
         shape = p.shape
-        if name.endswith("lambda1"):
+        if name.endswith("lambda1") or name.endswith(".gamma"):  # ViT / ConvNeXt layer scales
             v = torch.rand(shape, generator=gen) * 0.9 + 0.1
-        elif name.endswith("norm.weight") or ".norm1.weight" in name or ".norm2.weight" in name or name.endswith("layernorm.weight"):
+        elif name in norm_weights:
             v = 1 + 0.2 * torch.randn(shape, generator=gen)
         elif name.endswith("bias"):
             v = 0.2 * torch.randn(shape, generator=gen)
@@ -42,7 +46,7 @@ def randomise(model, seed):
 
 
 # JSON cannot tell 1000.0 from 1000; the config classes check float fields strictly.
-FLOAT_FIELDS = {"rope_theta", "layer_norm_eps", "layerscale_value", "pos_embed_rescale"}
+FLOAT_FIELDS = {"rope_theta", "layer_norm_eps", "layerscale_value", "pos_embed_rescale", "layer_scale_init_value"}
 
 summary = {}
 for spec in job["models"]:
@@ -57,8 +61,14 @@ for spec in job["models"]:
     gen = torch.Generator().manual_seed(spec["seed"] + 1)
     for b, h, w in spec["inputs"]:
         x = torch.randn((b, 3, h, w), generator=gen)
-        res = model(pixel_values=x)
+        layers = spec.get("layers", [])
+        res = model(pixel_values=x, output_hidden_states=bool(layers))
         stem = os.path.join(out_dir, f"{b}x{h}x{w}")
+        if layers:
+            # A ViT's final norm (DINOv3: norm, DINOv2: layernorm); layers are asked of ViTs only.
+            final_norm = model.norm if hasattr(model, "norm") else model.layernorm
+            for k in layers:
+                final_norm(res.hidden_states[k]).numpy().tofile(stem + f".layer{k}.bin")
         x.numpy().tofile(stem + ".pixel_values.bin")
         res.last_hidden_state.numpy().tofile(stem + ".last_hidden_state.bin")
         res.pooler_output.numpy().tofile(stem + ".pooler_output.bin")

@@ -17,9 +17,10 @@ import type { PullOptions } from '../src/commands/pull.js';
 import { downloadCheckpoint } from '../src/store/hub.js';
 import { writeSafetensors } from '../src/convert/safetensors.js';
 import { TINY_TEST_MODEL, testCheckpointTensors, writeTestCheckpoint } from '../src/convert/test-model.js';
+import { TINY_CONVNEXT_TEST_MODEL, writeConvNextTestCheckpoint } from '../src/convert/test-convnext.js';
 import { UserError } from '../src/core/errors.js';
 import { loadModelInfo } from '../src/model/load-info.js';
-import { findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
+import { describeModel, findKnownModel, formatRegistry, KNOWN_MODELS } from '../src/store/registry.js';
 import { defaultModelPath, dinofeatHome, modelsDir, pulledModelDir } from '../src/store/layout.js';
 import { run, tsxEval, type Completed } from './helpers/process.js';
 import { tempDir } from './helpers/temp.js';
@@ -131,10 +132,10 @@ function handle(origin: 'hub' | 'cdn') {
   };
 }
 
-/** A repo with a copy of the tiny test checkpoint. */
-function addRepo(id: string, opts: Omit<FakeRepo, 'dir'> = {}): FakeRepo {
+/** A repo with a copy of a checkpoint, the tiny test checkpoint unless `from` says otherwise. */
+function addRepo(id: string, opts: Omit<FakeRepo, 'dir'> = {}, from = tiny): FakeRepo {
   const dir = path.join(work, 'remote', id.replace('/', '--'));
-  fs.cpSync(tiny, dir, { recursive: true });
+  fs.cpSync(from, dir, { recursive: true });
   const repo = { dir, ...opts };
   repos.set(id, repo);
   return repo;
@@ -257,6 +258,23 @@ test('a second pull leaves the default alone unless --default is given', { timeo
   await pullOk('acme/second', { precision: 'fp16', default: true });
   assert.equal(fs.readlinkSync(defaultModelPath()), path.join(pulledModelDir('acme/second', 'main'), 'model-fp16.onnx'));
   assert.deepEqual(fs.readdirSync(path.dirname(defaultModelPath())).filter((f) => f.includes('.tmp')), []);
+});
+
+test('pull --norm / --layers converts to its own model file beside the plain one, with the constants and layers in its metadata', { timeout: 30_000 }, async () => {
+  addRepo('acme/satellite');
+  await pullOk('acme/satellite', { precision: 'fp32', norm: 'sat493m', layers: [1] });
+  const dir = pulledModelDir('acme/satellite', 'main');
+  const variant = loadModelInfo(path.join(dir, 'model-fp32.sat493m.layers-1.onnx'));
+  assert.deepEqual([variant.imageMean, variant.imageStd, variant.layers], [[0.43, 0.411, 0.296], [0.213, 0.156, 0.143], [1]]);
+  await pullOk('acme/satellite', { precision: 'fp32' });
+  const plain = loadModelInfo(path.join(dir, 'model-fp32.onnx'));
+  assert.deepEqual([plain.imageMean, plain.layers], [[0.485, 0.456, 0.406], undefined]);
+  await pullOk('acme/satellite', { precision: 'fp32', imageMean: [0.5, 0.5, 0.5] });
+  const models = fs.readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort();
+  assert.equal(models.length, 3, models.join());
+  assert.match(models[0]!, /^model-fp32\.norm-[0-9a-f]{8}\.onnx$/, 'other constants: a file named by their hash');
+  assert.deepEqual(models.slice(1), ['model-fp32.onnx', 'model-fp32.sat493m.layers-1.onnx']);
+  assert.deepEqual(loadModelInfo(path.join(dir, models[0]!)).imageMean, [0.5, 0.5, 0.5]);
 });
 
 test('pull then extract without --model: the cache is made with the pulled model', { timeout: 60_000 }, async () => {
@@ -404,15 +422,56 @@ test('unknown repos, revisions and unreachable endpoints give one actionable lin
   });
 });
 
-test('the registry lists the DINOv3 and DINOv2 checkpoints with their licences', () => {
-  assert.equal(KNOWN_MODELS.length, 16);
+test('the registry lists the DINOv3 (ViT and ConvNeXt) and DINOv2 checkpoints with their licences', () => {
+  assert.equal(KNOWN_MODELS.length, 20);
   assert.equal(findKnownModel('Facebook/DINOv3-ViTS16-Pretrain-LVD1689M')?.repoId, 'facebook/dinov3-vits16-pretrain-lvd1689m');
   const v7b = findKnownModel('facebook/dinov3-vit7b16-pretrain-lvd1689m')!;
   assert.deepEqual([v7b.hiddenSize, v7b.layers, v7b.gated, v7b.licence], [4096, 40, true, 'DINOv3 License']);
   const reg = findKnownModel('facebook/dinov2-with-registers-giant')!;
   assert.deepEqual([reg.hiddenSize, reg.patchSize, reg.registers, reg.licence, reg.gated], [1536, 14, 4, 'Apache-2.0', false]);
+  const large = findKnownModel('facebook/dinov3-convnext-large-pretrain-lvd1689m')!;
+  assert.deepEqual([large.family, large.arch, large.hiddenSize, large.layers, large.patchSize, large.registers, large.gated], ['dinov3-convnext', 'ConvNeXt-L', 1536, 36, 32, 0, true]);
   const table = formatRegistry();
   for (const m of KNOWN_MODELS) assert.ok(table.includes(m.repoId), m.repoId);
+  // The satellite checkpoints point at Meta's constants; the others use their processor config's.
+  assert.deepEqual(KNOWN_MODELS.filter((m) => m.trainedNorm).map((m) => [m.repoId, m.trainedNorm]), [
+    ['facebook/dinov3-vitl16-pretrain-sat493m', 'sat493m'],
+    ['facebook/dinov3-vit7b16-pretrain-sat493m', 'sat493m'],
+  ]);
+  assert.match(describeModel(findKnownModel('facebook/dinov3-vitl16-pretrain-sat493m')!), /\n  trained with the sat493m mean\/std: pass --norm sat493m/);
+});
+
+test('pull knows a DINOv3 ConvNeXt: says what it is, converts it with stride 32 as its patch', { timeout: 30_000 }, async () => {
+  const id = 'facebook/dinov3-convnext-tiny-pretrain-lvd1689m';
+  const checkpoint = path.join(work, 'convnext');
+  await writeConvNextTestCheckpoint(checkpoint, TINY_CONVNEXT_TEST_MODEL);
+  addRepo(id, { gated: true }, checkpoint);
+  process.env.HF_TOKEN = TOKEN;
+  const r = await pullOk(id, { precision: 'fp32' });
+  assert.match(r.stderr, /: DINOv3 ConvNeXt-T, hidden 768, 18 blocks, stride 32, 28M parameters, DINOv3 License/);
+  assert.doesNotMatch(r.stderr, /not in dinofeat's registry/);
+  const info = loadModelInfo(path.join(pulledModelDir(id, 'main'), 'model-fp32.onnx'));
+  assert.deepEqual([info.family, info.patchSize, info.numRegisters, info.sourceRepo], ['dinov3-convnext', 32, 0, id]);
+});
+
+test('pull --layers of a ConvNeXt is refused in one line: a known one before anything is fetched, another when it is converted', { timeout: 30_000 }, async () => {
+  const checkpoint = path.join(work, 'convnext-layers');
+  await writeConvNextTestCheckpoint(checkpoint, TINY_CONVNEXT_TEST_MODEL);
+  const known = 'facebook/dinov3-convnext-small-pretrain-lvd1689m';
+  addRepo(known, { gated: true }, checkpoint);
+  process.env.HF_TOKEN = TOKEN;
+  seen.length = 0;
+  const refused = await pull(known, { precision: 'fp32', layers: [2] });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /^dinofeat: --layers 2: intermediate layers are for ViT checkpoints; a DINOv3 ConvNeXt's stages are not supported, convert it without --layers$/m);
+  assert.deepEqual(seen, [], 'nothing fetched for a refused pull');
+  assert.equal(fs.existsSync(pulledModelDir(known, 'main')), false);
+
+  addRepo('acme/convnext-layers', {}, checkpoint);
+  const late = await pull('acme/convnext-layers', { precision: 'fp32', layers: [1, 2] });
+  assert.equal(late.code, 2, late.stderr);
+  assert.match(late.stderr, /--layers 1,2: intermediate layers are for ViT checkpoints/);
+  assert.deepEqual(fs.readdirSync(pulledModelDir('acme/convnext-layers', 'main')).filter((f) => f.endsWith('.onnx')), [], 'no model file written');
 });
 
 test('models live under $DINOFEAT_HOME (default ~/.cache/dinofeat)/models/<owner>--<name>/<revision>', () => {

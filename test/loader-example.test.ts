@@ -1,13 +1,14 @@
 /**
  * The examples a user starts from, on a real cache made by the CLI: examples/load_cache.py (batches
- * by bucket, padded [CLS, patches] context with its attention mask, float16 / float32 decoding)
- * and examples/queries.sql (DuckDB).
+ * by bucket, padded [CLS, patches] context with its attention mask, float16 / float32 decoding,
+ * intermediate layers) and examples/queries.sql (DuckDB).
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { convertCheckpoint } from '../src/convert/convert.js';
 import { TINY_TEST_MODEL } from '../src/convert/test-model.js';
 import { writeStructured } from './fixtures/images.js';
 import { makeTinyModel } from './fixtures/tiny-model.js';
@@ -40,6 +41,7 @@ const gridOf = (key: string) => {
 
 let dir: string;
 let images: string;
+let checkpoint: string;
 let parquetCache: string;
 let arrowCache: string;
 /** What the loader gave on the float16 Parquet cache (compared with the float32 one) and on the float32 Arrow cache. */
@@ -121,6 +123,7 @@ before(async () => {
   fs.copyFileSync(path.join(images, 'land.jpg'), path.join(images, COPY));
   fs.writeFileSync(path.join(images, BROKEN), 'not a JPEG');
   const model = await makeTinyModel(dir);
+  checkpoint = model.checkpoint;
   const buckets = ['--bucket', '64x64', '--bucket', '96x64', '--bucket', '64x96'];
   parquetCache = path.join(dir, 'cache-parquet');
   arrowCache = path.join(dir, 'cache-arrow');
@@ -226,4 +229,50 @@ test('queries.sql answers on the cache: buckets, one key, failures, nearest CLS,
   assert.equal(metadata['dinofeat.dtype'], 'float16');
   assert.equal(metadata['dinofeat.registers_kept'], 'true');
   assert.equal(JSON.parse(metadata['dinofeat.model'] as string).hiddenSize, HIDDEN);
+});
+
+// The loader on a cache with an intermediate layer: items and bucket batches carry it, shaped as the final features.
+const LAYERS_CHECK = `
+import json, sys
+import numpy as np, pyarrow.parquet as pq, torch
+sys.path.insert(0, "examples")
+from load_cache import BucketBatchSampler, FeatureCache, stack_bucket
+from torch.utils.data import DataLoader
+
+cache = FeatureCache(sys.argv[1])
+item = cache[0]
+raw = pq.read_table(sys.argv[2]).to_pylist()
+row = next(r for r in raw if r["key"] == item["key"])
+batch = next(iter(DataLoader(cache, batch_sampler=BucketBatchSampler(cache, 8), collate_fn=stack_bucket)))
+json.dump({
+    "layers": cache.layers,
+    "item": {k: [list(v["cls"].shape), list(v["patches"].shape)] for k, v in item["layers"].items()},
+    "matches_column": bool(np.array_equal(item["layers"][1]["patches"].numpy().reshape(-1), np.frombuffer(row["layer1_patches"], dtype=np.float16).astype(np.float32))),
+    "differs_from_last": bool((item["layers"][1]["patches"] - item["patches"]).abs().max() > 0.1),
+    "batch": {k: [list(v["cls"].shape), list(v["patches"].shape)] for k, v in batch["layers"].items()},
+}, sys.stdout)
+`;
+
+test('load_cache.py returns intermediate layers: item["layers"][k] and stacked bucket batches', async () => {
+  const layered = path.join(dir, 'layered.onnx');
+  await convertCheckpoint(checkpoint, layered, { precision: 'fp32', layers: [1] });
+  const layerImages = path.join(dir, 'layer-images');
+  await writeStructured(path.join(layerImages, 'one.png'), 96, 64, 1);
+  await writeStructured(path.join(layerImages, 'two.png'), 90, 60, 2);
+  const cache = path.join(dir, 'cache-layers');
+  const r = await runCli(['extract', layerImages, '--out', cache, '--model', layered, '--bucket', '96x64', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const shard = fs.readdirSync(path.join(cache, 'shards')).find((f) => f.endsWith('.parquet'))!;
+  const got = await pythonJson<{ layers: number[]; item: Record<string, number[][]>; matches_column: boolean; differs_from_last: boolean; batch: Record<string, number[][]> }>(
+    ['-c', LAYERS_CHECK, cache, path.join(cache, 'shards', shard)],
+  );
+  assert.deepEqual(got.layers, [1]);
+  assert.deepEqual(got.item, { 1: [[HIDDEN], [4, 6, HIDDEN]] });
+  assert.ok(got.matches_column && got.differs_from_last, JSON.stringify(got));
+  assert.deepEqual(got.batch, { 1: [[2, HIDDEN], [2, 4, 6, HIDDEN]] });
+
+  const script = await runPython(['examples/load_cache.py', cache]);
+  assert.equal(script.code, 0, script.stderr);
+  assert.match(script.stdout, /intermediate layers \(blocks\): 1\n/);
+  assert.match(script.stdout, /  layer 1: cls \[2, 64\], patches \[2, 4, 6, 64\]/);
 });

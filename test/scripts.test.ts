@@ -1,6 +1,7 @@
 /**
- * The scripts a user runs first (`npm run demo`, `npm run bench`) import the built modules by path,
- * which no type-check sees: a module moved in src/ would break them silently. Every path they name
+ * The scripts a user runs first (`npm run demo`, `npm run bench`), and the ConvNeXt measurement,
+ * import the built modules by path, which no type-check sees: a module moved in src/ would break
+ * them silently. Every path they name
  * must exist in dist/ (npm test builds first).
  */
 import { test } from 'node:test';
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const SCRIPTS = ['scripts/demo.mjs', 'scripts/bench.mjs', 'scripts/bench-host.mjs'];
+const SCRIPTS = ['scripts/demo.mjs', 'scripts/bench.mjs', 'scripts/bench-host.mjs', 'scripts/convnext-scale.mjs'];
 
 /** dist paths named as `dist('a/b.js')` or `path.join(root, 'dist', 'a', 'b.js')`. */
 function distPaths(text: string): string[] {

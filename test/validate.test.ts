@@ -356,6 +356,7 @@ test('model check: each broken contract fails with its reason', async () => {
     [fake('wrong-pooler', { poolerToken: 1 }), 'pooler', 'differs from token 0'],
     [fake('blind', { ignoreInput: true }), 'degenerate', 'ignores its input'],
     [fake('wrong-hidden', { metadata: infoToMetadata({ ...info, hiddenSize: 32 }) }), 'hidden-size', 'hidden size 32'],
+    [fake('missing-layer', { metadata: infoToMetadata({ ...info, layers: [1] }) }), 'contract', 'lack layer1_hidden_state, which its metadata (layers 1) promises'],
   ];
   const notOnnx = path.join(dir, 'not.onnx');
   fs.writeFileSync(notOnnx, 'definitely not protobuf \u0000\u00ff');

@@ -55,11 +55,13 @@ export interface CacheConfig extends Omit<CacheIdentity, 'featureFormat' | 'devi
 
 /**
  * The model fields that decide the numbers, besides the weights: the graph (family, precision,
- * token layout, patch size, registers, hidden size) and what the pixels are normalised and resized
- * with. Not sourceRepo: a name, the weights' hash says which weights they are.
+ * token layout, patch size, registers, hidden size), what the pixels are normalised and resized
+ * with, and the intermediate layers stored beside the last. Not sourceRepo: a name, the weights'
+ * hash says which weights they are. `layers` is absent for a model without them, and an absent
+ * field drops out of the hashed JSON, so such caches keep the fingerprint they always had.
  */
 const MODEL_FIELDS = [
-  'family', 'precision', 'tokenLayout', 'patchSize', 'numRegisters', 'hiddenSize', 'imageMean', 'imageStd', 'resample', 'weightsSha256',
+  'family', 'precision', 'tokenLayout', 'patchSize', 'numRegisters', 'hiddenSize', 'imageMean', 'imageStd', 'resample', 'weightsSha256', 'layers',
 ] as const satisfies ReadonlyArray<keyof ModelInfo>;
 
 /** The part of the model record the fingerprint covers. */

@@ -11,7 +11,7 @@ import type { Origin } from '../source/types.js';
 import type { KeyRecord, ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
-import { bucketLabel, encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import { bucketLabel, encodedRowBytes, encodeRow, rowShapeOf, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
 import { createShardWriter, type RowGroupLimits, type ShardWriter } from '../shard/shard-writer.js';
 
 export interface ShardSinkOptions {
@@ -66,7 +66,8 @@ export class ShardSink {
       }
       batchKeys.add(row.key);
     }
-    const encoded = rows.map((row) => encodeRow(row, this.options.meta));
+    const shape = rowShapeOf(this.options.meta);
+    const encoded = rows.map((row) => encodeRow(row, shape));
     try {
       for (const row of encoded) await this.append(row, origins?.get(row.key));
     } catch (e) {

@@ -3,8 +3,10 @@
  * drift apart. Each adds its flags to a command and returns it with their types added, so an
  * action's options stay inferred from what was declared.
  */
-import type { Command, OptionValues } from '@commander-js/extra-typings';
-import { collect, positiveInt, positiveNumber } from './parsers.js';
+import { Option, type Command, type OptionValues } from '@commander-js/extra-typings';
+import { PRECISIONS } from '../model/info.js';
+import { NORM_PRESET_NAMES } from '../model/normalisation.js';
+import { blockList, collect, positiveInt, positiveNumber, rgbTriple } from './parsers.js';
 
 /** Where extract writes, and what validate and inspect read, when no cache is named. */
 export const DEFAULT_CACHE_DIR = './dinofeat-cache';
@@ -50,4 +52,14 @@ export function readFlags<A extends unknown[], O extends OptionValues, G extends
 /** The images extract read, for a command that compares a cache with them (validate, merge). */
 export function inputFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>, note = '') {
   return readFlags(listFlag(cmd.option('--images <path>', `image directory, tar shard or Parquet file extract read; repeatable${note}`, collect), note));
+}
+
+/** What a checkpoint is converted to (convert, pull): weights, extra layer outputs, normalisation. */
+export function conversionFlags<A extends unknown[], O extends OptionValues, G extends OptionValues>(cmd: Command<A, O, G>) {
+  return cmd
+    .addOption(new Option('--precision <p>', 'weights: fp32 (reference), fp16, int8 (dynamic quantisation), int4 (weight-only)').choices(PRECISIONS).default('fp32'))
+    .option('--layers <k,...>', "also output the hidden state after these blocks (counted from 1) through the final norm, as Meta's get_intermediate_layers(norm=True); extract stores them as layer<k>_cls / layer<k>_patches", blockList('--layers'))
+    .addOption(new Option('--norm <preset>', "pixel mean/std instead of the checkpoint's preprocessor config: imagenet, or sat493m for the satellite checkpoints (see README)").choices(NORM_PRESET_NAMES))
+    .option('--image-mean <r,g,b>', "pixel mean instead of the checkpoint's preprocessor config", rgbTriple('--image-mean', false))
+    .option('--image-std <r,g,b>', "pixel std instead of the checkpoint's preprocessor config", rgbTriple('--image-std', true));
 }

@@ -4,15 +4,14 @@
  * asked (or when there is none yet); store/pull.ts does the work, this prints it.
  */
 import { EXIT } from '../core/errors.js';
-import type { Precision } from '../model/info.js';
 import type { DownloadProgress } from '../store/hub.js';
 import { pullModel, type PullEvents } from '../store/pull.js';
 import { describeModel } from '../store/registry.js';
 import { byteProgress, type ByteProgress } from './byte-progress.js';
+import { conversionOf, type ConversionFlags } from './convert.js';
 
-export interface PullOptions {
+export interface PullOptions extends ConversionFlags {
   revision?: string;
-  precision: Precision;
   /** Make this model the default even when one exists. */
   default?: boolean;
 }
@@ -53,7 +52,7 @@ function pullReporter(): Required<PullEvents> & { stop(): void } {
 
 export async function runPull(repoId: string, opts: PullOptions): Promise<number> {
   const reporter = pullReporter();
-  const r = await pullModel(repoId, { revision: opts.revision, precision: opts.precision, makeDefault: opts.default }, reporter).finally(reporter.stop);
+  const r = await pullModel(repoId, { ...conversionOf(opts), revision: opts.revision, makeDefault: opts.default }, reporter).finally(reporter.stop);
   const out = [`dinofeat pull: ${r.repo} (${r.revision}) ${r.converted ? 'converted to' : 'already at'} ${r.modelPath} (${opts.precision})`, `  checkpoint: ${r.checkpointDir}`];
   if (r.default) {
     out.push(

@@ -5,7 +5,8 @@
  */
 import { DataType, type GraphBuilder, f, i, ints, s, typedBytes } from '../onnx/builder.js';
 import { UserError } from '../core/errors.js';
-import { type BuildContext, expandToBatch, finish, patchEmbed, pixelInput, requireTensor, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { pixelInput, requireTensor, weightF32 } from './layers.js';
+import { type BuildContext, expandToBatch, finish, patchEmbed, shapeSlice, transformerLayer } from './vit-blocks.js';
 
 const POS = 'embeddings.position_embeddings';
 
@@ -76,6 +77,7 @@ export function buildDinov2(c: BuildContext): void {
   if (spec.numRegisters > 0) prefix.push(expandToBatch(g, weightF32(c, 'embeddings.register_tokens', [1, spec.numRegisters, d]), x));
   let h = g.op('Concat', [...prefix, patches], { axis: i(1) });
 
+  const kept = new Map<number, string>();
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `encoder.layer.${l}`;
     const mlp = spec.gatedMlp
@@ -94,6 +96,7 @@ export function buildDinov2(c: BuildContext): void {
         ls2: `${p}.layer_scale2.lambda1`,
       }),
     );
+    if (c.layers.includes(l + 1)) kept.set(l + 1, h);
   }
-  finish(c, h, 'layernorm');
+  finish(c, h, 'layernorm', kept);
 }

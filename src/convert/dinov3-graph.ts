@@ -4,7 +4,8 @@
  * batch are dynamic: the RoPE tables are computed in the graph from the patch grid's shape.
  */
 import { DataType, i } from '../onnx/builder.js';
-import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, pixelInput, shapeSlice, transformerLayer, weightF32 } from './vit-blocks.js';
+import { pixelInput, weightF32 } from './layers.js';
+import { type BuildContext, type RopeTables, expandToBatch, finish, patchEmbed, shapeSlice, transformerLayer } from './vit-blocks.js';
 
 /**
  * cos and sin tables [prefix + Hp·Wp, head_dim/2]. Patch p at row i, column j has centre
@@ -56,6 +57,7 @@ export function buildDinov3(c: BuildContext): void {
   let h = g.op('Concat', [...prefix, tokens], { axis: i(1) });
 
   const rope = g.scope('rope', () => ropeTables(c, gridShape));
+  const kept = new Map<number, string>();
   for (let l = 0; l < spec.numLayers; l++) {
     const p = `layer.${l}`;
     const mlp = spec.gatedMlp
@@ -79,6 +81,7 @@ export function buildDinov3(c: BuildContext): void {
         rope,
       ),
     );
+    if (c.layers.includes(l + 1)) kept.set(l + 1, h);
   }
-  finish(c, h, 'norm');
+  finish(c, h, 'norm', kept);
 }

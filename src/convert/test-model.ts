@@ -46,7 +46,7 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-function normal(rand: () => number, n: number, std: number, mean = 0): Float32Array {
+export function normal(rand: () => number, n: number, std: number, mean = 0): Float32Array {
   const out = new Float32Array(n);
   for (let k = 0; k < n; k += 2) {
     // Box-Muller: two normals from two uniforms.
@@ -58,7 +58,7 @@ function normal(rand: () => number, n: number, std: number, mean = 0): Float32Ar
   return out;
 }
 
-function uniform(rand: () => number, n: number, lo: number, hi: number): Float32Array {
+export function uniform(rand: () => number, n: number, lo: number, hi: number): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
 }
 

@@ -67,6 +67,8 @@ export interface RowView {
   cls: { norm: number; first: number[] };
   patches: { shape: [number, number]; dtype: string; meanNorm: number };
   registers?: { shape: [number, number]; dtype: string };
+  /** Each stored intermediate layer (block k, 1-based): its CLS norm and patches' mean norm. */
+  layers?: Array<{ layer: number; clsNorm: number; patchMeanNorm: number }>;
 }
 
 /** How many CLS values the view shows. */
@@ -75,8 +77,11 @@ const FIRST_VALUES = 8;
 export function describeRow(loc: RowLocation, row: FeatureRow, meta: ShardMeta): RowView {
   const d = meta.hiddenSize;
   const n = row.gridH * row.gridW;
-  let normSum = 0;
-  for (let t = 0; t < n; t++) normSum += l2norm(row.patches.subarray(t * d, (t + 1) * d));
+  const meanNorm = (patches: Float32Array) => {
+    let normSum = 0;
+    for (let t = 0; t < n; t++) normSum += l2norm(patches.subarray(t * d, (t + 1) * d));
+    return n ? normSum / n : 0;
+  };
   return {
     shard: loc.shard.name,
     index: loc.index,
@@ -87,8 +92,9 @@ export function describeRow(loc: RowLocation, row: FeatureRow, meta: ShardMeta):
     grid: { h: row.gridH, w: row.gridW },
     crop: { x: row.cropX, y: row.cropY, w: row.cropW, h: row.cropH },
     cls: { norm: l2norm(row.cls), first: Array.from(row.cls.subarray(0, FIRST_VALUES)) },
-    patches: { shape: [n, d], dtype: meta.dtype, meanNorm: n ? normSum / n : 0 },
+    patches: { shape: [n, d], dtype: meta.dtype, meanNorm: meanNorm(row.patches) },
     ...(row.registers ? { registers: { shape: [row.registers.length / d, d] as [number, number], dtype: meta.dtype } } : {}),
+    ...(row.layers?.length ? { layers: row.layers.map((l) => ({ layer: l.layer, clsNorm: l2norm(l.cls), patchMeanNorm: meanNorm(l.patches) })) } : {}),
   };
 }
 
@@ -103,6 +109,7 @@ export function formatRow(v: RowView): string {
     ['cls', `norm ${v.cls.norm.toPrecision(4)}; [${v.cls.first.map((x) => x.toFixed(4)).join(', ')}${v.patches.shape[1] > v.cls.first.length ? ', ...' : ''}]`],
     ['patches', `[${v.patches.shape.join(', ')}] ${v.patches.dtype}, mean norm ${v.patches.meanNorm.toPrecision(4)}`],
     ['registers', v.registers ? `[${v.registers.shape.join(', ')}] ${v.registers.dtype}` : 'not stored'],
+    ...(v.layers ?? []).map((l): [string, string] => [`layer ${l.layer}`, `cls norm ${l.clsNorm.toPrecision(4)}; patches mean norm ${l.patchMeanNorm.toPrecision(4)}`]),
   ];
   return `${v.shard} row ${v.index}\n${lines.map(([k, x]) => `  ${k.padEnd(10)}${x}`).join('\n')}\n`;
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { readErrors } from '../cache/errors-log.js';
 import type { ReadTarget } from '../cache/open-read-only.js';
-import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, type ColumnName, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import { DTYPE_BYTES, SCHEMA_VERSION, bucketLabel, shardLayers, type ColumnName, type ShardFormat, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo } from '../shard/shard-reader.js';
 import { NormStats, formatNorms, l2norm, type NormSummary } from '../core/norm-stats.js';
 import { abbreviate, plural } from '../core/text.js';
@@ -31,7 +31,7 @@ export interface InspectSummary {
   /** Rows per model input size "<w>x<h>". */
   buckets: Record<string, number>;
   fileBytes: number;
-  /** Bytes of the stored tensors themselves: patches, registers (when kept), CLS (float32). */
+  /** Bytes of the stored tensors themselves: patches, registers (when kept), CLS (float32), and each intermediate layer's patches and CLS. */
   tensorBytes: number;
   bytesPerImage: number;
   /** fileBytes / tensorBytes: above 1 is container overhead, below 1 compression. */
@@ -58,11 +58,13 @@ export async function summarize(t: ReadTarget, targetName: string): Promise<Insp
     fileBytes += (await fs.stat(shard.path)).size;
     const { hiddenSize, dtype, registersKept, numRegisters } = info.meta;
     const vector = hiddenSize * DTYPE_BYTES[dtype];
+    const layers = shardLayers(info.meta).length;
     for await (const batch of iterateShardRows(shard.path, { columns: SUMMARY_COLUMNS })) {
       for (const row of batch) {
         rows++;
         buckets[bucketLabel(row)] = (buckets[bucketLabel(row)] ?? 0) + 1;
-        tensorBytes += (row.grid_h * row.grid_w + (registersKept ? numRegisters : 0)) * vector + row.cls.length * 4;
+        tensorBytes += (row.grid_h * row.grid_w + (registersKept ? numRegisters : 0)) * vector + row.cls.length * 4 +
+          layers * (row.grid_h * row.grid_w * vector + hiddenSize * 4);
         norms.add(l2norm(row.cls));
       }
     }
@@ -102,6 +104,7 @@ export function formatSummary(s: InspectSummary): string {
     ['columns', s.columns.join(', ')],
     ['rows', `${s.rows} in ${plural(s.shards, 'shard')}${s.failed !== undefined ? `; ${s.failed} images in the errors log` : ''}`],
     ['tensors', `patches [grid_h*grid_w, ${m.hiddenSize}] ${m.dtype}; cls [${m.hiddenSize}] float32; registers ${m.registersKept ? `[${m.numRegisters}, ${m.hiddenSize}] ${m.dtype}` : 'not stored'}`],
+    ['layers', shardLayers(m).length ? `blocks ${shardLayers(m).join(', ')} (layer<k>_cls, layer<k>_patches, through the final norm) and the last` : 'the last only'],
     ['model', `${model.family}, patch ${model.patchSize}, ${model.numRegisters} registers, hidden ${model.hiddenSize}, ${model.precision}${model.sourceRepo ? `, ${model.sourceRepo}` : ''}${model.weightsSha256 ? `, weights ${model.weightsSha256.slice(0, 12)}` : ''}`],
     ['preprocess', Object.entries(pre).map(([k, v]) => `${k} ${Array.isArray(v) ? abbreviate(v.map(String), 4, ' ') : String(v)}`).join('; ')],
     ['fingerprint', s.fingerprints.join(', ') + (s.fingerprints.length > 1 ? '  (MIXED: shards from different models or preprocessing; run dinofeat validate)' : '')],

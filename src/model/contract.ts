@@ -2,7 +2,8 @@
  * The model contract everything downstream relies on, in one place: input pixel_values
  * [batch, 3, H, W] (H and W whole patches), output last_hidden_state [batch, 1 + registers +
  * (H/p)(W/p), hidden] in the metadata's token layout, optional pooler_output equal to token 0,
- * and dinofeat metadata describing it. `dinofeat convert` writes models that follow it; extract's
+ * one output per intermediate layer the metadata lists (layer<k>_hidden_state, shaped as
+ * last_hidden_state), and dinofeat metadata describing it. `dinofeat convert` writes models that follow it; extract's
  * probe (./probe.ts) and validate's model check test a model against it with the same inputs and
  * the same findings, so the two cannot drift apart.
  */
@@ -12,6 +13,18 @@ import type { OrtWorker } from './ort-worker.js';
 export const MODEL_INPUT = 'pixel_values';
 export const MODEL_OUTPUT = 'last_hidden_state';
 export const MODEL_POOLER = 'pooler_output';
+
+/**
+ * The output holding the hidden state after block k (1-based) through the model's final norm, as
+ * Meta's get_intermediate_layers(norm=True) gives it for block index k - 1, and Hugging Face's
+ * norm(hidden_states[k]) (hidden_states[0] is the embeddings).
+ */
+export const layerOutput = (k: number): string => `layer${k}_hidden_state`;
+
+/** The token outputs extract reads: last_hidden_state, then one per intermediate layer. */
+export function tokenOutputs(info: Pick<ModelInfo, 'layers'>): string[] {
+  return [MODEL_OUTPUT, ...(info.layers ?? []).map(layerOutput)];
+}
 
 /** Grids (h, w) of the two test inputs: different sizes and aspect ratios, so a model that ignores the input size fails. */
 export const TEST_GRIDS: ReadonlyArray<readonly [number, number]> = [[2, 3], [3, 1]];
@@ -113,6 +126,11 @@ export async function testContract(model: ContractModel, info: ModelInfo): Promi
     fail('contract', 'model', `inputs [${model.inputNames.join(', ')}], outputs [${model.outputNames.join(', ')}]; expected input ${MODEL_INPUT} and output ${MODEL_OUTPUT}`);
     return { findings, hiddenSize: 0, pooler: false };
   }
+  const missing = tokenOutputs(info).filter((name) => !model.outputNames.includes(name));
+  if (missing.length) {
+    fail('contract', 'model', `outputs [${model.outputNames.join(', ')}] lack ${missing.join(', ')}, which its metadata (layers ${info.layers?.join(',')}) promises`);
+    return { findings, hiddenSize: 0, pooler: false };
+  }
   const pooler = model.outputNames.includes(MODEL_POOLER);
   let hidden = info.hiddenSize;
   let seen = 0;
@@ -125,7 +143,7 @@ export async function testContract(model: ContractModel, info: ModelInfo): Promi
     try {
       out = await model.run(
         { [MODEL_INPUT]: { type: 'float32', data: testPixels(TEST_BATCH * plane, gh * 31 + gw), dims: [TEST_BATCH, 3, h, w] } },
-        pooler ? [MODEL_OUTPUT, MODEL_POOLER] : [MODEL_OUTPUT],
+        [...tokenOutputs(info), ...(pooler ? [MODEL_POOLER] : [])],
       );
     } catch (e) {
       fail('run', where, `inference failed: ${(e as Error).message.split('\n')[0]}`);
@@ -150,6 +168,11 @@ export async function testContract(model: ContractModel, info: ModelInfo): Promi
     const perImage = t * d;
     if (maxAbsDiff(data, 0, data, perImage, perImage).diff === 0) {
       fail('degenerate', where, 'both images of the batch give identical outputs: the model ignores its input');
+    }
+    for (const name of tokenOutputs(info).slice(1)) {
+      const layer = out[name]!;
+      if (layer.dims.join() !== lhs.dims.join()) fail('token-count', where, `${name} is [${layer.dims.join(', ')}], ${MODEL_OUTPUT} is [${lhs.dims.join(', ')}]`);
+      else if (!(layer.data as Float32Array).every(Number.isFinite)) fail('non-finite', where, `NaN/Inf values in ${name}`);
     }
     if (pooler) {
       const pool = out[MODEL_POOLER]!;

@@ -1,19 +1,21 @@
 /**
- * config.json (+ preprocessor_config.json) of a Hugging Face DINOv3 / DINOv2 checkpoint, parsed
- * and checked once into the spec the graph builders use. Values the forward pass depends on come
- * from here; values that only matter in training (layerscale_value, pos_embed_rescale, drop_path)
- * are ignored (docs/model-architecture.md §2-4, §6).
+ * config.json (+ preprocessor_config.json) of a Hugging Face DINOv3 (ViT or ConvNeXt) / DINOv2
+ * checkpoint, parsed and checked once into the spec the graph builders use. Values the forward
+ * pass depends on come from here; values that only matter in training (layerscale_value,
+ * layer_scale_init_value, pos_embed_rescale, drop_path) are ignored (docs/model-architecture.md
+ * §2-4, §6, §8).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import type { ModelFamily, ModelInfo, Precision, Resample } from './info.js';
+import { NORM_PRESETS, type Rgb } from './normalisation.js';
 
 /** MLP activation; 'gelu' is the exact erf form (Hugging Face "gelu"). */
 export type Activation = 'gelu' | 'silu';
 
 export interface VitSpec {
-  family: ModelFamily;
+  family: Exclude<ModelFamily, 'dinov3-convnext'>;
   /** model_type as written in config.json. */
   modelType: string;
   hiddenSize: number;
@@ -38,9 +40,35 @@ export interface VitSpec {
   ropeTheta: number;
   /** DINOv2 with registers resizes its position table with antialias (Hugging Face does). */
   posAntialias: boolean;
-  imageMean: [number, number, number];
-  imageStd: [number, number, number];
+  imageMean: Rgb;
+  imageStd: Rgb;
   resample: Resample;
+}
+
+/**
+ * DINOv3 ConvNeXt: a 4x4/4 stem, then per stage (after the first) a 2x2/2 downsampling; each
+ * stage's blocks keep its width. The last stage's positions are the "patches" of a stride of
+ * 4 * 2^(stages - 1) pixels (32 for the released four-stage models).
+ */
+export interface ConvNextSpec {
+  family: 'dinov3-convnext';
+  modelType: string;
+  /** Channels of each stage. */
+  hiddenSizes: number[];
+  /** Blocks in each stage. */
+  depths: number[];
+  layerNormEps: number;
+  mlpActivation: Activation;
+  imageMean: Rgb;
+  imageStd: Rgb;
+  resample: Resample;
+}
+
+export type ModelSpec = VitSpec | ConvNextSpec;
+
+/** Pixels per final-stage position: the stem's 4, doubled by each later stage's downsampling. */
+export function convNextStride(spec: Pick<ConvNextSpec, 'hiddenSizes'>): number {
+  return 4 * 2 ** (spec.hiddenSizes.length - 1);
 }
 
 type Json = Record<string, unknown>;
@@ -100,7 +128,14 @@ class Fields {
     return sides[0] as number;
   }
 
-  triple(key: string, fallback: [number, number, number]): [number, number, number] {
+  /** A non-empty list of integers >= min. */
+  ints(key: string, min: number): number[] {
+    const v = this.cfg[key];
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x) && (x as number) >= min)) this.fail(key, `a non-empty list of integers >= ${min}`);
+    return v as number[];
+  }
+
+  triple(key: string, fallback: Rgb): Rgb {
     const v = this.cfg[key];
     if (v === undefined) return fallback;
     if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) this.fail(key, 'a list of 3 numbers');
@@ -108,8 +143,6 @@ class Fields {
   }
 }
 
-const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 /** PIL resample codes used by Hugging Face image processors. */
 const PIL_RESAMPLE: Record<number, Resample> = { 2: 'bilinear', 3: 'bicubic' };
 
@@ -121,26 +154,50 @@ function activation(name: unknown, file: string): Activation {
 
 function familyOf(modelType: string, file: string): ModelFamily {
   if (modelType === 'dinov3_vit') return 'dinov3';
+  if (modelType === 'dinov3_convnext') return 'dinov3-convnext';
   if (modelType === 'dinov2' || modelType === 'dinov2_with_registers') return 'dinov2';
-  throw new UserError(`${file}: model_type "${modelType}" is not supported; dinofeat converts dinov3_vit, dinov2 and dinov2_with_registers checkpoints`);
+  throw new UserError(`${file}: model_type "${modelType}" is not supported; dinofeat converts dinov3_vit, dinov3_convnext, dinov2 and dinov2_with_registers checkpoints`);
 }
 
 function readPreprocessing(dir: string, family: ModelFamily): Pick<VitSpec, 'imageMean' | 'imageStd' | 'resample'> {
   const file = path.join(dir, 'preprocessor_config.json');
-  // Without the file, the processors' defaults: ImageNet statistics; DINOv3 bilinear, DINOv2 bicubic.
+  // Without the file, the processors' defaults: ImageNet statistics; DINOv3 (both backbones share
+  // its processor) bilinear, DINOv2 bicubic.
   const pre = new Fields(fs.existsSync(file) ? readJson(file) : {}, file);
-  const code = pre.int('resample', 0, family === 'dinov3' ? 2 : 3);
+  const code = pre.int('resample', 0, family === 'dinov2' ? 3 : 2);
   const resample = PIL_RESAMPLE[code];
   if (!resample) throw new UserError(`${file}: resample ${code} is not supported; dinofeat resizes with 2 (bilinear) or 3 (bicubic)`);
-  return { imageMean: pre.triple('image_mean', IMAGENET_MEAN), imageStd: pre.triple('image_std', IMAGENET_STD), resample };
+  const { mean, std } = NORM_PRESETS.imagenet;
+  return { imageMean: pre.triple('image_mean', mean), imageStd: pre.triple('image_std', std), resample };
 }
 
-export function readVitSpec(dir: string): VitSpec {
+function readConvNextSpec(dir: string, cfg: Json, c: Fields, file: string): ConvNextSpec {
+  if (c.int('num_channels', 1, 3) !== 3) throw new UserError(`${file}: num_channels must be 3 (RGB models only)`);
+  // Hugging Face's defaults are the tiny model's.
+  const hiddenSizes = cfg.hidden_sizes === undefined ? [96, 192, 384, 768] : c.ints('hidden_sizes', 1);
+  const depths = cfg.depths === undefined ? [3, 3, 9, 3] : c.ints('depths', 0);
+  if (depths.length !== hiddenSizes.length) {
+    throw new UserError(`${file}: depths has ${depths.length} stages but hidden_sizes has ${hiddenSizes.length}; they must list the same stages`);
+  }
+  return {
+    family: 'dinov3-convnext',
+    modelType: String(cfg.model_type),
+    hiddenSizes,
+    depths,
+    layerNormEps: c.number('layer_norm_eps', 1e-6),
+    mlpActivation: activation(cfg.hidden_act ?? 'gelu', file),
+    ...readPreprocessing(dir, 'dinov3-convnext'),
+  };
+}
+
+/** The checkpoint's spec: a ViT's (DINOv3, DINOv2) or a ConvNeXt's, told apart by model_type. */
+export function readModelSpec(dir: string): ModelSpec {
   const file = path.join(dir, 'config.json');
   const cfg = readJson(file);
   const modelType = String(cfg.model_type ?? '');
   const family = familyOf(modelType, file);
   const c = new Fields(cfg, file);
+  if (family === 'dinov3-convnext') return readConvNextSpec(dir, cfg, c, file);
 
   const hiddenSize = c.int('hidden_size', 1);
   const numHeads = c.int('num_attention_heads', 1);
@@ -200,19 +257,25 @@ export function readVitSpec(dir: string): VitSpec {
   };
 }
 
-/** The metadata a converted model carries (ModelInfo) for this spec. */
-export function specToInfo(spec: VitSpec, precision: Precision, extra: Pick<ModelInfo, 'sourceRepo' | 'weightsSha256'> = {}): ModelInfo {
+/**
+ * The metadata a converted model carries (ModelInfo) for this spec. A ConvNeXt's "patch" is its
+ * total stride and its "CLS" the pooled token: the same contract as a ViT without registers.
+ */
+export function specToInfo(spec: ModelSpec, precision: Precision, extra: Pick<ModelInfo, 'sourceRepo' | 'weightsSha256' | 'layers'> = {}): ModelInfo {
+  const vit = spec.family !== 'dinov3-convnext';
+  const numRegisters = vit ? spec.numRegisters : 0;
   return {
     family: spec.family,
-    patchSize: spec.patchSize,
-    numRegisters: spec.numRegisters,
-    hiddenSize: spec.hiddenSize,
-    tokenLayout: spec.numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
+    patchSize: vit ? spec.patchSize : convNextStride(spec),
+    numRegisters,
+    hiddenSize: vit ? spec.hiddenSize : spec.hiddenSizes.at(-1)!,
+    tokenLayout: numRegisters > 0 ? ['cls', 'registers', 'patches'] : ['cls', 'patches'],
     imageMean: spec.imageMean,
     imageStd: spec.imageStd,
     resample: spec.resample,
     precision,
     ...(extra.sourceRepo ? { sourceRepo: extra.sourceRepo } : {}),
     ...(extra.weightsSha256 ? { weightsSha256: extra.weightsSha256 } : {}),
+    ...(extra.layers?.length ? { layers: extra.layers } : {}),
   };
 }

@@ -7,11 +7,14 @@
 export type Precision = 'fp32' | 'fp16' | 'int8' | 'int4';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8', 'int4'];
 
-export type ModelFamily = 'dinov3' | 'dinov2';
+/** DINOv3 ViTs, DINOv3 ConvNeXts, DINOv2 ViTs (with or without registers); stored as is in the metadata. */
+export const MODEL_FAMILIES = ['dinov3', 'dinov3-convnext', 'dinov2'] as const;
+export type ModelFamily = (typeof MODEL_FAMILIES)[number];
 export type Resample = 'bilinear' | 'bicubic';
 
 export interface ModelInfo {
   family: ModelFamily;
+  /** Input pixels per output position: a ViT's patch, a ConvNeXt's total stride (32). */
   patchSize: number;
   numRegisters: number;
   hiddenSize: number;
@@ -26,6 +29,11 @@ export interface ModelInfo {
   sourceRepo?: string;
   /** sha256 over the checkpoint's safetensors bytes, when converted by dinofeat. */
   weightsSha256?: string;
+  /**
+   * Blocks (1-based, ascending, never the last) whose hidden state the model also outputs, through
+   * the final norm (contract.ts#layerOutput); absent when it outputs only the last.
+   */
+  layers?: readonly number[];
 }
 
 /** Keys under which ModelInfo is stored in ONNX metadata_props (all values are strings). */
@@ -41,6 +49,7 @@ export const METADATA_KEYS = {
   precision: 'dinofeat.precision',
   sourceRepo: 'dinofeat.source_repo',
   weightsSha256: 'dinofeat.weights_sha256',
+  layers: 'dinofeat.layers',
 } as const;
 
 export function infoToMetadata(info: ModelInfo): Record<string, string> {
@@ -57,5 +66,6 @@ export function infoToMetadata(info: ModelInfo): Record<string, string> {
   };
   if (info.sourceRepo) out[METADATA_KEYS.sourceRepo] = info.sourceRepo;
   if (info.weightsSha256) out[METADATA_KEYS.weightsSha256] = info.weightsSha256;
+  if (info.layers?.length) out[METADATA_KEYS.layers] = info.layers.join(',');
   return out;
 }

@@ -6,9 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
-import { readVitSpec, specToInfo } from './hf-config.js';
+import { readModelSpec, specToInfo } from './hf-config.js';
 import { readOnnxHeader } from '../onnx/metadata-reader.js';
-import { METADATA_KEYS, PRECISIONS, type ModelInfo, type Precision } from './info.js';
+import { METADATA_KEYS, MODEL_FAMILIES, PRECISIONS, type ModelInfo, type Precision } from './info.js';
+import { NORM_PRESETS } from './normalisation.js';
 
 export interface InfoOverrides {
   patchSize?: number;
@@ -35,10 +36,14 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
     }
     return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as [number, number, number]) : bad(key);
   };
+  const layers = (key: string): number[] => {
+    const v = meta[key]!.split(',').map(Number);
+    return v.every((k, n) => Number.isInteger(k) && k >= 1 && (n === 0 || k > v[n - 1]!)) ? v : bad(key);
+  };
   const precision = meta[METADATA_KEYS.precision] as Precision;
   const numRegisters = int(METADATA_KEYS.numRegisters);
   return {
-    family: meta[METADATA_KEYS.family] === 'dinov2' ? 'dinov2' : 'dinov3',
+    family: MODEL_FAMILIES.find((f) => f === meta[METADATA_KEYS.family]) ?? 'dinov3',
     patchSize: int(METADATA_KEYS.patchSize),
     numRegisters,
     hiddenSize: int(METADATA_KEYS.hiddenSize),
@@ -49,6 +54,7 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
     precision: PRECISIONS.includes(precision) ? precision : 'fp32',
     ...(meta[METADATA_KEYS.sourceRepo] ? { sourceRepo: meta[METADATA_KEYS.sourceRepo] } : {}),
     ...(meta[METADATA_KEYS.weightsSha256] ? { weightsSha256: meta[METADATA_KEYS.weightsSha256] } : {}),
+    ...(meta[METADATA_KEYS.layers] !== undefined ? { layers: layers(METADATA_KEYS.layers) } : {}),
   };
 }
 
@@ -56,7 +62,7 @@ function fromMetadata(meta: Record<string, string>, file: string): ModelInfo | u
 function fromConfigBeside(file: string): ModelInfo | undefined {
   const here = path.dirname(path.resolve(file));
   for (const dir of [here, path.dirname(here)]) {
-    if (fs.existsSync(path.join(dir, 'config.json'))) return specToInfo(readVitSpec(dir), 'fp32');
+    if (fs.existsSync(path.join(dir, 'config.json'))) return specToInfo(readModelSpec(dir), 'fp32');
   }
   return undefined;
 }
@@ -79,8 +85,8 @@ export function loadModelInfo(onnxPath: string, overrides: InfoOverrides = {}): 
     numRegisters: overrides.registers!,
     hiddenSize: 0, // learnt from a test run by probeModel (./probe.ts)
     tokenLayout: layoutFor(overrides.registers!),
-    imageMean: [0.485, 0.456, 0.406],
-    imageStd: [0.229, 0.224, 0.225],
+    imageMean: [...NORM_PRESETS.imagenet.mean],
+    imageStd: [...NORM_PRESETS.imagenet.std],
     resample: 'bilinear',
     precision: 'fp32',
   };

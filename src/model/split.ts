@@ -1,9 +1,12 @@
 /**
- * Splits last_hidden_state into CLS, registers and patches by the model's token layout (from its
- * metadata), checking the token count on every batch: a mismatch means the model or the grid is
- * not what we think, and reshaping anyway would silently scramble the cache.
+ * Splits last_hidden_state (and each intermediate layer's output) into CLS, registers and patches
+ * by the model's token layout (from its metadata), checking the token count on every batch: a
+ * mismatch means the model or the grid is not what we think, and reshaping anyway would silently
+ * scramble the cache.
  */
+import { layerOutput, MODEL_OUTPUT } from './contract.js';
 import type { ModelInfo } from './info.js';
+import type { WireTensor } from './ort-worker.js';
 
 export interface TokenGroups {
   cls: Float32Array;
@@ -43,4 +46,34 @@ export function splitTokens(
     out.push({ cls: groups.cls!, registers: groups.registers ?? new Float32Array(0), patches: groups.patches! });
   }
   return out;
+}
+
+/** One intermediate layer's CLS and patches for one image (its registers are not kept). */
+export interface LayerTokens {
+  /** Block number, 1-based. */
+  layer: number;
+  cls: Float32Array;
+  patches: Float32Array;
+}
+
+export interface ImageTokens extends TokenGroups {
+  /** In the order of the model's layers; empty when it has none. */
+  layers: LayerTokens[];
+}
+
+/** Every token output of a batch (contract.ts#tokenOutputs), split per image. */
+export function splitOutputs(
+  out: Readonly<Record<string, WireTensor>>,
+  info: Pick<ModelInfo, 'numRegisters' | 'hiddenSize' | 'tokenLayout' | 'layers'>,
+  gridH: number,
+  gridW: number,
+): ImageTokens[] {
+  const split = (name: string) => {
+    const t = out[name];
+    if (!t) throw new TokenLayoutError(`model output ${name} is missing`);
+    return splitTokens(t.data as Float32Array, t.dims, info, gridH, gridW);
+  };
+  const last = split(MODEL_OUTPUT);
+  const layers = (info.layers ?? []).map((k) => ({ k, groups: split(layerOutput(k)) }));
+  return last.map((g, b) => ({ ...g, layers: layers.map(({ k, groups }) => ({ layer: k, cls: groups[b]!.cls, patches: groups[b]!.patches })) }));
 }

@@ -9,10 +9,10 @@
  */
 import type { FeatureRow } from '../shard/schema.js';
 import type { Origin } from '../source/types.js';
-import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
+import { MODEL_INPUT, tokenOutputs } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import type { WireTensor } from '../model/ort-worker.js';
-import { splitTokens, TokenLayoutError } from '../model/split.js';
+import { splitOutputs, TokenLayoutError } from '../model/split.js';
 import { Batcher } from './batcher.js';
 import type { PreparedPixels } from './prepare.js';
 import { MODEL_QUEUE_DEPTH } from './sizing.js';
@@ -105,9 +105,9 @@ export class ModelScheduler {
   }
 
   /** One batch on the model; its place at the model is given back as soon as it answers. */
-  private async runModel(input: Float32Array, dims: number[]): Promise<WireTensor> {
+  private async runModel(input: Float32Array, dims: number[]): Promise<Record<string, WireTensor>> {
     try {
-      return (await this.o.model.run({ [MODEL_INPUT]: { type: 'float32', data: input, dims } }, [MODEL_OUTPUT]))[MODEL_OUTPUT]!;
+      return await this.o.model.run({ [MODEL_INPUT]: { type: 'float32', data: input, dims } }, tokenOutputs(this.o.info));
     } finally {
       this.atModel--;
       this.feed();
@@ -119,10 +119,10 @@ export class ModelScheduler {
     const { patchSize } = this.o.info;
     const gridH = Math.floor(first.bucketHeight / patchSize);
     const gridW = Math.floor(first.bucketWidth / patchSize);
-    let groups: ReturnType<typeof splitTokens>;
+    let groups: ReturnType<typeof splitOutputs>;
     try {
-      const hidden = await this.runModel(batchTensor(batch), [batch.length, 3, first.bucketHeight, first.bucketWidth]);
-      groups = splitTokens(hidden.data as Float32Array, hidden.dims, this.o.info, gridH, gridW);
+      const out = await this.runModel(batchTensor(batch), [batch.length, 3, first.bucketHeight, first.bucketWidth]);
+      groups = splitOutputs(out, this.o.info, gridH, gridW);
     } catch (e) {
       if (e instanceof TokenLayoutError) throw new FatalError(`${e.message}: the model does not fit its metadata; check --patch-size/--num-registers or reconvert it`);
       return this.o.onBatchFailed(batch, e instanceof Error ? e.message.split('\n')[0]! : String(e));
@@ -133,6 +133,7 @@ export class ModelScheduler {
       cropX: p.crop.x, cropY: p.crop.y, cropW: p.crop.w, cropH: p.crop.h,
       cls: groups[b]!.cls, patches: groups[b]!.patches,
       ...(this.o.keepRegisters ? { registers: groups[b]!.registers } : {}),
+      ...(groups[b]!.layers.length ? { layers: groups[b]!.layers } : {}),
     }));
     await this.o.onRows(batch, rows);
   }

@@ -7,27 +7,25 @@ import {
   AsyncByteQueue, Binary, Field, Float32, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, Utf8,
   makeData, vectorFromArray, type Data, type DataType,
 } from 'apache-arrow';
-import { INT_COLUMNS, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
+import { columnKind, metaToKeyValue, shardColumns, shardLayers, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
 function columnType(name: ColumnName): DataType {
-  switch (name) {
-    case 'key':
-    case 'sha256':
+  switch (columnKind(name)) {
+    case 'string':
       return new Utf8();
-    case 'cls':
+    case 'vector':
       return new List(new Field('item', new Float32(), false));
-    case 'registers':
-    case 'patches':
+    case 'tensor':
       return new Binary();
-    default:
+    case 'int':
       return new Int32();
   }
 }
 
 export function arrowSchema(meta: ShardMeta): Schema {
-  const fields = shardColumns(meta.registersKept).map((name) => new Field(name, columnType(name), false));
+  const fields = shardColumns(meta.registersKept, shardLayers(meta)).map((name) => new Field(name, columnType(name), false));
   return new Schema(fields, new Map(Object.entries(metaToKeyValue(meta))));
 }
 
@@ -85,18 +83,16 @@ export class ArrowShardEncoder implements ShardEncoder {
 }
 
 function columnData(name: ColumnName, rows: readonly EncodedRow[]): Data {
-  if ((INT_COLUMNS as readonly string[]).includes(name)) {
-    const column = name as (typeof INT_COLUMNS)[number];
-    return makeData({ type: new Int32(), length: rows.length, nullCount: 0, data: Int32Array.from(rows, (r) => r[column]) });
-  }
-  switch (name) {
-    case 'key':
-    case 'sha256':
-      return vectorFromArray(rows.map((r) => r[name]), new Utf8()).data[0]!;
-    case 'cls':
-      return listData(rows.map((r) => r.cls));
-    default:
-      return binaryData(rows.map((r) => r[name as 'registers' | 'patches']!));
+  const values = rows.map((r) => r[name]!);
+  switch (columnKind(name)) {
+    case 'int':
+      return makeData({ type: new Int32(), length: rows.length, nullCount: 0, data: Int32Array.from(rows, (r) => r[name as IntColumn]) });
+    case 'string':
+      return vectorFromArray(values as string[], new Utf8()).data[0]!;
+    case 'vector':
+      return listData(values as Float32Array[]);
+    case 'tensor':
+      return binaryData(values as Uint8Array[]);
   }
 }
 

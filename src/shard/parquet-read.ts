@@ -4,7 +4,7 @@
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import type { AsyncBuffer, FileMetaData, ParquetRow } from 'hyparquet';
-import { metaFromKeyValue, ShardFormatError, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
+import { columnKind, metaFromKeyValue, ShardFormatError, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
 
 export interface OpenParquet {
   meta: ShardMeta;
@@ -77,7 +77,7 @@ export async function* iterateParquetRows(
 function toEncoded(row: ParquetRow): Partial<EncodedRow> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(row)) {
-    out[name] = name === 'cls' ? Float32Array.from(value as number[]) : value;
+    out[name] = columnKind(name as ColumnName) === 'vector' ? Float32Array.from(value as number[]) : value;
   }
   return out as Partial<EncodedRow>;
 }

@@ -7,13 +7,13 @@
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { ColumnSource } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { INT_COLUMNS, encodedRowBytes, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
+import { columnKind, encodedRowBytes, metaToKeyValue, shardColumns, shardLayers, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
-/** Parquet schema of a shard; `cls` is a standard 3-level LIST so every reader sees list<float>. */
-export function parquetSchema(registersKept: boolean): SchemaElement[] {
-  const columns = shardColumns(registersKept);
+/** Parquet schema of a shard; `cls` columns are standard 3-level LISTs so every reader sees list<float>. */
+export function parquetSchema(registersKept: boolean, layers: readonly number[] = []): SchemaElement[] {
+  const columns = shardColumns(registersKept, layers);
   const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }];
   for (const name of columns) schema.push(...columnElements(name));
   return schema;
@@ -21,20 +21,18 @@ export function parquetSchema(registersKept: boolean): SchemaElement[] {
 
 function columnElements(name: ColumnName): SchemaElement[] {
   const required = 'REQUIRED' as const;
-  switch (name) {
-    case 'key':
-    case 'sha256':
+  switch (columnKind(name)) {
+    case 'string':
       return [{ name, type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: required }];
-    case 'cls':
+    case 'vector':
       return [
         { name, repetition_type: required, converted_type: 'LIST', num_children: 1 },
         { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
         { name: 'element', type: 'FLOAT', repetition_type: required },
       ];
-    case 'registers':
-    case 'patches':
+    case 'tensor':
       return [{ name, type: 'BYTE_ARRAY', repetition_type: required }];
-    default:
+    case 'int':
       return [{ name, type: 'INT32', repetition_type: required }];
   }
 }
@@ -63,10 +61,10 @@ export class ParquetShardEncoder implements ShardEncoder {
 
   constructor(out: HashingOutput, meta: ShardMeta) {
     this.buffer = new GroupBuffer(out);
-    this.columns = shardColumns(meta.registersKept);
+    this.columns = shardColumns(meta.registersKept, shardLayers(meta));
     this.writer = new ParquetWriter({
       writer: this.buffer,
-      schema: parquetSchema(meta.registersKept),
+      schema: parquetSchema(meta.registersKept, shardLayers(meta)),
       codec: 'UNCOMPRESSED',
       statistics: false,
       kvMetadata: Object.entries(metaToKeyValue(meta)).map(([key, value]) => ({ key, value })),
@@ -92,19 +90,16 @@ export class ParquetShardEncoder implements ShardEncoder {
 }
 
 function columnSource(name: ColumnName, rows: readonly EncodedRow[]): ColumnSource {
-  if ((INT_COLUMNS as readonly string[]).includes(name)) {
-    const column = name as (typeof INT_COLUMNS)[number];
-    return { name, data: Int32Array.from(rows, (r) => r[column]) };
-  }
-  switch (name) {
-    case 'key':
-    case 'sha256':
+  switch (columnKind(name)) {
+    case 'int':
+      return { name, data: Int32Array.from(rows, (r) => r[name as IntColumn]) };
+    case 'string':
       return { name, data: rows.map((r) => r[name]) };
-    case 'cls':
+    case 'vector':
       // hyparquet-writer encodes lists from plain arrays only.
-      return { name, data: rows.map((r) => Array.from(r.cls)) };
-    default:
+      return { name, data: rows.map((r) => Array.from(r[name] as Float32Array)) };
+    case 'tensor':
       // PLAIN: a dictionary over unique multi-MB blobs would only cost time.
-      return { name, data: rows.map((r) => r[name as 'registers' | 'patches']!), encoding: 'PLAIN' };
+      return { name, data: rows.map((r) => r[name]!), encoding: 'PLAIN' };
   }
 }

@@ -10,6 +10,9 @@
  *   of this size write 100-300x slower in every JS writer measured.
  * - `cls`: a list<float32> of `hidden` values in both dtypes: it costs ~30 µs per row to write,
  *   keeps full precision, and DuckDB / pyarrow see a plain float array they can compute with.
+ * - `layer<k>_cls` / `layer<k>_patches`, one pair per intermediate layer the model outputs
+ *   (ModelInfo.layers): encoded as `cls` / `patches` are. Absent for a model without layers, so
+ *   such shards are what they always were.
  */
 import os from 'node:os';
 import type { ModelInfo } from '../model/info.js';
@@ -52,6 +55,16 @@ export interface FeatureRow {
   registers?: Float32Array;
   /** [gridH * gridW * hidden], row-major. */
   patches: Float32Array;
+  /** One per intermediate layer the model outputs, in its order; absent or empty without them. */
+  layers?: LayerFeatures[];
+}
+
+/** One intermediate layer's features of an image: as `cls` and `patches`, after block `layer` through the final norm. */
+export interface LayerFeatures {
+  /** Block number, 1-based. */
+  layer: number;
+  cls: Float32Array;
+  patches: Float32Array;
 }
 
 export const STRING_COLUMNS = ['key', 'sha256'] as const;
@@ -62,7 +75,12 @@ export const INT_COLUMNS = [
 export type StringColumn = (typeof STRING_COLUMNS)[number];
 export type IntColumn = (typeof INT_COLUMNS)[number];
 export type TensorColumn = 'registers' | 'patches';
-export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn;
+export type LayerClsColumn = `layer${number}_cls`;
+export type LayerPatchesColumn = `layer${number}_patches`;
+export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn | LayerClsColumn | LayerPatchesColumn;
+
+/** An intermediate layer's columns, named after its block number (1-based). */
+export const layerColumns = (k: number): { cls: LayerClsColumn; patches: LayerPatchesColumn } => ({ cls: `layer${k}_cls`, patches: `layer${k}_patches` });
 
 /** A row as stored: one property per physical column, named as the column is. */
 export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: number } & {
@@ -70,7 +88,24 @@ export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: n
   /** Present exactly when the shard keeps registers. */
   registers?: Uint8Array;
   patches: Uint8Array;
-};
+} & { [C in LayerClsColumn]?: Float32Array } & { [C in LayerPatchesColumn]?: Uint8Array };
+
+/**
+ * How a column is stored: text, int32, a list<float32> vector (`cls`, `layer<k>_cls`) or a binary
+ * tensor (`registers`, `patches`, `layer<k>_patches`). Encoders and readers go by this, not names.
+ */
+export type ColumnKind = 'string' | 'int' | 'vector' | 'tensor';
+
+export function columnKind(name: ColumnName): ColumnKind {
+  if ((STRING_COLUMNS as readonly string[]).includes(name)) return 'string';
+  if ((INT_COLUMNS as readonly string[]).includes(name)) return 'int';
+  return name === 'cls' || name.endsWith('_cls') ? 'vector' : 'tensor';
+}
+
+/** The intermediate layers a shard's columns hold, ascending (from layer<k>_cls names). */
+export function layersOfColumns(columns: readonly string[]): number[] {
+  return columns.flatMap((c) => /^layer(\d+)_cls$/.exec(c)?.[1] ?? []).map(Number).sort((a, b) => a - b);
+}
 
 type IntField = 'width' | 'height' | 'bucketWidth' | 'bucketHeight' | 'gridH' | 'gridW' | 'cropX' | 'cropY' | 'cropW' | 'cropH';
 const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
@@ -78,10 +113,17 @@ const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
   grid_h: 'gridH', grid_w: 'gridW', crop_x: 'cropX', crop_y: 'cropY', crop_w: 'cropW', crop_h: 'cropH',
 };
 
-/** Columns of a shard, in file order. */
-export function shardColumns(registersKept: boolean): readonly ColumnName[] {
-  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches'];
+/** Columns of a shard, in file order: the final layer's, then each intermediate layer's. */
+export function shardColumns(registersKept: boolean, layers: readonly number[] = []): readonly ColumnName[] {
+  const perLayer = layers.flatMap((k) => {
+    const c = layerColumns(k);
+    return [c.cls, c.patches];
+  });
+  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches', ...perLayer];
 }
+
+/** The intermediate layers a shard of this metadata stores (its model's). */
+export const shardLayers = (meta: Pick<ShardMeta, 'model'>): readonly number[] => meta.model.layers ?? [];
 
 /** A JSON-serialisable object; plain `object` so callers' interfaces (which lack index signatures) fit. */
 export type JsonObject = object;
@@ -119,11 +161,12 @@ export const META_KEYS = {
 } as const;
 
 /** Human-readable layout string, stored in the metadata so a reader needs no documentation. */
-export function layoutDescription(dtype: TensorDtype, registersKept: boolean): string {
+export function layoutDescription(dtype: TensorDtype, registersKept: boolean, layers: readonly number[] = []): string {
   const parts = [
     `patches: [grid_h*grid_w, hidden] row-major little-endian ${dtype}`,
     ...(registersKept ? [`registers: [num_registers, hidden] row-major little-endian ${dtype}`] : []),
     'cls: list<float32>[hidden]',
+    ...(layers.length ? [`layer<k>_cls, layer<k>_patches for k in ${layers.join(',')}: as cls, patches, the output of block k (from 1) through the final norm`] : []),
   ];
   return parts.join('; ');
 }
@@ -133,7 +176,7 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.schemaVersion]: String(SCHEMA_VERSION),
     [META_KEYS.dinofeatVersion]: meta.dinofeatVersion,
     [META_KEYS.dtype]: meta.dtype,
-    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept),
+    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept, shardLayers(meta)),
     [META_KEYS.hiddenSize]: String(meta.hiddenSize),
     [META_KEYS.numRegisters]: String(meta.numRegisters),
     [META_KEYS.registersKept]: String(meta.registersKept),
@@ -206,6 +249,13 @@ export interface RowShape {
   hiddenSize: number;
   numRegisters: number;
   registersKept: boolean;
+  /** The intermediate layers every row carries, in order (none when absent). */
+  layers?: readonly number[];
+}
+
+/** The row shape of a shard with this metadata. */
+export function rowShapeOf(meta: ShardMeta): Required<RowShape> & { dtype: TensorDtype } {
+  return { hiddenSize: meta.hiddenSize, numRegisters: meta.numRegisters, registersKept: meta.registersKept, layers: shardLayers(meta), dtype: meta.dtype };
 }
 
 export function checkRowShape(row: FeatureRow, shape: RowShape): void {
@@ -216,6 +266,14 @@ export function checkRowShape(row: FeatureRow, shape: RowShape): void {
   const patches = row.gridH * row.gridW * shape.hiddenSize;
   if (row.patches.length !== patches) {
     fail(`patches has ${row.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
+  }
+  const layers = row.layers ?? [];
+  const want = shape.layers ?? [];
+  if (layers.map((l) => l.layer).join() !== want.join()) fail(`has layers [${layers.map((l) => l.layer)}], the shard stores [${want}]`);
+  for (const l of layers) {
+    if (l.cls.length !== shape.hiddenSize || l.patches.length !== patches) {
+      fail(`layer ${l.layer} has ${l.cls.length} cls and ${l.patches.length} patch values, expected ${shape.hiddenSize} and ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
+    }
   }
   if (shape.registersKept) {
     const registers = shape.numRegisters * shape.hiddenSize;
@@ -239,6 +297,11 @@ export function encodeRow(row: FeatureRow, meta: RowShape & { dtype: TensorDtype
   } as EncodedRow;
   for (const column of INT_COLUMNS) encoded[column] = row[INT_FIELDS[column]];
   if (meta.registersKept) encoded.registers = encodeTensor(row.registers!, meta.dtype);
+  for (const l of row.layers ?? []) {
+    const c = layerColumns(l.layer);
+    encoded[c.cls] = l.cls;
+    encoded[c.patches] = encodeTensor(l.patches, meta.dtype);
+  }
   return encoded;
 }
 
@@ -251,12 +314,21 @@ export function decodeRow(row: EncodedRow, dtype: TensorDtype): FeatureRow {
   } as FeatureRow;
   for (const column of INT_COLUMNS) decoded[INT_FIELDS[column]] = row[column];
   if (row.registers) decoded.registers = decodeTensor(row.registers, dtype);
+  const layers = layersOfColumns(Object.keys(row)).map((k) => {
+    const c = layerColumns(k);
+    return { layer: k, cls: row[c.cls]!, patches: decodeTensor(row[c.patches]!, dtype) };
+  });
+  if (layers.length) decoded.layers = layers;
   return decoded;
 }
 
 /** Bytes a row adds to a shard, near enough to decide when to start the next shard. */
 export function encodedRowBytes(row: EncodedRow): number {
-  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength +
+  const layers = layersOfColumns(Object.keys(row)).reduce((n, k) => {
+    const c = layerColumns(k);
+    return n + row[c.cls]!.byteLength + row[c.patches]!.byteLength;
+  }, 0);
+  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength + layers +
     row.key.length + row.sha256.length + 4 * INT_COLUMNS.length + 32;
 }
 

@@ -4,7 +4,7 @@
  * one row group at a time, so memory is bounded by the row group budget, never by the shard.
  */
 import { faultPoint } from '../core/fault-point.js';
-import { encodedRowBytes, encodeRow, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from './schema.js';
+import { encodedRowBytes, encodeRow, rowShapeOf, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from './schema.js';
 import type { ShardEncoder } from './encoder.js';
 import { HashingOutput, type WrittenFile } from './hashing-output.js';
 import { ParquetShardEncoder } from './parquet-shard.js';
@@ -88,8 +88,8 @@ class GroupedShardWriter implements ShardWriter {
   }
 
   async append(rows: readonly FeatureRow[]): Promise<void> {
-    const meta = this.openMeta();
-    await this.appendEncoded(rows.map((row) => encodeRow(row, meta)));
+    const shape = rowShapeOf(this.openMeta());
+    await this.appendEncoded(rows.map((row) => encodeRow(row, shape)));
   }
 
   async appendEncoded(rows: readonly EncodedRow[]): Promise<void> {

@@ -8,9 +8,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { convertCheckpoint } from '../convert/convert.js';
+import { convertCheckpoint, type ConvertOptions } from '../convert/convert.js';
 import { openCheckpoint } from '../convert/safetensors.js';
-import type { Precision } from '../model/info.js';
+import { presetOf } from '../model/normalisation.js';
 import { modelFile } from './layout.js';
 
 /** The files a conversion reads; anything else in the directory (README, .git) does not matter. */
@@ -27,8 +27,25 @@ function isFresh(modelPath: string, checkpointDir: string, changesInPlace: boole
     .some((f) => fs.statSync(path.join(checkpointDir, f)).mtimeMs > model.mtimeMs);
 }
 
-export interface ConvertOnceOptions {
-  precision: Precision;
+/** What a conversion is asked for beyond the checkpoint: model files differ exactly when these do. */
+export type Conversion = Pick<ConvertOptions, 'precision' | 'layers' | 'normalisation'>;
+
+/**
+ * The file-name variant of a conversion other than the default: the normalisation preset's name
+ * (or norm-<hash> for other constants) and layers-<k>-<k>; undefined for the checkpoint's own.
+ */
+export function conversionVariant(c: Conversion): string | undefined {
+  const parts: string[] = [];
+  const n = c.normalisation;
+  if (n?.mean || n?.std) {
+    const preset = n.mean && n.std ? presetOf({ mean: n.mean, std: n.std }) : undefined;
+    parts.push(preset ?? `norm-${createHash('sha256').update(JSON.stringify([n.mean ?? null, n.std ?? null])).digest('hex').slice(0, 8)}`);
+  }
+  if (c.layers?.length) parts.push(`layers-${[...new Set(c.layers)].sort((a, b) => a - b).join('-')}`);
+  return parts.length ? parts.join('.') : undefined;
+}
+
+export interface ConvertOnceOptions extends Conversion {
   /** Hugging Face repo id, recorded in the model's metadata. */
   sourceRepo?: string;
   /** The checkpoint is rewritten in place (a pulled revision): reconvert when it is newer than the model. */
@@ -40,10 +57,10 @@ export interface ConvertOnceOptions {
 
 /** The model folder's model-<precision>.onnx, converted from `checkpointDir` unless it is fresh. */
 export async function convertOnce(checkpointDir: string, modelDir: string, o: ConvertOnceOptions): Promise<{ modelPath: string; converted: boolean }> {
-  const modelPath = modelFile(modelDir, o.precision);
+  const modelPath = modelFile(modelDir, o.precision, conversionVariant(o));
   if (isFresh(modelPath, checkpointDir, o.changesInPlace === true)) return { modelPath, converted: false };
   o.onStart?.(modelPath);
-  await convertCheckpoint(checkpointDir, modelPath, { precision: o.precision, sourceRepo: o.sourceRepo, onProgress: o.onProgress });
+  await convertCheckpoint(checkpointDir, modelPath, { precision: o.precision, layers: o.layers, normalisation: o.normalisation, sourceRepo: o.sourceRepo, onProgress: o.onProgress });
   return { modelPath, converted: true };
 }
 

@@ -6,7 +6,8 @@
  *   models/<owner>--<name>/<revision>/        a checkpoint pulled from the Hub (dinofeat pull)
  *     checkpoint/                             config.json, preprocessor_config.json, safetensors,
  *                                             .dinofeat-download.json (what each file was fetched as)
- *     model-<precision>.onnx[.data]           its conversions, one per precision pulled
+ *     model-<precision>[.<variant>].onnx[.data]  its conversions, one per precision pulled (and per
+ *                                             --norm / --layers asked: the variant, ./convert-once.ts)
  *   converted/<key>/                          a checkpoint directory given to --model, by content:
  *     model-fp32.onnx[.data]                  key = sha256 over its weights and config files
  *
@@ -48,14 +49,14 @@ export function convertedModelDir(key: string, env: NodeJS.ProcessEnv = process.
   return path.join(dinofeatHome(env), 'converted', key);
 }
 
-/** A model folder's conversion at one precision. */
-export function modelFile(modelDir: string, precision: Precision): string {
-  return path.join(modelDir, `model-${precision}.onnx`);
+/** A model folder's conversion at one precision, and with a variant (other normalisation, extra layers) when one is asked. */
+export function modelFile(modelDir: string, precision: Precision, variant?: string): string {
+  return path.join(modelDir, `model-${precision}${variant ? `.${variant}` : ''}.onnx`);
 }
 
-/** The precision of a model folder's file name (model-<precision>.onnx), if it is one. */
+/** The precision of a model folder's file name (model-<precision>[.<variant>].onnx), if it is one. */
 export function precisionOfModelFile(name: string): string | undefined {
-  return /^model-(\w+)\.onnx$/.exec(name)?.[1];
+  return /^model-(\w+)(\.[\w-]+)?\.onnx$/.exec(name)?.[1];
 }
 
 /** The model extract uses when neither --model nor $DINOFEAT_MODEL is given. */

@@ -7,16 +7,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { symlinkAtomic } from '../core/durable-fs.js';
 import { isUserError } from '../core/errors.js';
-import type { Precision } from '../model/info.js';
-import { convertOnce } from './convert-once.js';
+import { assertLayersSupported } from '../convert/convert.js';
+import { convertOnce, type Conversion } from './convert-once.js';
 import { assertRepoId, assertRevision, downloadCheckpoint, type DownloadProgress } from './hub.js';
 import { checkpointDirOf, defaultModelPath, pulledModelDir } from './layout.js';
 import { findKnownModel, type KnownModel } from './registry.js';
 
-export interface PullModelOptions {
+export interface PullModelOptions extends Conversion {
   /** Default: main. */
   revision?: string;
-  precision: Precision;
   /** Make this model the default even when one exists. */
   makeDefault?: boolean;
 }
@@ -62,12 +61,16 @@ export async function pullModel(repoId: string, o: PullModelOptions, on: PullEve
   const known = findKnownModel(repoId);
   // The registry's spelling, so Facebook/DINOv3-… and facebook/dinov3-… share one directory.
   const repo = known?.repoId ?? repoId;
+  // A known ConvNeXt is refused before its download; an unknown one when it is converted.
+  if (known) assertLayersSupported(known.family, o.layers);
   on.start?.(repo, known);
 
   const modelDir = pulledModelDir(repo, revision);
   const checkpointDir = checkpointDirOf(modelDir);
   await downloadCheckpoint(repo, { revision, destDir: checkpointDir, onProgress: on.download });
-  const { modelPath, converted } = await convertOnce(checkpointDir, modelDir, { precision: o.precision, sourceRepo: repo, changesInPlace: true, onProgress: on.convert });
+  const { modelPath, converted } = await convertOnce(checkpointDir, modelDir, {
+    precision: o.precision, layers: o.layers, normalisation: o.normalisation, sourceRepo: repo, changesInPlace: true, onProgress: on.convert,
+  });
 
   const result: PullResult = { repo, revision, checkpointDir, modelPath, converted };
   const link = defaultModelPath();

@@ -6,8 +6,14 @@
  * its patch (i, j) covers trainer pixels [j*p*T_w/D_w, ...). The two agree for every (i, j)
  * exactly when the latent grid is whole (T divisible by S*P) and the grids are equal
  * (D / p = T / (S*P) on both axes); equal grids also mean equal aspect ratios, hence equal crops.
+ * A DINO grid k times coarser on both axes (latent grid = k · DINO grid, k whole) tiles the latent
+ * grid instead: position (i, j) covers exactly tokens [k·i, k·i + k) x [k·j, k·j + k). That is how
+ * a ConvNeXt lines up (one stride-32 position = 2x2 tokens at VAE stride 8 and DiT patch 2), so for
+ * one it is reported, not failed; a ViT's patch grid is meant to equal the tokens, so for a ViT it
+ * stays a failure with the --dino-scale that fixes it.
  */
 import type { JsonObject } from '../shard/schema.js';
+import type { ModelInfo } from '../model/info.js';
 import type { Bucket } from '../image/buckets.js';
 import { abbreviate, plural } from '../core/text.js';
 import { bucketText, parsePreprocessing } from '../image/preprocessing-record.js';
@@ -34,6 +40,11 @@ export interface BucketAlignment {
   dinoPatchPixels: { w: number; h: number };
   tokenPixels: number;
   aligned: boolean;
+  /**
+   * Latent tokens one DINO position covers along each axis when the DINO grid tiles a whole latent
+   * grid: 1 when aligned, k ≥ 2 when k times coarser on both axes; undefined otherwise.
+   */
+  tokensPerPosition?: number;
   /** Why not, in words, with what to change. */
   reasons: string[];
 }
@@ -58,14 +69,19 @@ export function alignBucket(b: Bucket, input: Omit<AlignmentInput, 'buckets'>): 
     const fix = whole ? `; extract with --dino-scale ${scale} (DINO input ${latentGrid.w * p}x${latentGrid.h * p}) to line them up` : '';
     reasons.push(`DINO grid ${dinoGrid.w}x${dinoGrid.h} vs latent grid ${fmt(latentGrid.w)}x${fmt(latentGrid.h)}: ${span}${fix}`);
   }
+  const k = latentGrid.w / dinoGrid.w;
   return {
     label: bucketText(b),
     dinoLabel: `${b.width}x${b.height}`,
     dinoGrid, latentGrid, dinoPatchPixels, tokenPixels: tok,
     aligned: reasons.length === 0,
+    ...(whole && Number.isInteger(k) && latentGrid.h === k * dinoGrid.h ? { tokensPerPosition: k } : {}),
     reasons,
   };
 }
+
+/** A ConvNeXt's grid (stride 32) is coarser than a DiT's tokens by design; a ViT's is meant to equal them. */
+const coarseByDesign = (model: Pick<ModelInfo, 'family'>) => model.family === 'dinov3-convnext';
 
 export function alignBuckets(input: AlignmentInput): BucketAlignment[] {
   return input.buckets.map((b) => alignBucket(b, input));
@@ -73,11 +89,13 @@ export function alignBuckets(input: AlignmentInput): BucketAlignment[] {
 
 /**
  * The alignment check over a cache's buckets: a bucket holding rows that does not line up fails;
- * empty ones that would not line up either are noted.
+ * empty ones that would not line up either are noted. A ConvNeXt's grid that tiles the latent
+ * grid (each position k x k tokens) is reported as such.
  */
 export function checkAlignment(
-  preprocessing: JsonObject, patchSize: number, rowsPerBucket: Readonly<Record<string, number>>, latentStride: number, ditPatch: number,
+  preprocessing: JsonObject, model: Pick<ModelInfo, 'family' | 'patchSize'>, rowsPerBucket: Readonly<Record<string, number>>, latentStride: number, ditPatch: number,
 ): CheckResult {
+  const patchSize = model.patchSize;
   const rec = new CheckRecorder('alignment');
   const parsed = parsePreprocessing(preprocessing);
   if ('problem' in parsed) {
@@ -90,8 +108,11 @@ export function checkAlignment(
   const emptyMisaligned: string[] = [];
   for (const r of results) {
     const rows = rowsPerBucket[r.dinoLabel] ?? 0;
+    const k = r.tokensPerPosition;
     if (r.aligned) rec.info(`${r.label}: DINO grid ${r.dinoGrid.w}x${r.dinoGrid.h} = latent grid, ${plural(rows, 'row')}`);
-    else if (rows > 0) for (const reason of r.reasons) rec.fail('misaligned', `${r.label} (${plural(rows, 'row')})`, reason);
+    else if (k !== undefined && coarseByDesign(model)) {
+      rec.info(`${r.label}: DINO grid ${r.dinoGrid.w}x${r.dinoGrid.h} tiles latent grid ${r.latentGrid.w}x${r.latentGrid.h}, each position covering ${k}x${k} tokens (${r.tokenPixels * k} trainer pixels), ${plural(rows, 'row')}`);
+    } else if (rows > 0) for (const reason of r.reasons) rec.fail('misaligned', `${r.label} (${plural(rows, 'row')})`, reason);
     else emptyMisaligned.push(r.label);
   }
   for (const [label, rows] of Object.entries(rowsPerBucket)) {

@@ -14,7 +14,7 @@ import type { ManifestSummary } from '../cache/manifest-summary.js';
 import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
 import { openParquetShard } from '../shard/parquet-read.js';
 import { parquetSchema } from '../shard/parquet-shard.js';
-import { bucketLabel, shardColumns, type ShardMeta } from '../shard/schema.js';
+import { bucketLabel, rowShapeOf, shardColumns, shardLayers, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo, type ShardInfo } from '../shard/shard-reader.js';
 import { sha256File } from '../core/file-hash.js';
 import { NormStats, formatNorms, l2norm, type NormSummary } from '../core/norm-stats.js';
@@ -97,8 +97,8 @@ export async function checkCache(t: ReadTarget): Promise<CacheCheckOutput> {
     const preprocessing = parsePreprocessing(info.meta.preprocessing);
     if ('problem' in preprocessing) rec.note(`${shard.name}: ${preprocessing.problem}; bucket and crop boxes were not derived again`);
     const expectations = {
-      hiddenSize: info.meta.hiddenSize, numRegisters: info.meta.numRegisters, registersKept: info.meta.registersKept,
-      patchSize: info.meta.model.patchSize, dtype: info.meta.dtype,
+      ...rowShapeOf(info.meta),
+      patchSize: info.meta.model.patchSize,
       preprocessing: 'value' in preprocessing ? preprocessing.value : undefined,
     };
     let index = 0;
@@ -228,14 +228,14 @@ async function checkShardFile(shard: ShardTarget, rec: CheckRecorder, dropShard:
     return undefined;
   }
   if (r && info.rows !== r.rows) rec.fail('row-count', shard.name, `${info.rows} rows in the file, the journal recorded ${r.rows}`);
-  const expected = shardColumns(info.meta.registersKept);
+  const expected = shardColumns(info.meta.registersKept, shardLayers(info.meta));
   if (!same(info.columns, expected)) {
     rec.fail('schema', shard.name, `columns [${info.columns.join(', ')}], expected [${expected.join(', ')}]`);
   } else if (info.format === 'parquet') {
     const { metadata } = await openParquetShard(shard.path);
     const pick = ({ type, repetition_type, converted_type, num_children }: { type?: string; repetition_type?: string; converted_type?: string; num_children?: number }) =>
       ({ type, repetition_type, converted_type, num_children });
-    const want = parquetSchema(info.meta.registersKept);
+    const want = parquetSchema(info.meta.registersKept, shardLayers(info.meta));
     const bad = want.findIndex((w, k) => k > 0 && (metadata.schema[k]?.name !== w.name || !same(pick(metadata.schema[k]!), pick(w))));
     if (bad > 0 || metadata.schema.length !== want.length) {
       rec.fail('schema', shard.name, `Parquet column ${want[bad]?.name ?? metadata.schema[want.length]?.name} has another physical type than dinofeat writes`);

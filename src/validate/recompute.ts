@@ -1,7 +1,8 @@
 /**
  * validate --recompute N: N rows, sampled by seed, are extracted again from their images with the
  * given model, exactly as extract did (the cache's recorded preprocessing, the same image stage),
- * and compared with the stored values per token group (CLS, registers when stored, patches):
+ * and compared with the stored values per token group (CLS, registers when stored, patches, and
+ * each stored intermediate layer's CLS and patches):
  * the lowest per-token cosine similarity and the largest absolute difference, against limits set
  * by the stored dtype and the model precision.
  */
@@ -10,9 +11,9 @@ import type { ReadTarget } from '../cache/open-read-only.js';
 import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
-import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
+import { MODEL_INPUT, tokenOutputs } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
-import { splitTokens, TokenLayoutError } from '../model/split.js';
+import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
 import type { Origin } from '../source/types.js';
@@ -150,6 +151,14 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
       const groups: Array<[string, Float32Array, Float32Array]> = [['cls', stored.cls, recomputed.cls], ['patches', stored.patches, recomputed.patches]];
       if (stored.registers) groups.splice(1, 0, ['registers', stored.registers, recomputed.registers]);
+      for (const l of stored.layers ?? []) {
+        const again = recomputed.layers.find((r) => r.layer === l.layer);
+        if (!again) {
+          rec.fail('mismatch', where, `layer ${l.layer} is stored but ${o.model.path} does not output it (layers ${o.model.info.layers?.join(',') ?? 'none'})`);
+          continue;
+        }
+        groups.push([`layer${l.layer}_cls`, l.cls, again.cls], [`layer${l.layer}_patches`, l.patches, again.patches]);
+      }
       for (const [name, s, r] of groups) {
         if (s.length !== r.length) {
           rec.fail('mismatch', where, `${name}: ${s.length} values stored, ${r.length} recomputed`);
@@ -204,7 +213,7 @@ async function preparerFor(
 
 async function recomputeRow(
   stored: FeatureRow, image: { bytes: Buffer; display: string }, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
-): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
+): Promise<ImageTokens | undefined> {
   const bytes = image.bytes;
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== stored.sha256) {
@@ -228,14 +237,13 @@ async function recomputeRow(
   const p = model.info.patchSize;
   let out;
   try {
-    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
+    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, tokenOutputs(model.info));
   } catch (e) {
     rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
     return undefined;
   }
-  const lhs = out[MODEL_OUTPUT]!;
   try {
-    return splitTokens(lhs.data as Float32Array, lhs.dims, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
+    return splitOutputs(out, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
   } catch (e) {
     if (!(e instanceof TokenLayoutError)) throw e;
     rec.fail('layout', where, e.message);

@@ -1,10 +1,10 @@
 /**
- * Checks of one stored row against what its shard says it holds: tensor sizes against the grid
- * and hidden size, grid against bucket and patch size, bucket and crop box against what extract
- * derives from the image size and the recorded preprocessing, no NaN / Inf, a CLS that is not
- * zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
+ * Checks of one stored row against what its shard says it holds: tensor sizes (intermediate
+ * layers' too) against the grid and hidden size, grid against bucket and patch size, bucket and
+ * crop box against what extract derives from the image size and the recorded preprocessing, no
+ * NaN / Inf, a CLS that is not zero. Pure: works on the row as stored (tensor bytes are scanned, not decoded).
  */
-import { DTYPE_BYTES, type EncodedRow, type TensorDtype } from '../shard/schema.js';
+import { DTYPE_BYTES, layerColumns, type EncodedRow, type TensorDtype } from '../shard/schema.js';
 import { l2norm } from '../core/norm-stats.js';
 import { assignBucket, cropBox } from '../image/buckets.js';
 import type { RecordedPreprocessing } from '../image/preprocessing-record.js';
@@ -13,6 +13,8 @@ export interface RowExpectations {
   hiddenSize: number;
   numRegisters: number;
   registersKept: boolean;
+  /** Intermediate layers each row stores (layer<k>_cls, layer<k>_patches). */
+  layers: readonly number[];
   patchSize: number;
   dtype: TensorDtype;
   /** When readable: each row's bucket and crop box are derived again and compared. */
@@ -60,12 +62,25 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
   if (!row.key) fail('provenance', 'empty key');
   if (!/^[0-9a-f]{64}$/.test(row.sha256)) fail('provenance', `sha256 "${row.sha256}" is not 64 hex digits`);
 
-  // Tensor sizes.
-  if (row.cls.length !== e.hiddenSize) fail('vector-length', `cls has ${row.cls.length} values, hidden size is ${e.hiddenSize}`);
-  if (row.patches.byteLength % vectorBytes !== 0) {
-    fail('vector-length', `patches hold ${row.patches.byteLength} bytes, not a whole number of ${e.hiddenSize}-value ${e.dtype} vectors`);
-  } else if (row.patches.byteLength / vectorBytes !== row.grid_h * row.grid_w) {
-    fail('patch-count', `${row.patches.byteLength / vectorBytes} patch vectors stored, grid ${row.grid_h}x${row.grid_w} needs ${row.grid_h * row.grid_w}`);
+  // Tensor sizes: the last layer's CLS and patches, then each intermediate layer's.
+  const groups: Array<{ cls: string; patches: string; clsValues?: Float32Array; patchBytes?: Uint8Array }> = [
+    { cls: 'cls', patches: 'patches', clsValues: row.cls, patchBytes: row.patches },
+    ...e.layers.map((k) => {
+      const c = layerColumns(k);
+      return { ...c, clsValues: row[c.cls], patchBytes: row[c.patches] };
+    }),
+  ];
+  for (const g of groups) {
+    if (!g.clsValues || !g.patchBytes) {
+      fail('vector-length', `${g.cls} or ${g.patches} missing but the shard stores them`);
+      continue;
+    }
+    if (g.clsValues.length !== e.hiddenSize) fail('vector-length', `${g.cls} has ${g.clsValues.length} values, hidden size is ${e.hiddenSize}`);
+    if (g.patchBytes.byteLength % vectorBytes !== 0) {
+      fail('vector-length', `${g.patches} hold ${g.patchBytes.byteLength} bytes, not a whole number of ${e.hiddenSize}-value ${e.dtype} vectors`);
+    } else if (g.patchBytes.byteLength / vectorBytes !== row.grid_h * row.grid_w) {
+      fail('patch-count', `${g.patches} holds ${g.patchBytes.byteLength / vectorBytes} vectors, grid ${row.grid_h}x${row.grid_w} needs ${row.grid_h * row.grid_w}`);
+    }
   }
   if (e.registersKept) {
     const want = e.numRegisters * vectorBytes;
@@ -100,10 +115,12 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
 
   // Values.
   const bad: string[] = [];
-  const clsBad = countNonFiniteNumbers(row.cls);
-  if (clsBad) bad.push(`cls ${clsBad}`);
-  const patchBad = countNonFinite(row.patches, e.dtype);
-  if (patchBad) bad.push(`patches ${patchBad}`);
+  for (const g of groups) {
+    const clsBad = g.clsValues ? countNonFiniteNumbers(g.clsValues) : 0;
+    if (clsBad) bad.push(`${g.cls} ${clsBad}`);
+    const patchBad = g.patchBytes ? countNonFinite(g.patchBytes, e.dtype) : 0;
+    if (patchBad) bad.push(`${g.patches} ${patchBad}`);
+  }
   const regBad = row.registers ? countNonFinite(row.registers, e.dtype) : 0;
   if (regBad) bad.push(`registers ${regBad}`);
   if (bad.length) fail('non-finite', `NaN/Inf values: ${bad.join(', ')}`);

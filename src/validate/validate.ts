@@ -136,7 +136,7 @@ export async function validate(target: string, o: ValidateOptions): Promise<Vali
   }
   if (o.latentStride !== undefined && o.ditPatch !== undefined) {
     checks.push(cache.identity
-      ? checkAlignment(cache.identity.preprocessing, cache.identity.model.patchSize, cache.rowsPerBucket, o.latentStride, o.ditPatch)
+      ? checkAlignment(cache.identity.preprocessing, cache.identity.model, cache.rowsPerBucket, o.latentStride, o.ditPatch)
       : skippedCheck('alignment', 'no readable cache.json or shard metadata to take the buckets from'));
   }
   return { target, ok: checks.every((c) => c.status !== 'fail'), checks };
