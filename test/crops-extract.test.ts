@@ -149,6 +149,12 @@ test('features equal Hugging Face\'s pixels-to-features path on the file\'s crop
   }
 });
 
+test('validate passes a crops cache: the rows\' boxes are the file\'s, not the rule\'s, and recompute re-extracts them', async () => {
+  const r = await runCli(['validate', caches.kohya!, '--images', PHOTOS, '--model', model.onnx, '--recompute', '6', '--json']);
+  assert.equal(r.code, 0, r.stdout);
+  assert.match(r.stdout, /"6 of 6 sampled rows/);
+});
+
 test('the preprocessing record names the crops file (format, sha256, buckets) only when --crops is used', async () => {
   const generic = JSON.parse(fs.readFileSync(path.join(caches.generic!, 'cache.json'), 'utf8'));
   assert.deepEqual(generic.preprocessing.crops, {

@@ -105,6 +105,8 @@ test('formatCropLine and parseCropLines round-trip, flip only when true', () => 
 test('kohyaCrop: kohya\'s resize-to-cover and centred trim, in source pixels', () => {
   // 300x200 into 128x128: scale 0.64, resized 192x128, trim 64 → left 32: source 50..250.
   assert.deepEqual(kohyaCrop({ width: 300, height: 200 }, { width: 128, height: 128 }), { x: 50, y: 0, w: 200, h: 200 });
+  // 301x200: resized 193x128 (192.64 rounded half up), odd overflow 65 → left floor(32.5) = 32: source 49.9..249.5 → 50..250.
+  assert.deepEqual(kohyaCrop({ width: 301, height: 200 }, { width: 128, height: 128 }), { x: 50, y: 0, w: 200, h: 200 });
   // Same aspect: resized exactly to the bucket, nothing trimmed.
   assert.deepEqual(kohyaCrop({ width: 200, height: 300 }, { width: 128, height: 192 }), { x: 0, y: 0, w: 200, h: 300 });
   // 1000x750 into 1152x896: scale 896/750, resized 1195x896, left 21: source 17.57..981.59 → 18..982.
