@@ -33,7 +33,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'));
   const extractImages = bucketFlags(extractModel)
     .addOption(new Option('--resize <mode>', 'stretch: whole image to the bucket, no crop; cover: scale to cover and centre-crop').choices(['stretch', 'cover']).default('stretch'))
-    .option('--crops <file>', "the trainer's bucket and crop per image instead of dinofeat's rule: dinofeat's JSON Lines (dinofeat crops writes them), kohya's metadata JSON, or SimpleTuner's aspect_ratio_bucket_metadata JSON")
+    .option('--crops <file>', "the trainer's bucket and crop per image instead of dinofeat's rule: dinofeat's JSON Lines (dinofeat crops writes them), kohya's metadata JSON, SimpleTuner's aspect_ratio_bucket_metadata JSON, or a folder of kohya latent caches (*_sdxl.npz)")
     .option('--crops-fallback', "images the --crops file lacks go to dinofeat's buckets (--bucket / --buckets) instead of failing")
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))

@@ -70,6 +70,8 @@ let dir: string;
 let model: TinyModel;
 let genericFile: string;
 let kohyaFile: string;
+/** Copies of the photos with kohya latent caches beside them. */
+let latentsDir: string;
 const caches: Record<string, string> = {};
 
 const jsonl = (lines: object[]) => lines.map((l) => `${JSON.stringify(l)}\n`).join('');
@@ -111,6 +113,23 @@ before(async () => {
     const r = await extract(PHOTOS, caches[name]!, ['--crops', file]);
     assert.equal(r.code, 0, `${name}: exit ${r.code}\n${r.stdout}${r.stderr}`);
   }
+  // kohya's latent caches beside copies of the photos, as its SDXL caching writes them (np.savez;
+  // original_size as PIL loads the file, without the EXIF orientation).
+  latentsDir = path.join(dir, 'kohya-train');
+  fs.cpSync(PHOTOS, latentsDir, { recursive: true });
+  const npz = [
+    'import json, os, sys',
+    'import numpy as np',
+    'from PIL import Image',
+    'for stem, (bw, bh) in json.loads(sys.stdin.read()).items():',
+    '    image = next(f for f in os.listdir(sys.argv[1]) if os.path.splitext(f)[0] == stem)',
+    '    W, H = Image.open(os.path.join(sys.argv[1], image)).size',
+    '    np.savez(os.path.join(sys.argv[1], f"{stem}_{W:04d}x{H:04d}_sdxl.npz"), latents=np.zeros((4, bh // 8, bw // 8), np.float32), original_size=np.array([W, H]), crop_ltrb=np.array([0, 0, bw, bh]))',
+  ].join('\n');
+  await pythonStdout(['-c', npz, latentsDir], JSON.stringify(KOHYA));
+  caches['kohya-latents'] = path.join(dir, 'cache-kohya-latents');
+  const r = await extract(latentsDir, caches['kohya-latents'], ['--crops', latentsDir]);
+  assert.equal(r.code, 1, `kohya latents: exit ${r.code}\n${r.stdout}${r.stderr}`);
 });
 
 test('the generic JSON Lines decide every row: bucket and crop box are the file\'s', async () => {
@@ -134,13 +153,26 @@ test('kohya\'s metadata JSON decides every row: bucket = train_resolution, crop 
   assert.ok(rows.some((r) => r.crop_w < r.width) && rows.some((r) => r.crop_h < r.height), 'kohya crops both sides across the set');
 });
 
+test('a folder of kohya latent caches decides every row (bucket = the latents\' size x 8); the EXIF-rotated photo kohya encoded unrotated is an error row', async () => {
+  const rows = await rowsOf(caches['kohya-latents']!);
+  assert.deepEqual(rows.map((r) => r.key), Object.keys(SIZES).filter((k) => k !== 'chelsea-exif6.jpg').sort());
+  for (const r of rows) {
+    assert.deepEqual([r.bucket_width, r.bucket_height], KOHYA[r.key.replace(/\.[^.]+$/, '')], `${r.key} bucket`);
+    assert.deepEqual([r.crop_x, r.crop_y, r.crop_w, r.crop_h], kohyaBox(r.key), `${r.key} crop`);
+  }
+  const [error] = readErrorsFile(caches['kohya-latents']!);
+  assert.equal(error?.key, 'chelsea-exif6.jpg');
+  assert.match(error!.reason, /records original_size 300x451, the upright image is 451x300: kohya encoded it without its EXIF rotation/);
+});
+
 test('features equal Hugging Face\'s pixels-to-features path on the file\'s crop box, within extract-parity\'s limits', async (t) => {
   const runs = [
     { name: 'generic', cache: caches.generic, images: PHOTOS, crops: Object.fromEntries(Object.entries(GENERIC).map(([k, v]) => [k, v.crop])) },
     { name: 'kohya', cache: caches.kohya, images: PHOTOS, crops: Object.fromEntries(Object.keys(SIZES).map((k) => [k, kohyaBox(k)])) },
+    { name: 'kohya-latents', cache: caches['kohya-latents'], images: latentsDir, crops: Object.fromEntries(Object.keys(SIZES).map((k) => [k, kohyaBox(k)])) },
   ];
   const { rows } = await pythonJson<{ rows: ParityRow[] }>([path.resolve('test/hf-parity.py')], JSON.stringify({ checkpoint: model.checkpoint, runs }));
-  assert.equal(rows.length, 12);
+  assert.equal(rows.length, 17);
   for (const r of rows) {
     const d = { cls: 1 - r.cls_cos, patchMin: 1 - r.patch_cos_min, patchMean: 1 - r.patch_cos_mean, maxAbs: r.max_abs };
     t.diagnostic(`${r.run} ${r.key}: 1 - cos cls ${d.cls.toExponential(1)}, patch min ${d.patchMin.toExponential(1)}, mean ${d.patchMean.toExponential(1)}, max|d| ${d.maxAbs.toExponential(1)}`);

@@ -187,3 +187,51 @@ test('SimpleTuner aspect_ratio_bucket_metadata: target_size is the bucket, crop_
   const garbled = writeFile('st.json', JSON.stringify({ '/a.jpg': { original_size: [3, 2], crop_coordinates: [0], target_size: [64, 64] } }));
   assert.match(await userError(CropsFile.read(garbled, OPTIONS)), /\(simpletuner metadata\): \/a\.jpg: intermediary_size=missing, crop_coordinates=\[0\]/);
 });
+
+/**
+ * Writes kohya latent caches as its SDXL caching strategy does: np.savez of `latents` [4, h/8, w/8]
+ * float32, `original_size` [W, H] and `crop_ltrb` (SDXL's crop conditioning), named
+ * <image stem>_<WWWW>x<HHHH>_sdxl.npz beside the image.
+ */
+async function writeKohyaLatents(dir: string, caches: Array<{ image: string; size: [number, number]; bucket: [number, number]; keys?: 'multi' }>): Promise<void> {
+  const code = [
+    'import json, os, sys',
+    'import numpy as np',
+    'for c in json.loads(sys.stdin.read()):',
+    '    (W, H), (bw, bh) = c["size"], c["bucket"]',
+    '    stem = os.path.splitext(os.path.join(sys.argv[1], c["image"]))[0]',
+    '    os.makedirs(os.path.dirname(stem), exist_ok=True)',
+    '    suffix = f"_{bh // 8}x{bw // 8}" if c.get("keys") == "multi" else ""',
+    '    arrays = {"latents" + suffix: np.zeros((4, bh // 8, bw // 8), np.float32), "original_size" + suffix: np.array([W, H]), "crop_ltrb" + suffix: np.array([0, 0, bw, bh])}',
+    '    if c.get("keys") == "multi": arrays["latents_8x8"] = np.zeros((4, 8, 8), np.float32)',
+    '    np.savez(f"{stem}_{W:04d}x{H:04d}_sdxl.npz", **arrays)',
+  ].join('\n');
+  await pythonStdout(['-c', code, dir], JSON.stringify(caches));
+}
+
+test('a folder of kohya latent caches (--cache_latents_to_disk): bucket from the latents\' size, kohya\'s crop, original_size checked', async () => {
+  const dir = tempDir();
+  await writeKohyaLatents(dir, [
+    { image: 'land.jpg', size: [1000, 750], bucket: [1152, 896] },
+    { image: 'sub/port.png', size: [400, 1000], bucket: [832, 1216] },
+    { image: 'turned.jpg', size: [300, 451], bucket: [832, 1216] },
+    { image: 'multi.jpg', size: [64, 64], bucket: [128, 64], keys: 'multi' },
+  ]);
+  fs.writeFileSync(path.join(dir, 'broken_0064x0064_sdxl.npz'), 'not a zip');
+  const crops = await CropsFile.read(dir, OPTIONS);
+  assert.equal(crops.source.format, 'kohya-latents');
+  assert.deepEqual(crops.plan('land.jpg', { width: 1000, height: 750 }), {
+    bucket: { width: 1152, height: 896, trainer: { width: 1152, height: 896 } }, crop: { x: 18, y: 0, w: 964, h: 750 },
+  });
+  assert.deepEqual((crops.plan('sub/port.png', { width: 400, height: 1000 }) as { crop: object }).crop, { x: 0, y: 208, w: 400, h: 584 });
+  assert.match((crops.plan('turned.jpg', { width: 451, height: 300 }) as { problem: string }).problem,
+    /turned_0300x0451_sdxl\.npz records original_size 300x451, the upright image is 451x300: kohya encoded it without its EXIF rotation/);
+  assert.match((crops.plan('multi.jpg', { width: 64, height: 64 }) as { problem: string }).problem, /holds latents at 2 resolutions/);
+  assert.match((crops.plan('broken.jpg', { width: 64, height: 64 }) as { problem: string }).problem, /broken_0064x0064_sdxl\.npz cannot be read: not a zip file/);
+  assert.ok('problem' in crops.plan('port.png', { width: 400, height: 1000 })!, 'keyed by the path without extension, not the stem');
+  // The record's sha256 is of what decides the plans: another bucket, another hash.
+  const other = tempDir();
+  await writeKohyaLatents(other, [{ image: 'land.jpg', size: [1000, 750], bucket: [1024, 1024] }]);
+  assert.notEqual((await CropsFile.read(other, OPTIONS)).source.sha256, crops.source.sha256);
+  assert.match(await userError(CropsFile.read(tempDir(), OPTIONS)), /has no images in it: a folder holds kohya latent caches/);
+});

@@ -12,15 +12,17 @@ export interface CropsEntry {
   /** The crop box in upright source pixels for an image of this upright size, or why there is none. */
   crop: (size: Size) => CropBox | { problem: string };
   flip?: boolean;
+  /** Set when the record holds this image but unusably (an unreadable cache file): its error row. */
+  problem?: string;
 }
 
-/** How a record names its images. */
-export type KeyStyle = 'exact' | 'path-or-stem';
+/** How a record names its images: dinofeat's keys, trainer paths or stems, paths without extension. */
+export type KeyStyle = 'exact' | 'path-or-stem' | 'no-extension';
 
 /** The file name without its extension: kohya's default image key. */
 const stemOf = (key: string) => key.slice(key.lastIndexOf('/') + 1).replace(/\.[^.]*$/, '');
 
-/** Finds a dinofeat key's entry: exact, or (path-or-stem) by trailing path or file stem. */
+/** Finds a dinofeat key's entry: exact, by trailing path or file stem, or by the key without its extension. */
 export class EntryIndex {
   private readonly exact: ReadonlyMap<string, CropsEntry>;
   /** Every trailing run of path components of each record key → the record keys ending so. */
@@ -28,7 +30,7 @@ export class EntryIndex {
 
   constructor(entries: ReadonlyMap<string, CropsEntry>, private readonly style: KeyStyle) {
     this.exact = entries;
-    if (style === 'exact') return;
+    if (style !== 'path-or-stem') return;
     for (const key of entries.keys()) {
       const parts = key.replace(/\\/g, '/').split('/');
       for (let i = 1; i < parts.length; i++) {
@@ -46,6 +48,7 @@ export class EntryIndex {
 
   /** The entry, undefined when the record has none, or a problem when it names two. */
   find(key: string): CropsEntry | { problem: string } | undefined {
+    if (this.style === 'no-extension') return this.exact.get(key.replace(/\.[^./]*$/, ''));
     const hit = this.exact.get(key);
     if (hit || this.style === 'exact') return hit;
     const byPath = this.tails.get(key) ?? [];

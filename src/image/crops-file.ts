@@ -2,7 +2,8 @@
  * `--crops FILE`: the trainer's bucket and crop box per image, so patch (i, j) covers the pixels
  * of the trainer's latent (i, j) whatever rule the trainer used. The file is dinofeat's JSON Lines
  * (crops-jsonl.ts), kohya's metadata JSON (crops-kohya.ts) or SimpleTuner's bucket metadata
- * (crops-simpletuner.ts), told apart by content. Everything that can be checked without the images
+ * (crops-simpletuner.ts), told apart by content; a folder is read as kohya's latent caches
+ * (crops-kohya.ts, npz.ts). Everything that can be checked without the images
  * is checked here, before the run (every line readable, every bucket on the patch grid at the DINO
  * scale); what needs the image's size (the crop inside the upright image) is checked per image, and
  * an image that fails it, or that the file lacks, is an error row, or with --crops-fallback goes to
@@ -14,10 +15,10 @@ import { UserError } from '../core/errors.js';
 import { checkAligned, dinoBucket, type Bucket, type ImagePlan, type Size } from './buckets.js';
 import { EntryIndex, type CropsEntry } from './crops-entry.js';
 import { parseCropLines } from './crops-jsonl.js';
-import { isKohyaMetadata, kohyaEntries } from './crops-kohya.js';
+import { isKohyaMetadata, kohyaEntries, kohyaLatentEntries } from './crops-kohya.js';
 import { isSimpleTunerMetadata, simpleTunerEntries } from './crops-simpletuner.js';
 
-export const CROPS_FORMATS = ['jsonl', 'kohya', 'simpletuner'] as const;
+export const CROPS_FORMATS = ['jsonl', 'kohya', 'kohya-latents', 'simpletuner'] as const;
 export type CropsFormat = (typeof CROPS_FORMATS)[number];
 
 /** What decides the plans, as the preprocessing record keeps it (the file's bytes by their sha256). */
@@ -46,20 +47,23 @@ export class CropsFile {
   ) {}
 
   static async read(file: string, o: CropsOptions): Promise<CropsFile> {
-    const bytes = await fs.readFile(file).catch((e: NodeJS.ErrnoException) => {
+    const isDir = (await fs.stat(file).catch(() => undefined))?.isDirectory();
+    const bytes = isDir ? undefined : await fs.readFile(file).catch((e: NodeJS.ErrnoException) => {
       throw new UserError(`--crops ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
     });
-    const { format, entries } = parseCrops(bytes.toString('utf8'), `--crops ${file}`);
-    if (entries.size === 0) throw new UserError(`--crops ${file} has no images in it: ${format === 'kohya' ? 'run prepare_buckets_latents.py first, it writes train_resolution' : 'write one entry per image'}`);
+    const latents = isDir ? await kohyaLatentEntries(file) : undefined;
+    const { format, entries } = latents ? { format: 'kohya-latents' as const, entries: latents.entries } : parseCrops(bytes!.toString('utf8'), `--crops ${file}`);
+    if (entries.size === 0) throw new UserError(`--crops ${file} has no images in it: ${EMPTY_ADVICE[format]}`);
     const dino = new Map<string, Bucket>();
     for (const [key, e] of entries) {
+      if (e.problem) continue;
       const text = `${e.bucket.width}x${e.bucket.height}`;
       if (dino.has(text)) continue;
       if (o.dinoScale === 1) checkAligned(e.bucket, o.patch, `--crops ${file}: the bucket of ${key},`);
       dino.set(text, dinoBucket(e.bucket, o.dinoScale, o.patch));
     }
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const index = new EntryIndex(entries, format === 'jsonl' ? 'exact' : 'path-or-stem');
+    const sha256 = createHash('sha256').update(bytes ?? latents!.summary).digest('hex');
+    const index = new EntryIndex(entries, format === 'jsonl' ? 'exact' : format === 'kohya-latents' ? 'no-extension' : 'path-or-stem');
     return new CropsFile(file, index, dino, { format, sha256, fallback: o.fallback, buckets: [...dino.values()] });
   }
 
@@ -69,7 +73,8 @@ export class CropsFile {
     if (!entry) {
       return this.source.fallback ? undefined : { problem: `--crops ${this.file} has no entry for this image: add one, or pass --crops-fallback to bucket images it lacks by dinofeat's rule` };
     }
-    if ('problem' in entry) return entry;
+    if (!('crop' in entry)) return entry;
+    if (entry.problem !== undefined) return { problem: entry.problem };
     const crop = entry.crop(size);
     if ('problem' in crop) return crop;
     if (crop.x + crop.w > size.width || crop.y + crop.h > size.height) {
@@ -79,6 +84,13 @@ export class CropsFile {
     return { bucket, crop, ...(entry.flip ? { flip: true } : {}) };
   }
 }
+
+const EMPTY_ADVICE: Record<CropsFormat, string> = {
+  jsonl: 'write one entry per image',
+  kohya: 'run prepare_buckets_latents.py first, it writes train_resolution',
+  'kohya-latents': 'a folder holds kohya latent caches (*_sdxl.npz, *_sd.npz beside the images, from --cache_latents_to_disk): cache them first, or pass a crops file',
+  simpletuner: 'let SimpleTuner scan the dataset first',
+};
 
 /** The entries of a crops file's text, in whichever format it is. */
 function parseCrops(text: string, where: string): { format: CropsFormat; entries: Map<string, CropsEntry> } {

@@ -8,16 +8,20 @@
  * fits, sides rounded half up) and trims the overflow from both ends, centred
  * (train_util.trim_and_resize_if_required without random_crop). `kohyaCrop` is that rule in source
  * pixels, each edge rounded to the nearest pixel (off by at most half a source pixel, the box
- * kohya encodes being fractional in source pixels). The `crop_ltrb` its SDXL latent caches (.npz)
- * store is not this box: it is SDXL's crop conditioning, the offset of the image fitted *inside*
- * the bucket (BucketManager.get_crop_ltrb), and `original_size` is the image size dinofeat reads
- * from the file itself, so the metadata JSON is all that is needed. What dinofeat assumes: no
+ * kohya encodes being fractional in source pixels). Its latent caches (.npz beside the images)
+ * hold the latents (their size is the bucket), `original_size` and `crop_ltrb`; that `crop_ltrb`
+ * is not this box but SDXL's crop conditioning, the offset of the image fitted *inside* the bucket
+ * (BucketManager.get_crop_ltrb), so it is not read: kohyaLatentEntries takes the bucket from the
+ * latents and the same rule for the crop. What dinofeat assumes: no
  * --random_crop (its crop is drawn per epoch and recorded nowhere), no --bucket_no_upscale (the
  * image is then trimmed without being resized first), and upright images (kohya does not apply
  * the EXIF orientation; dinofeat does).
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { CropBox, Size } from './buckets.js';
 import type { CropsEntry } from './crops-entry.js';
+import { readNpz, type NpyArray } from './npz.js';
 
 /** kohya's centred cover crop of a `size` image for `bucket`, in source pixels. */
 export function kohyaCrop(size: Size, bucket: Size): CropBox {
@@ -59,4 +63,60 @@ export function kohyaEntries(json: Record<string, unknown>): { entries: Map<stri
     entries.set(key, { bucket, crop: (size) => kohyaCrop(size, bucket) });
   }
   return { entries };
+}
+
+/** kohya's latent cache names: `<image stem>_<W>x<H>_sdxl.npz` (or `_sd.npz`), or `<image stem>.npz` from older versions. */
+const LATENT_CACHE = /(?:_\d+x\d+_(?:sd|sdxl))?\.npz$/;
+
+/** The latents member: `latents`, or the one `latents_<h>x<w>` of a multi-resolution cache. */
+function latentsOf(arrays: Map<string, NpyArray>): NpyArray | { problem: string } {
+  const plain = arrays.get('latents');
+  if (plain) return plain;
+  const sized = [...arrays.keys()].filter((k) => /^latents_\d+x\d+$/.test(k));
+  if (sized.length === 1) return arrays.get(sized[0]!)!;
+  return { problem: sized.length ? `holds latents at ${sized.length} resolutions (${sized.join(', ')}): pass kohya's metadata JSON instead` : 'holds no latents array' };
+}
+
+/**
+ * The entries of a folder of kohya latent caches (train_network.py / sdxl_train.py with
+ * --cache_latents_to_disk, beside the images), keyed by the image's path without extension. The
+ * bucket is the latents' size times the VAE's stride 8; `original_size` must be the image's upright
+ * size (kohya records the size it loaded, without the EXIF orientation: such an image is an error
+ * row, its latents being of the unrotated pixels). The crop is kohyaCrop.
+ */
+export async function kohyaLatentEntries(dir: string): Promise<{ entries: Map<string, CropsEntry>; summary: string }> {
+  const names = (await fs.readdir(dir, { recursive: true })).map((n) => n.split(path.sep).join('/')).filter((n) => LATENT_CACHE.test(n)).sort();
+  const entries = new Map<string, CropsEntry>();
+  // What decides the plans, one line per cache: the record's sha256 is of this, not of gigabytes of latents.
+  const summary: string[] = [];
+  for (const name of names) {
+    let arrays: Map<string, NpyArray>;
+    try {
+      arrays = await readNpz(path.join(dir, name), (member) => member.startsWith('original_size'));
+    } catch (e) {
+      const problem = `kohya latent cache ${name} cannot be read: ${(e as Error).message}`;
+      entries.set(name.replace(LATENT_CACHE, ''), { bucket: { width: 0, height: 0 }, crop: () => ({ problem }), problem });
+      summary.push(`${name} unreadable`);
+      continue;
+    }
+    const latents = latentsOf(arrays);
+    const original = arrays.get('original_size') ?? [...arrays].find(([k]) => k.startsWith('original_size_'))?.[1];
+    const [h, w] = 'shape' in latents ? latents.shape.slice(-2) : [];
+    const size = original?.values?.length === 2 ? { width: original.values[0]!, height: original.values[1]! } : undefined;
+    const problem = 'problem' in latents ? latents.problem : !size || !w || !h ? 'has no original_size [width, height] or latents shape' : undefined;
+    const bucket = { width: (w ?? 0) * 8, height: (h ?? 0) * 8 };
+    summary.push(`${name} ${bucket.width}x${bucket.height} ${size ? `${size.width}x${size.height}` : '-'}`);
+    entries.set(name.replace(LATENT_CACHE, ''), {
+      bucket,
+      ...(problem ? { problem: `kohya latent cache ${name} ${problem}` } : {}),
+      crop: (upright) => {
+        if (upright.width !== size!.width || upright.height !== size!.height) {
+          const turned = upright.width === size!.height && upright.height === size!.width;
+          return { problem: `kohya latent cache ${name} records original_size ${size!.width}x${size!.height}, the upright image is ${upright.width}x${upright.height}: ${turned ? 'kohya encoded it without its EXIF rotation, so its latents are of the unrotated pixels' : 'the file changed since it was encoded'}` };
+        }
+        return kohyaCrop(upright, bucket);
+      },
+    });
+  }
+  return { entries, summary: summary.join('\n') };
 }
