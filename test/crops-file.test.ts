@@ -193,7 +193,7 @@ test('SimpleTuner aspect_ratio_bucket_metadata: target_size is the bucket, crop_
  * float32, `original_size` [W, H] and `crop_ltrb` (SDXL's crop conditioning), named
  * <image stem>_<WWWW>x<HHHH>_sdxl.npz beside the image.
  */
-async function writeKohyaLatents(dir: string, caches: Array<{ image: string; size: [number, number]; bucket: [number, number]; keys?: 'multi' }>): Promise<void> {
+async function writeKohyaLatents(dir: string, caches: Array<{ image: string; size: [number, number]; bucket: [number, number]; keys?: 'multi' | 'compressed' }>): Promise<void> {
   const code = [
     'import json, os, sys',
     'import numpy as np',
@@ -204,7 +204,7 @@ async function writeKohyaLatents(dir: string, caches: Array<{ image: string; siz
     '    suffix = f"_{bh // 8}x{bw // 8}" if c.get("keys") == "multi" else ""',
     '    arrays = {"latents" + suffix: np.zeros((4, bh // 8, bw // 8), np.float32), "original_size" + suffix: np.array([W, H]), "crop_ltrb" + suffix: np.array([0, 0, bw, bh])}',
     '    if c.get("keys") == "multi": arrays["latents_8x8"] = np.zeros((4, 8, 8), np.float32)',
-    '    np.savez(f"{stem}_{W:04d}x{H:04d}_sdxl.npz", **arrays)',
+    '    (np.savez_compressed if c.get("keys") == "compressed" else np.savez)(f"{stem}_{W:04d}x{H:04d}_sdxl.npz", **arrays)',
   ].join('\n');
   await pythonStdout(['-c', code, dir], JSON.stringify(caches));
 }
@@ -216,6 +216,7 @@ test('a folder of kohya latent caches (--cache_latents_to_disk): bucket from the
     { image: 'sub/port.png', size: [400, 1000], bucket: [832, 1216] },
     { image: 'turned.jpg', size: [300, 451], bucket: [832, 1216] },
     { image: 'multi.jpg', size: [64, 64], bucket: [128, 64], keys: 'multi' },
+    { image: 'packed.jpg', size: [300, 200], bucket: [128, 128], keys: 'compressed' },
   ]);
   fs.writeFileSync(path.join(dir, 'broken_0064x0064_sdxl.npz'), 'not a zip');
   const crops = await CropsFile.read(dir, OPTIONS);
@@ -226,6 +227,7 @@ test('a folder of kohya latent caches (--cache_latents_to_disk): bucket from the
   assert.deepEqual((crops.plan('sub/port.png', { width: 400, height: 1000 }) as { crop: object }).crop, { x: 0, y: 208, w: 400, h: 584 });
   assert.match((crops.plan('turned.jpg', { width: 451, height: 300 }) as { problem: string }).problem,
     /turned_0300x0451_sdxl\.npz records original_size 300x451, the upright image is 451x300: kohya encoded it without its EXIF rotation/);
+  assert.deepEqual((crops.plan('packed.jpg', { width: 300, height: 200 }) as { crop: object }).crop, { x: 50, y: 0, w: 200, h: 200 }, 'np.savez_compressed reads too');
   assert.match((crops.plan('multi.jpg', { width: 64, height: 64 }) as { problem: string }).problem, /holds latents at 2 resolutions/);
   assert.match((crops.plan('broken.jpg', { width: 64, height: 64 }) as { problem: string }).problem, /broken_0064x0064_sdxl\.npz cannot be read: not a zip file/);
   assert.ok('problem' in crops.plan('port.png', { width: 400, height: 1000 })!, 'keyed by the path without extension, not the stem');
