@@ -1,8 +1,8 @@
 /**
- * A trainer's crops drive extract (issue 16): dinofeat's JSON Lines and kohya's metadata JSON
- * (written as prepare_buckets_latents.py writes it) give every row its bucket and crop box, and the
- * features equal Hugging Face's pixels-to-features path on that crop (test/hf-parity.py, the
- * limits of extract-parity.test.ts). Images a file lacks or cannot place are error rows, or with
+ * A trainer's crops drive extract (issue 16): dinofeat's JSON Lines, kohya's metadata JSON (written
+ * as prepare_buckets_latents.py writes it), a folder of kohya latent caches and SimpleTuner's bucket
+ * metadata give every row its bucket and crop box, and the features equal Hugging Face's
+ * pixels-to-features path on that crop (test/hf-parity.py, the limits of extract-parity.test.ts). Images a file lacks or cannot place are error rows, or with
  * --crops-fallback go to the rule; the preprocessing record names the file only when --crops is
  * used. `dinofeat crops` writes the file back from the cache, and examples/crop_like_dinofeat.py
  * cuts the same pixels: features of its output equal the cache's.
@@ -70,6 +70,7 @@ let dir: string;
 let model: TinyModel;
 let genericFile: string;
 let kohyaFile: string;
+let simpleTunerFile: string;
 /** Copies of the photos with kohya latent caches beside them. */
 let latentsDir: string;
 const caches: Record<string, string> = {};
@@ -127,6 +128,22 @@ before(async () => {
     '    np.savez(os.path.join(sys.argv[1], f"{stem}_{W:04d}x{H:04d}_sdxl.npz"), latents=np.zeros((4, bh // 8, bw // 8), np.float32), original_size=np.array([W, H]), crop_ltrb=np.array([0, 0, bw, bh]))',
   ].join('\n');
   await pythonStdout(['-c', npz, latentsDir], JSON.stringify(KOHYA));
+  // SimpleTuner's aspect-bucket metadata as its discovery backend writes it (json.dumps, absolute
+  // paths, tuples): the photo resized to cover the bucket, the centre window.
+  simpleTunerFile = path.join(dir, 'aspect_ratio_bucket_metadata_photos.json');
+  const st = [
+    'import json, os, sys',
+    'meta = {}',
+    'for key, (W, H, bw, bh) in json.loads(sys.stdin.read()).items():',
+    '    scale = max(bw / W, bh / H)',
+    '    iw, ih = round(W * scale), round(H * scale)',
+    '    meta[os.path.join(sys.argv[2], key)] = {"original_size": (W, H), "crop_coordinates": ((ih - bh) // 2, (iw - bw) // 2), "target_size": (bw, bh), "intermediary_size": (iw, ih), "aspect_ratio": round(bw / bh, 2)}',
+    'open(sys.argv[1], "w").write(json.dumps(meta))',
+  ].join('\n');
+  await pythonStdout(['-c', st, simpleTunerFile, PHOTOS], JSON.stringify(Object.fromEntries(Object.entries(SIZES).map(([k, [w, h]]) => [k, [w, h, ...KOHYA[k.replace(/\.[^.]+$/, '')]!]]))));
+  caches.simpletuner = path.join(dir, 'cache-simpletuner');
+  const stRun = await extract(PHOTOS, caches.simpletuner, ['--crops', simpleTunerFile]);
+  assert.equal(stRun.code, 0, `simpletuner: exit ${stRun.code}\n${stRun.stdout}${stRun.stderr}`);
   caches['kohya-latents'] = path.join(dir, 'cache-kohya-latents');
   const r = await extract(latentsDir, caches['kohya-latents'], ['--crops', latentsDir]);
   assert.equal(r.code, 1, `kohya latents: exit ${r.code}\n${r.stdout}${r.stderr}`);
@@ -163,6 +180,23 @@ test('a folder of kohya latent caches decides every row (bucket = the latents\' 
   const [error] = readErrorsFile(caches['kohya-latents']!);
   assert.equal(error?.key, 'chelsea-exif6.jpg');
   assert.match(error!.reason, /records original_size 300x451, the upright image is 451x300: kohya encoded it without its EXIF rotation/);
+});
+
+test('SimpleTuner\'s metadata decides every row: bucket = target_size, crop = the recorded window in source pixels', async () => {
+  const meta = JSON.parse(fs.readFileSync(simpleTunerFile, 'utf8')) as Record<string, { target_size: number[]; intermediary_size: number[]; crop_coordinates: number[] }>;
+  const rows = await rowsOf(caches.simpletuner!);
+  assert.equal(rows.length, 6);
+  for (const r of rows) {
+    const m = meta[path.join(PHOTOS, r.key)]!;
+    const [W, H] = SIZES[r.key]!;
+    const [top, left] = m.crop_coordinates as [number, number];
+    const [iw, ih] = m.intermediary_size as [number, number];
+    const [bw, bh] = m.target_size as [number, number];
+    const x0 = Math.round((left * W) / iw);
+    const y0 = Math.round((top * H) / ih);
+    assert.deepEqual([r.bucket_width, r.bucket_height], [bw, bh], `${r.key} bucket`);
+    assert.deepEqual([r.crop_x, r.crop_y, r.crop_w, r.crop_h], [x0, y0, Math.round(((left + bw) * W) / iw) - x0, Math.round(((top + bh) * H) / ih) - y0], `${r.key} crop`);
+  }
 });
 
 test('features equal Hugging Face\'s pixels-to-features path on the file\'s crop box, within extract-parity\'s limits', async (t) => {
