@@ -33,6 +33,8 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'));
   const extractImages = bucketFlags(extractModel)
     .addOption(new Option('--resize <mode>', 'stretch: whole image to the bucket, no crop; cover: scale to cover and centre-crop').choices(['stretch', 'cover']).default('stretch'))
+    .option('--crops <file>', "the trainer's bucket and crop per image instead of dinofeat's rule: dinofeat's JSON Lines (dinofeat crops writes them), kohya's metadata JSON, SimpleTuner's aspect_ratio_bucket_metadata JSON, or a folder of kohya latent caches (*_sdxl.npz)")
+    .option('--crops-fallback', "images the --crops file lacks go to dinofeat's buckets (--bucket / --buckets) instead of failing")
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
@@ -109,6 +111,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .action(async (repo, opts) => {
       const { runPull } = await import('./commands/pull.js');
       setExit(await runPull(repo, opts));
+    });
+
+  program
+    .command('crops')
+    .description("write each image's bucket and crop box as JSON Lines (the format of extract --crops), for the VAE side to encode exactly what DINO saw")
+    .argument('[cache]', 'a cache directory', DEFAULT_CACHE_DIR)
+    .option('-o, --out <file>', 'write here instead of stdout')
+    .action(async (cache, opts) => {
+      const { runCrops } = await import('./commands/crops.js');
+      setExit(await runCrops(cache, opts));
     });
 
   program

@@ -4,7 +4,7 @@
  * kept; rerun to resume).
  */
 import path from 'node:path';
-import { EXIT } from '../core/errors.js';
+import { EXIT, UserError } from '../core/errors.js';
 import { peakMemoryBytes } from '../core/peak-memory.js';
 import type { ShardFormat, TensorDtype } from '../shard/schema.js';
 import { bucketFlagsOf, type BucketFlagValues, type ResizeMode } from '../image/buckets.js';
@@ -19,6 +19,8 @@ export interface ExtractOptions extends BucketFlagValues {
   patchSize?: number;
   numRegisters?: number;
   resize: ResizeMode;
+  crops?: string;
+  cropsFallback?: boolean;
   background: string;
   maxPixels?: number;
   icc: IccMode;
@@ -56,6 +58,7 @@ function formatSummary({ stats, out, shardBytes }: ExtractOutcome): string {
 }
 
 export async function runExtract(inputs: string[], o: ExtractOptions): Promise<number> {
+  if (o.cropsFallback && o.crops === undefined) throw new UserError('--crops-fallback needs --crops FILE: it says what happens to images that file lacks');
   const outcome = await extract({
     inputs: { dirs: inputs, lists: o.list ?? [] },
     out: o.out,
@@ -63,6 +66,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     modelOverrides: { patchSize: o.patchSize, registers: o.numRegisters },
     buckets: bucketFlagsOf(o),
     resize: o.resize,
+    crops: o.crops === undefined ? undefined : { file: o.crops, fallback: o.cropsFallback === true },
     decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc },
     stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },
     batchSize: o.batchSize,

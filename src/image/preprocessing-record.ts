@@ -8,6 +8,7 @@
  */
 import type { ModelInfo, Resample } from '../model/info.js';
 import type { Bucket, ResizeMode } from './buckets.js';
+import { CROPS_FORMATS, type CropsFormat, type CropsSource } from './crops-file.js';
 import type { IccMode } from './decode.js';
 import type { PrepareSettings } from './prepare-settings.js';
 
@@ -23,6 +24,16 @@ export interface PreprocessingRecord {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  /** Only with --crops, so that every other cache's record (and fingerprint) stays as it was. */
+  crops?: CropsRecord;
+}
+
+/** A crops file as recorded: the file by its sha256 (another file, other features), its buckets. */
+export interface CropsRecord {
+  format: CropsFormat;
+  sha256: string;
+  fallback: boolean;
+  buckets: string[];
 }
 
 /** The record as read back: the buckets as sizes again. */
@@ -37,6 +48,7 @@ export interface RecordedPreprocessing {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  crops?: CropsSource;
 }
 
 export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
@@ -50,6 +62,7 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     background: s.decode.background,
     icc: s.decode.icc,
     orientation: 'exif',
+    ...(s.crops ? { crops: { format: s.crops.format, sha256: s.crops.sha256, fallback: s.crops.fallback, buckets: s.crops.buckets.map(bucketText) } } : {}),
   };
 }
 
@@ -69,6 +82,12 @@ function parseBucketText(text: string): Bucket | undefined {
 const isTriple = (v: unknown): v is [number, number, number] =>
   Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
 
+const isCropsRecord = (v: unknown): v is CropsRecord => {
+  const c = v as Partial<CropsRecord> | null;
+  return !!c && CROPS_FORMATS.includes(c.format!) && typeof c.sha256 === 'string' && typeof c.fallback === 'boolean' &&
+    Array.isArray(c.buckets) && c.buckets.every((b) => typeof b === 'string' && BUCKET_TEXT.test(b));
+};
+
 /** The record, or one line saying what is missing or unreadable in it. */
 export function parsePreprocessing(record: object): { value: RecordedPreprocessing } | { problem: string } {
   const r = record as Record<string, unknown>;
@@ -87,11 +106,13 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const background = want('background', (v): v is string => typeof v === 'string');
   const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
+  const crops = r.crops === undefined ? undefined : want('crops', isCropsRecord);
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
       orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!),
+      ...(crops ? { crops: { format: crops.format, sha256: crops.sha256, fallback: crops.fallback, buckets: crops.buckets.map((t) => parseBucketText(t)!) } } : {}),
     },
   };
 }
@@ -103,5 +124,6 @@ export function prepareSettingsOf(p: RecordedPreprocessing, maxPixels: number): 
     resize: p.resize,
     dinoScale: p.dinoScale,
     decode: { maxPixels, background: p.background, icc: p.icc },
+    ...(p.crops ? { crops: p.crops } : {}),
   };
 }

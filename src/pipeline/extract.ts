@@ -12,6 +12,7 @@ import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
 import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { CropsFile } from '../image/crops-file.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
@@ -38,6 +39,8 @@ export interface ExtractRequest {
   modelOverrides: InfoOverrides;
   buckets: BucketFlags;
   resize: ResizeMode;
+  /** A trainer's crops file (--crops), and whether images it lacks fall back to the buckets. */
+  crops?: { file: string; fallback: boolean };
   decode: DecodeOptions;
   stored: StoredForm;
   batchSize: number;
@@ -113,6 +116,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
   const modelPath = await resolveModelPath(r.model);
   let info = loadModelInfo(modelPath, r.modelOverrides);
   const buckets = resolveBuckets(r.buckets, info.patchSize);
+  const crops = r.crops && await CropsFile.read(r.crops.file, { patch: info.patchSize, dinoScale: r.buckets.dinoScale, fallback: r.crops.fallback });
   await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
   checkCacheDirWritable(r.out);
 
@@ -121,7 +125,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
-    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
+    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, ...(crops ? { crops: crops.source } : {}) };
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
     const identity = cacheIdentity({
       model: { ...info, weightsSha256 },
@@ -153,7 +157,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     try {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
-        prepare: (bytes) => preparer.prepare(bytes),
+        prepare: (bytes, image) => preparer.prepare(bytes, crops && ((size) => crops.plan(image.key, size))),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });

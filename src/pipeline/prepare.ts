@@ -6,7 +6,7 @@
 import { MODEL_INPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import { startSession } from '../model/devices.js';
-import { assignBucket, cropBox, type Bucket } from '../image/buckets.js';
+import { planByRule, type Bucket, type ImagePlan, type Size } from '../image/buckets.js';
 import { decodeRgb, ImageError, readHeader, type DecodedImage } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
@@ -35,8 +35,14 @@ export class ImageFailure extends Error {
   }
 }
 
+/**
+ * Picks an image's plan from its upright size when dinofeat's rule does not (a trainer's crops
+ * file): a plan, a reason the image cannot be planned (an error row), or undefined for the rule.
+ */
+export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undefined;
+
 export interface ImagePreparer {
-  prepare(bytes: Buffer): Promise<PreparedPixels>;
+  prepare(bytes: Buffer, choose?: ChoosePlan): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
 
@@ -73,11 +79,15 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
   };
 
   return {
-    async prepare(bytes) {
+    async prepare(bytes, choose) {
       try {
         const header = await readHeader(bytes, s.decode);
-        const bucket = assignBucket(header, s.buckets);
-        const crop = cropBox(header, bucket, s.resize);
+        const plan = choose?.(header) ?? planByRule(header, s.buckets, s.resize);
+        if ('problem' in plan) throw new ImageFailure('source', plan.problem);
+        // A mirrored input is the flip feature's (--flip) to make; until this image stage can
+        // mirror, an image whose trainer flips it is an error row, never unmirrored features.
+        if (plan.flip) throw new ImageFailure('decode', 'the crops file asks for flip: true, which this image stage does not do yet');
+        const { bucket, crop } = plan;
         const taken = await pixels.acquire(crop.w * crop.h);
         try {
           const rgb = await decodeRgb(bytes, crop, header, s.decode);

@@ -85,7 +85,10 @@ export function checkAlignment(
     rec.fix('preprocessing', 'rebuild the cache with this dinofeat (dinofeat extract ... --overwrite): it records the buckets');
     return rec.result();
   }
-  const results = alignBuckets({ patchSize, buckets: parsed.value.buckets, latentStride, ditPatch });
+  // With --crops the rows' buckets are the crops file's, and its fallback rows the flags'.
+  const all = [...parsed.value.buckets, ...(parsed.value.crops?.buckets ?? [])];
+  const buckets = [...new Map(all.map((b) => [bucketText(b), b])).values()];
+  const results = alignBuckets({ patchSize, buckets, latentStride, ditPatch });
   const known = new Set(results.map((r) => r.dinoLabel));
   const emptyMisaligned: string[] = [];
   for (const r of results) {

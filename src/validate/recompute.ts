@@ -140,7 +140,9 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
         rec.note(`${where}: no image of that key in ${inputArgs(o.inputs)}; not compared`);
         continue;
       }
-      const recomputed = await recomputeRow(stored, file, preparer, o.model, rec, where);
+      // A cache made with --crops: the trainer's file chose each row's bucket and crop, so the row's own are used.
+      const fromRow = 'crops' in meta.preprocessing;
+      const recomputed = await recomputeRow(stored, file, preparer, fromRow, o.model, rec, where);
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
@@ -199,7 +201,7 @@ async function preparerFor(
 }
 
 async function recomputeRow(
-  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
+  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, fromRow: boolean, model: LoadedModel, rec: CheckRecorder, where: string,
 ): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
   let bytes: Buffer;
   try {
@@ -215,7 +217,9 @@ async function recomputeRow(
   }
   let prepared;
   try {
-    prepared = await preparer.prepare(bytes);
+    const bucket = { width: stored.bucketWidth, height: stored.bucketHeight };
+    const rowPlan = { bucket: { ...bucket, trainer: bucket }, crop: { x: stored.cropX, y: stored.cropY, w: stored.cropW, h: stored.cropH } };
+    prepared = await preparer.prepare(bytes, fromRow ? () => rowPlan : undefined);
   } catch (e) {
     if (!(e instanceof ImageFailure)) throw e;
     rec.fail('provenance', where, `the image no longer decodes: ${e.message}`);

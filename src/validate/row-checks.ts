@@ -85,7 +85,9 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
   const inside = row.crop_x >= 0 && row.crop_y >= 0 && row.crop_w >= 1 && row.crop_h >= 1 &&
     row.crop_x + row.crop_w <= row.width && row.crop_y + row.crop_h <= row.height;
   if (!inside) fail('crop', `crop box ${box(row.crop_x, row.crop_y, row.crop_w, row.crop_h)} is not inside the ${row.width}x${row.height} upright image`);
-  if (e.preprocessing && inside) {
+  // A trainer's crops file (--crops) chose this row's bucket and crop, not the rule: only the
+  // checks above (on the patch grid, inside the image) apply.
+  if (e.preprocessing && !e.preprocessing.crops && inside) {
     const size = { width: row.width, height: row.height };
     const bucket = assignBucket(size, e.preprocessing.buckets);
     if (bucket.width !== row.bucket_width || bucket.height !== row.bucket_height) {
