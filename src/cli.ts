@@ -36,6 +36,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
+    .option('--pool <n>', 'store patches averaged NxN on the grid (for a DiT whose token grid is N times coarser); every bucket grid must divide by N', positiveInt('--pool'))
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveInt('--batch-size'), 4);
   runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))

@@ -22,6 +22,7 @@ export interface ExtractOptions extends BucketFlagValues {
   background: string;
   maxPixels?: number;
   icc: IccMode;
+  pool?: number;
   batchSize: number;
   device: string;
   threads?: number;
@@ -64,6 +65,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     buckets: bucketFlagsOf(o),
     resize: o.resize,
     decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc },
+    pool: o.pool ?? 1,
     stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },
     batchSize: o.batchSize,
     device: o.device,

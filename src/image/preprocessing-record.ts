@@ -1,5 +1,6 @@
 /**
- * The preprocessing record: what decides the pixels a model sees, as JSON. extract writes it into
+ * The preprocessing record: what decides the pixels a model sees, and how its patch grid is stored
+ * (--pool), as JSON. extract writes it into
  * cache.json (it is part of the fingerprint, so a changed setting is caught) and every shard's
  * metadata; validate and inspect read it back to re-derive each row's bucket and crop box,
  * re-extract rows exactly as extract did, and map DINO patches to trainer pixels. Writing and
@@ -23,6 +24,8 @@ export interface PreprocessingRecord {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  /** --pool: patches averaged N×N on the grid; written only when N > 1, so older records stay as they were. */
+  pool?: number;
 }
 
 /** The record as read back: the buckets as sizes again. */
@@ -37,9 +40,11 @@ export interface RecordedPreprocessing {
   background: string;
   icc: IccMode;
   orientation: 'exif';
+  /** Patches per stored token along each side (1: not pooled). */
+  pool: number;
 }
 
-export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
+export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings, pool = 1): PreprocessingRecord {
   return {
     resize: s.resize,
     resample: info.resample,
@@ -50,6 +55,7 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     background: s.decode.background,
     icc: s.decode.icc,
     orientation: 'exif',
+    ...(pool > 1 ? { pool } : {}),
   };
 }
 
@@ -87,11 +93,12 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const background = want('background', (v): v is string => typeof v === 'string');
   const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
+  const pool = r.pool === undefined ? 1 : want('pool', (v): v is number => Number.isInteger(v) && (v as number) > 1);
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
-      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!),
+      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!), pool: pool!,
     },
   };
 }

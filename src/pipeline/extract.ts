@@ -11,7 +11,7 @@ import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
-import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { checkPoolable, resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
@@ -39,6 +39,8 @@ export interface ExtractRequest {
   buckets: BucketFlags;
   resize: ResizeMode;
   decode: DecodeOptions;
+  /** --pool: patches averaged pool×pool on the grid (1: not pooled). */
+  pool: number;
   stored: StoredForm;
   batchSize: number;
   device: string;
@@ -113,6 +115,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
   const modelPath = await resolveModelPath(r.model);
   let info = loadModelInfo(modelPath, r.modelOverrides);
   const buckets = resolveBuckets(r.buckets, info.patchSize);
+  checkPoolable(buckets, info.patchSize, r.pool);
   await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
   checkCacheDirWritable(r.out);
 
@@ -125,7 +128,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
     const identity = cacheIdentity({
       model: { ...info, weightsSha256 },
-      preprocessing: describePreprocessing(info, settings),
+      preprocessing: describePreprocessing(info, settings, r.pool),
       stored: r.stored,
       device: r.device,
     });
@@ -154,7 +157,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
         prepare: (bytes) => preparer.prepare(bytes),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, pool: r.pool, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });
     } catch (e) {

@@ -11,6 +11,7 @@ import type { FeatureRow } from '../shard/schema.js';
 import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import type { WireTensor } from '../model/ort-worker.js';
+import { poolPatches } from '../model/pool.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import { Batcher } from './batcher.js';
 import type { PreparedPixels } from './prepare.js';
@@ -39,6 +40,8 @@ export interface SchedulerOptions {
   /** Images held in partial batches before the fullest goes early (see sizing.ts). */
   maxWaiting: number;
   keepRegisters: boolean;
+  /** --pool: patches averaged pool×pool on the grid before they are stored (default 1: as the model gives them). */
+  pool?: number;
   /** Takes a batch's rows; resolves once they are written (the batch's task lasts until then). */
   onRows(batch: PendingImage[], rows: FeatureRow[]): Promise<void>;
   /** The model failed on this batch (not on its contract): each image is a failure, the run goes on. */
@@ -113,9 +116,10 @@ export class ModelScheduler {
 
   private async infer(batch: PendingImage[]): Promise<void> {
     const first = batch[0]!;
-    const { patchSize } = this.o.info;
+    const { patchSize, hiddenSize } = this.o.info;
     const gridH = Math.floor(first.bucketHeight / patchSize);
     const gridW = Math.floor(first.bucketWidth / patchSize);
+    const pool = this.o.pool ?? 1;
     let groups: ReturnType<typeof splitTokens>;
     try {
       const hidden = await this.runModel(batchTensor(batch), [batch.length, 3, first.bucketHeight, first.bucketWidth]);
@@ -126,9 +130,9 @@ export class ModelScheduler {
     }
     const rows = batch.map((p, b): FeatureRow => ({
       key: p.key, sha256: p.sha256, width: p.width, height: p.height,
-      bucketWidth: p.bucketWidth, bucketHeight: p.bucketHeight, gridH, gridW,
+      bucketWidth: p.bucketWidth, bucketHeight: p.bucketHeight, gridH: gridH / pool, gridW: gridW / pool,
       cropX: p.crop.x, cropY: p.crop.y, cropW: p.crop.w, cropH: p.crop.h,
-      cls: groups[b]!.cls, patches: groups[b]!.patches,
+      cls: groups[b]!.cls, patches: poolPatches(groups[b]!.patches, gridH, gridW, hiddenSize, pool),
       ...(this.o.keepRegisters ? { registers: groups[b]!.registers } : {}),
     }));
     await this.o.onRows(batch, rows);

@@ -13,6 +13,7 @@ import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
 import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
+import { poolPatches } from '../model/pool.js';
 import { splitTokens, TokenLayoutError } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
@@ -120,7 +121,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
   const files = await locateKeys(o.inputs, new Set(sample.map((r) => r.key)));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
-  const preparers = new Map<string, ImagePreparer>();
+  const preparers = new Map<string, RecordedStage>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
   let compared = 0;
   try {
@@ -133,14 +134,14 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
         continue;
       }
       const stored = decodeRow(encoded, meta.dtype);
-      const preparer = await preparerFor(meta, o.model.info, preparers, rec, where);
-      if (!preparer) continue;
+      const stage = await preparerFor(meta, o.model.info, preparers, rec, where);
+      if (!stage) continue;
       const file = files.get(ref.key);
       if (file === undefined) {
         rec.note(`${where}: no image of that key in ${inputArgs(o.inputs)}; not compared`);
         continue;
       }
-      const recomputed = await recomputeRow(stored, file, preparer, o.model, rec, where);
+      const recomputed = await recomputeRow(stored, file, stage, o.model, rec, where);
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
@@ -161,7 +162,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       }
     }
   } finally {
-    for (const p of preparers.values()) await p.close();
+    for (const s of preparers.values()) await s.preparer.close();
   }
   if (compared === 0) rec.fail('nothing-compared', inputArgs(o.inputs), `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
   rec.fix('mismatch', `the stored features are not what ${o.model.path} computes from the images: validate with the model the cache was made with; if it is that model, rebuild the cache (dinofeat extract ... --overwrite)`);
@@ -178,9 +179,15 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   return rec.result();
 }
 
+/** The image stage of a shard's recorded preprocessing, and the --pool its patches were stored with. */
+interface RecordedStage {
+  preparer: ImagePreparer;
+  pool: number;
+}
+
 async function preparerFor(
-  meta: ShardMeta, info: ModelInfo, preparers: Map<string, ImagePreparer>, rec: CheckRecorder, where: string,
-): Promise<ImagePreparer | undefined> {
+  meta: ShardMeta, info: ModelInfo, preparers: Map<string, RecordedStage>, rec: CheckRecorder, where: string,
+): Promise<RecordedStage | undefined> {
   const id = JSON.stringify(meta.preprocessing);
   const known = preparers.get(id);
   if (known) return known;
@@ -193,13 +200,13 @@ async function preparerFor(
   // The cache's own mean/std/filter, so only the model is being tested.
   const prepInfo: ModelInfo = { ...info, imageMean: p.mean, imageStd: p.std, resample: p.resample };
   // No pixel limit: only images whose bytes match the row's sha256 are decoded, and extract took them.
-  const preparer = await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER));
-  preparers.set(id, preparer);
-  return preparer;
+  const stage = { preparer: await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER)), pool: p.pool };
+  preparers.set(id, stage);
+  return stage;
 }
 
 async function recomputeRow(
-  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
+  stored: FeatureRow, file: string | Buffer, { preparer, pool }: RecordedStage, model: LoadedModel, rec: CheckRecorder, where: string,
 ): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
   let bytes: Buffer;
   try {
@@ -237,7 +244,9 @@ async function recomputeRow(
   }
   const lhs = out[MODEL_OUTPUT]!;
   try {
-    return splitTokens(lhs.data as Float32Array, lhs.dims, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
+    const [gridH, gridW] = [prepared.bucketHeight / p, prepared.bucketWidth / p];
+    const groups = splitTokens(lhs.data as Float32Array, lhs.dims, model.info, gridH, gridW)[0]!;
+    return { ...groups, patches: poolPatches(groups.patches, gridH, gridW, model.info.hiddenSize, pool) };
   } catch (e) {
     if (!(e instanceof TokenLayoutError)) throw e;
     rec.fail('layout', where, e.message);

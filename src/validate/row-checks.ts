@@ -78,8 +78,11 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
   if (row.bucket_width % p !== 0 || row.bucket_height % p !== 0 || row.bucket_width < p || row.bucket_height < p) {
     fail('bucket', `bucket ${row.bucket_width}x${row.bucket_height} is not a multiple of the patch size ${p}`);
   }
-  if (row.grid_h * p !== row.bucket_height || row.grid_w * p !== row.bucket_width) {
-    fail('grid', `grid ${row.grid_h}x${row.grid_w} (h x w) is not bucket ${row.bucket_width}x${row.bucket_height} / patch ${p} = ${row.bucket_height / p}x${row.bucket_width / p}`);
+  // A pooled cache (--pool N) stores one token per N×N patches.
+  const cell = p * (e.preprocessing?.pool ?? 1);
+  if (row.grid_h * cell !== row.bucket_height || row.grid_w * cell !== row.bucket_width) {
+    const per = cell === p ? `patch ${p}` : `(patch ${p} x pool ${cell / p})`;
+    fail('grid', `grid ${row.grid_h}x${row.grid_w} (h x w) is not bucket ${row.bucket_width}x${row.bucket_height} / ${per} = ${row.bucket_height / cell}x${row.bucket_width / cell}`);
   }
   if (row.width < 1 || row.height < 1) fail('crop', `image size ${row.width}x${row.height} is empty`);
   const inside = row.crop_x >= 0 && row.crop_y >= 0 && row.crop_w >= 1 && row.crop_h >= 1 &&
