@@ -30,6 +30,7 @@ export interface ExtractOptions extends BucketFlagValues {
   format: ShardFormat;
   dtype: TensorDtype;
   registers?: boolean;
+  flip?: boolean;
   shardSize: number;
   overwrite?: boolean;
   retryFailed?: boolean;
@@ -66,7 +67,7 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     resize: o.resize,
     decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc },
     pool: o.pool ?? 1,
-    stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },
+    stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true, flip: o.flip === true },
     batchSize: o.batchSize,
     device: o.device,
     threads: o.threads,

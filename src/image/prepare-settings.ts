@@ -11,4 +11,6 @@ export interface PrepareSettings {
   resize: ResizeMode;
   dinoScale: number;
   decode: DecodeOptions;
+  /** --flip: every image also gives its horizontally flipped copy (image/mirror.ts). */
+  flipCopies?: boolean;
 }

@@ -124,7 +124,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
-    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
+    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, flipCopies: r.stored.flip === true };
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
     const identity = cacheIdentity({
       model: { ...info, weightsSha256 },

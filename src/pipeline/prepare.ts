@@ -9,6 +9,7 @@ import { startSession } from '../model/devices.js';
 import { assignBucket, cropBox, type Bucket } from '../image/buckets.js';
 import { decodeRgb, ImageError, readHeader, type DecodedImage } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
+import { orientedPixels } from '../image/mirror.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
 import type { ErrorStage } from '../cache/errors-log.js';
 import type { ImageStageCapacity } from './sizing.js';
@@ -23,6 +24,15 @@ export interface PreparedPixels {
   crop: { x: number; y: number; w: number; h: number };
   /** [3, bucketHeight, bucketWidth], normalised. */
   pixels: Float32Array;
+  /** `pixels` are of the crop mirrored (the image's request asked for it). */
+  flip?: boolean;
+  /** The other orientation, when the settings keep flipped copies (image/mirror.ts says of which box). */
+  mirrored?: Float32Array;
+}
+
+/** What one image asks of the image stage besides the settings: a per-image plan's flip. */
+export interface ImageRequest {
+  flip?: boolean;
 }
 
 /** Failure of one image (unreadable, undecodable, over the pixel limit); the run goes on. */
@@ -36,7 +46,7 @@ export class ImageFailure extends Error {
 }
 
 export interface ImagePreparer {
-  prepare(bytes: Buffer): Promise<PreparedPixels>;
+  prepare(bytes: Buffer, request?: ImageRequest): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
 
@@ -73,21 +83,24 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
   };
 
   return {
-    async prepare(bytes) {
+    async prepare(bytes, request = {}) {
       try {
         const header = await readHeader(bytes, s.decode);
         const bucket = assignBucket(header, s.buckets);
         const crop = cropBox(header, bucket, s.resize);
         const taken = await pixels.acquire(crop.w * crop.h);
         try {
-          const rgb = await decodeRgb(bytes, crop, header, s.decode);
+          const flip = request.flip === true;
+          const views = await orientedPixels(crop, header.width, bucket, { flip, copy: s.flipCopies === true },
+            async (box) => resize(await decodeRgb(bytes, box, header, s.decode), bucket));
           return {
             width: header.width,
             height: header.height,
             bucketWidth: bucket.width,
             bucketHeight: bucket.height,
             crop,
-            pixels: await resize(rgb, bucket),
+            flip,
+            ...views,
           };
         } finally {
           pixels.release(taken);

@@ -94,6 +94,9 @@ class GroupedShardWriter implements ShardWriter {
       if ((row.registers !== undefined) !== meta.registersKept) {
         throw new Error(`row ${row.key}: registers ${row.registers ? 'present' : 'missing'} but the shard ${meta.registersKept ? 'keeps' : 'drops'} them`);
       }
+      if ((row.patches_flip !== undefined) !== (meta.flip === true)) {
+        throw new Error(`row ${row.key}: flipped copy ${row.patches_flip ? 'present' : 'missing'} but the shard ${meta.flip ? 'keeps' : 'drops'} flipped copies`);
+      }
       this.pending.push(row);
       this.pendingBytes += encodedRowBytes(row);
       this.appended++;
