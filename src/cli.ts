@@ -50,6 +50,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--num-workers <n>', 'split the images over N workers by a hash of the key', positiveInt('--num-workers'))
     .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
     .option('-q, --quiet', 'no progress output, only the summary')
+    .option('--dry-run', 'read image headers only and print images per bucket, the bytes the cache will take and a time estimate from a short model probe; writes nothing')
     .addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).')
     .action(async (inputs, opts) => {
       const { runExtract } = await import('./commands/extract.js');

@@ -5,14 +5,15 @@
  */
 import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
-import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
+import { cacheIdentity, shardMetaOf, type CacheIdentity, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
-import { checkPoolable, resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { checkPoolable, resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
+import type { PrepareSettings } from '../image/prepare-settings.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
 import type { ModelInfo } from '../model/info.js';
@@ -99,39 +100,62 @@ async function otherDeviceNote(state: CacheState, device: string): Promise<strin
  * image at a time. Per-image scales built in the graph cost 40-60 % at 224-448 px, batch 1 about
  * nothing (docs/precisions.md).
  */
-function modelBatchSize(info: ModelInfo, requested: number): number {
+export function modelBatchSize(info: ModelInfo, requested: number): number {
   return info.precision === 'int8' ? 1 : requested;
 }
 
-export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+/** What every check before the model runs gives: the model file, its metadata and the run's buckets. */
+export interface CheckedSetup {
+  modelPath: string;
+  info: ModelInfo;
+  buckets: Bucket[];
+}
+
+/** Everything that can be checked before the model is started or anything written (extract and its dry run). */
+export async function checkSetup(r: ExtractRequest): Promise<CheckedSetup> {
   if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
   for (const dir of r.inputs.dirs) {
     if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
   }
-  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
-  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
-
   // Model first: its patch size decides which buckets are valid.
   const modelPath = await resolveModelPath(r.model);
-  let info = loadModelInfo(modelPath, r.modelOverrides);
+  const info = loadModelInfo(modelPath, r.modelOverrides);
   const buckets = resolveBuckets(r.buckets, info.patchSize);
   checkPoolable(buckets, info.patchSize, r.pool);
   await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
   checkCacheDirWritable(r.out);
+  return { modelPath, info, buckets };
+}
+
+/** The image stage's settings of a run. */
+export function runSettings(r: ExtractRequest, buckets: readonly Bucket[]): PrepareSettings {
+  return { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, flipCopies: r.stored.flip === true };
+}
+
+/** The identity the run's cache will have, from the probed model (hidden size known) and its weights' hash. */
+export function runIdentity(r: ExtractRequest, info: ModelInfo, settings: PrepareSettings, weightsSha256: string): CacheIdentity {
+  return cacheIdentity({
+    model: { ...info, weightsSha256 },
+    preprocessing: describePreprocessing(info, settings, r.pool),
+    stored: r.stored,
+    device: r.device,
+  });
+}
+
+export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
+  const { modelPath, buckets, ...checked } = await checkSetup(r);
+  let info = checked.info;
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
     const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
-    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, flipCopies: r.stored.flip === true };
+    const settings = runSettings(r, buckets);
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
-    const identity = cacheIdentity({
-      model: { ...info, weightsSha256 },
-      preprocessing: describePreprocessing(info, settings, r.pool),
-      stored: r.stored,
-      device: r.device,
-    });
+    const identity = runIdentity(r, info, settings, weightsSha256);
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());

@@ -99,6 +99,30 @@ const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
   grid_h: 'gridH', grid_w: 'gridW', crop_x: 'cropX', crop_y: 'cropY', crop_w: 'cropW', crop_h: 'cropH',
 };
 
+/** What a column holds, which decides its encoding and its size. */
+export type ColumnKind = 'string' | 'int' | 'bool' | 'vector' | 'registers' | 'patches';
+
+export function columnKind(name: ColumnName): ColumnKind {
+  switch (name) {
+    case 'key':
+    case 'sha256':
+      return 'string';
+    case 'flip':
+      return 'bool';
+    case 'cls':
+    case 'cls_flip':
+      return 'vector';
+    case 'registers':
+    case 'registers_flip':
+      return 'registers';
+    case 'patches':
+    case 'patches_flip':
+      return 'patches';
+    default:
+      return 'int';
+  }
+}
+
 /** Columns of a shard, in file order; the flip columns come last, so every other column keeps its place. */
 export function shardColumns(registersKept: boolean, flip = false): readonly ColumnName[] {
   const flipColumns = flip ? FLIP_COLUMNS.filter((c) => registersKept || c !== 'registers_flip') : [];

@@ -1,0 +1,160 @@
+/**
+ * `extract --dry-run`: what a run would make, before it makes anything. Every image's header is
+ * read (sharp's metadata: size and EXIF orientation, no pixels decoded) to count images per bucket;
+ * the bytes the cache will take are computed from the shard's columns (shard/size-estimate.ts) for
+ * the run's dtype, registers, flipped copies and pool; the time comes from a short probe of the
+ * model on this machine at the most common bucket. Nothing is written: not the cache directory,
+ * not a lock, not a run record.
+ */
+import fs from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import pLimit from 'p-limit';
+import { shardMetaOf } from '../cache/identity.js';
+import { assignBucket, type Bucket } from '../image/buckets.js';
+import { ImageError, readHeader } from '../image/decode.js';
+import { MODEL_INPUT, MODEL_OUTPUT, tokenCount } from '../model/contract.js';
+import { startSession } from '../model/devices.js';
+import type { ModelInfo } from '../model/info.js';
+import { probeModel } from '../model/probe.js';
+import { modelWeightsSha256 } from '../model/weights-hash.js';
+import type { ShardFormat, ShardMeta } from '../shard/schema.js';
+import { estimateCacheBytes, type SizeEstimate } from '../shard/size-estimate.js';
+import { readInputs } from '../source/inputs.js';
+import type { ModelRunner } from './scheduler.js';
+import { checkSetup, modelBatchSize, runIdentity, runSettings, type ExtractRequest } from './extract.js';
+import { defaultDecoders } from './sizing.js';
+
+export interface DryRunBucket {
+  /** DINO input '<w>x<h>' and the trainer bucket it came from. */
+  bucket: string;
+  trainer: string;
+  /** Stored grid (after --pool), '<grid_h>x<grid_w>'. */
+  grid: string;
+  images: number;
+  /** Bytes of one row, framing left out. */
+  rowBytes: number;
+}
+
+export interface TimeProbe {
+  /** The bucket the model was timed at. */
+  bucket: string;
+  batch: number;
+  /** Model seconds per image there (one orientation). */
+  secondsPerImage: number;
+  device: string;
+}
+
+export interface DryRunReport {
+  images: number;
+  /** Images whose header could not be read, by reason: the run would record them as failed. */
+  unreadable: Record<string, number>;
+  buckets: DryRunBucket[];
+  format: ShardFormat;
+  meta: Pick<ShardMeta, 'dtype' | 'registersKept' | 'flip' | 'hiddenSize' | 'numRegisters'>;
+  pool: number;
+  estimate: SizeEstimate;
+  probe?: TimeProbe;
+  /** Model seconds for every image (both orientations with --flip); decoding and writing are not in it. */
+  seconds: number;
+}
+
+/** Timed model calls at one bucket: at least PROBE_RUNS after a warm-up, stopping once PROBE_SECONDS have passed. */
+const PROBE_RUNS = 2;
+const PROBE_SECONDS = 3;
+
+/** Model seconds per image at `bucket`, batches of `batch` (input values do not change the work). */
+export async function probeSeconds(model: ModelRunner, bucket: Bucket, batch: number): Promise<number> {
+  const dims = [batch, 3, bucket.height, bucket.width];
+  const data = new Float32Array(batch * 3 * bucket.height * bucket.width).fill(0.5);
+  const once = () => model.run({ [MODEL_INPUT]: { type: 'float32', data: data.slice(), dims } }, [MODEL_OUTPUT]);
+  await once(); // warm-up: the first call sets up kernels for the shape
+  const start = performance.now();
+  let runs = 0;
+  do {
+    await once();
+    runs++;
+  } while (runs < PROBE_RUNS || (performance.now() - start < PROBE_SECONDS * 1000 && runs < 10));
+  return (performance.now() - start) / 1000 / runs / batch;
+}
+
+/** Images per bucket from headers alone, in the order of the run's buckets; failures by reason. */
+async function countBuckets(r: ExtractRequest, buckets: readonly Bucket[]) {
+  const counts = new Map<Bucket, number>();
+  const unreadable: Record<string, number> = {};
+  let keyBytes = 0;
+  const limit = pLimit(r.decoders ?? defaultDecoders());
+  const seen = new Set<string>();
+  const reads: Array<Promise<void>> = [];
+  const fail = (reason: string) => (unreadable[reason] = (unreadable[reason] ?? 0) + 1);
+  for await (const item of readInputs(r.inputs)) {
+    if ('problem' in item) {
+      fail(item.problem.reason);
+      continue;
+    }
+    const { image } = item;
+    if (seen.has(image.key)) {
+      fail('duplicate key');
+      continue;
+    }
+    seen.add(image.key);
+    reads.push(limit(async () => {
+      try {
+        const header = await readHeader(await fs.readFile(image.path), r.decode);
+        const bucket = assignBucket(header, buckets);
+        counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
+        keyBytes += Buffer.byteLength(image.key);
+      } catch (e) {
+        fail(e instanceof ImageError ? e.message.split(':')[0]! : 'unreadable');
+      }
+    }));
+  }
+  await Promise.all(reads);
+  return { counts: buckets.filter((b) => counts.has(b)).map((b) => ({ bucket: b, images: counts.get(b)! })), unreadable, keyBytes };
+}
+
+export async function dryRun(r: ExtractRequest): Promise<DryRunReport> {
+  const { modelPath, buckets, ...checked } = await checkSetup(r);
+  const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
+  try {
+    const info: ModelInfo = await probeModel(model, checked.info, modelPath);
+    const settings = runSettings(r, buckets);
+    const meta = shardMetaOf(runIdentity(r, info, settings, await modelWeightsSha256(modelPath, info)));
+    const { counts, unreadable, keyBytes } = await countBuckets(r, buckets);
+    const cell = info.patchSize * r.pool;
+    const grids = counts.map(({ bucket, images }) => ({ gridH: bucket.height / cell, gridW: bucket.width / cell, rows: images }));
+    const estimate = estimateCacheBytes(meta, r.stored.format, { grids, keyBytes }, r.maxShardBytes);
+
+    // Timed at the most common bucket; the others scaled by their token count (the cost of a ViT
+    // grows about linearly with tokens at these sizes, a little faster with attention).
+    const top = [...counts].sort((a, b) => b.images - a.images)[0];
+    let probe: TimeProbe | undefined;
+    let seconds = 0;
+    if (top) {
+      const batch = modelBatchSize(info, r.batchSize);
+      const perImage = await probeSeconds(model, top.bucket, batch);
+      probe = { bucket: `${top.bucket.width}x${top.bucket.height}`, batch, secondsPerImage: perImage, device: r.device };
+      const tokens = (b: Bucket) => tokenCount(info, b.height / info.patchSize, b.width / info.patchSize);
+      const orientations = r.stored.flip ? 2 : 1;
+      seconds = counts.reduce((t, c) => t + c.images * perImage * (tokens(c.bucket) / tokens(top.bucket)) * orientations, 0);
+    }
+    return {
+      images: counts.reduce((n, c) => n + c.images, 0),
+      unreadable,
+      buckets: counts.map(({ bucket, images }, k) => ({
+        bucket: `${bucket.width}x${bucket.height}`,
+        trainer: `${bucket.trainer.width}x${bucket.trainer.height}`,
+        grid: `${grids[k]!.gridH}x${grids[k]!.gridW}`,
+        images,
+        rowBytes: estimate.rowBytes[`${grids[k]!.gridH}x${grids[k]!.gridW}`]!,
+      })),
+      format: r.stored.format,
+      meta,
+      pool: r.pool,
+      estimate,
+      probe,
+      seconds,
+    };
+  } finally {
+    await model.close();
+  }
+}
