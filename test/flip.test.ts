@@ -124,6 +124,8 @@ for (const [format, resize] of [['parquet', 'cover'], ['arrow', 'stretch']] as c
     assert.equal(config.flip, true);
     const check = await validate(withFlip, { model: model.onnx, images: [images], recompute: 2 });
     assert.ok(check.ok, JSON.stringify(check.checks, null, 1));
+    const recompute = check.checks.find((c) => c.check === 'recompute')!;
+    assert.ok(recompute.summary.some((line) => line.startsWith('patches_flip: ')), 'validate recomputes the flipped copies too');
   });
 }
 

@@ -8,13 +8,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { ReadTarget } from '../cache/open-read-only.js';
-import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
+import { decodeRow, type FeatureRow, type MirroredFeatures, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
 import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
 import { poolPatches } from '../model/pool.js';
-import { splitTokens, TokenLayoutError } from '../model/split.js';
+import { splitTokens, TokenLayoutError, type TokenGroups } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
 import { CheckRecorder, type CheckResult } from './check.js';
@@ -145,8 +145,15 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
-      const groups: Array<[string, Float32Array, Float32Array]> = [['cls', stored.cls, recomputed.cls], ['patches', stored.patches, recomputed.patches]];
-      if (stored.registers) groups.splice(1, 0, ['registers', stored.registers, recomputed.registers]);
+      const groups: Array<[string, Float32Array, Float32Array]> = [];
+      const compare = (suffix: string, s: MirroredFeatures | undefined, r: TokenGroups | undefined) => {
+        if (!s || !r) return;
+        groups.push([`cls${suffix}`, s.cls, r.cls]);
+        if (s.registers) groups.push([`registers${suffix}`, s.registers, r.registers]);
+        groups.push([`patches${suffix}`, s.patches, r.patches]);
+      };
+      compare('', stored, recomputed.main);
+      compare('_flip', stored.mirrored, recomputed.mirrored);
       for (const [name, s, r] of groups) {
         if (s.length !== r.length) {
           rec.fail('mismatch', where, `${name}: ${s.length} values stored, ${r.length} recomputed`);
@@ -200,14 +207,16 @@ async function preparerFor(
   // The cache's own mean/std/filter, so only the model is being tested.
   const prepInfo: ModelInfo = { ...info, imageMean: p.mean, imageStd: p.std, resample: p.resample };
   // No pixel limit: only images whose bytes match the row's sha256 are decoded, and extract took them.
-  const stage = { preparer: await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER)), pool: p.pool };
+  // A cache with flipped copies has them recomputed too.
+  const settings = { ...prepareSettingsOf(p, Number.MAX_SAFE_INTEGER), flipCopies: meta.flip === true };
+  const stage = { preparer: await createImagePreparer(prepInfo, settings), pool: p.pool };
   preparers.set(id, stage);
   return stage;
 }
 
 async function recomputeRow(
   stored: FeatureRow, file: string | Buffer, { preparer, pool }: RecordedStage, model: LoadedModel, rec: CheckRecorder, where: string,
-): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
+): Promise<{ main: TokenGroups; mirrored?: TokenGroups } | undefined> {
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
@@ -222,7 +231,7 @@ async function recomputeRow(
   }
   let prepared;
   try {
-    prepared = await preparer.prepare(bytes);
+    prepared = await preparer.prepare(bytes, { flip: stored.flip });
   } catch (e) {
     if (!(e instanceof ImageFailure)) throw e;
     rec.fail('provenance', where, `the image no longer decodes: ${e.message}`);
@@ -235,21 +244,28 @@ async function recomputeRow(
     return undefined;
   }
   const p = model.info.patchSize;
-  let out;
-  try {
-    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
-  } catch (e) {
-    rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
-    return undefined;
-  }
-  const lhs = out[MODEL_OUTPUT]!;
-  try {
-    const [gridH, gridW] = [prepared.bucketHeight / p, prepared.bucketWidth / p];
-    const groups = splitTokens(lhs.data as Float32Array, lhs.dims, model.info, gridH, gridW)[0]!;
-    return { ...groups, patches: poolPatches(groups.patches, gridH, gridW, model.info.hiddenSize, pool) };
-  } catch (e) {
-    if (!(e instanceof TokenLayoutError)) throw e;
-    rec.fail('layout', where, e.message);
-    return undefined;
-  }
+  const [gridH, gridW] = [prepared.bucketHeight / p, prepared.bucketWidth / p];
+  /** One orientation through the model, split and pooled as extract stored it. */
+  const features = async (pixels: Float32Array) => {
+    let out;
+    try {
+      out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
+    } catch (e) {
+      rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+    const lhs = out[MODEL_OUTPUT]!;
+    try {
+      const groups = splitTokens(lhs.data as Float32Array, lhs.dims, model.info, gridH, gridW)[0]!;
+      return { ...groups, patches: poolPatches(groups.patches, gridH, gridW, model.info.hiddenSize, pool) };
+    } catch (e) {
+      if (!(e instanceof TokenLayoutError)) throw e;
+      rec.fail('layout', where, e.message);
+      return undefined;
+    }
+  };
+  const main = await features(prepared.pixels);
+  if (!main || !prepared.mirrored) return main && { main };
+  const mirrored = await features(prepared.mirrored);
+  return mirrored && { main, mirrored };
 }
