@@ -60,7 +60,7 @@ test('--dry-run writes nothing, not even the cache directory, and says what a ru
   assert.deepEqual(tree(dir), before, 'no file or directory appeared anywhere under the test directory');
   assert.equal(fs.existsSync(path.join(dir, 'never')), false);
   assert.match(stdout, new RegExp(`^dinofeat extract --dry-run: ${COUNT} images in 3 buckets, 1 that would fail; nothing written`));
-  assert.match(stdout, /would fail: 1 × not a readable image/);
+  assert.match(stdout, /would fail: 1 × decode: not a readable image/);
   assert.match(stdout, /time: about \S+ of model time on cpu \(probe: [\d.e-]+ s per image at \d+x\d+, batch 4\)/);
   // The buckets and counts are those a real run ends with.
   const real = await realRun(path.join(tempDir(), 'cache'), []);

@@ -9,6 +9,7 @@
 import fs from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
+import type { ErrorStage } from '../cache/errors-log.js';
 import { shardMetaOf } from '../cache/identity.js';
 import { assignBucket, type Bucket } from '../image/buckets.js';
 import { ImageError, readHeader } from '../image/decode.js';
@@ -23,6 +24,7 @@ import { readInputs } from '../source/inputs.js';
 import type { ModelRunner } from './scheduler.js';
 import { checkSetup, modelBatchSize, runIdentity, runSettings, type ExtractRequest } from './extract.js';
 import { defaultDecoders } from './sizing.js';
+import { failureKind } from './tally.js';
 
 export interface DryRunBucket {
   /** DINO input '<w>x<h>' and the trainer bucket it came from. */
@@ -85,26 +87,37 @@ async function countBuckets(r: ExtractRequest, buckets: readonly Bucket[]) {
   const limit = pLimit(r.decoders ?? defaultDecoders());
   const seen = new Set<string>();
   const reads: Array<Promise<void>> = [];
-  const fail = (reason: string) => (unreadable[reason] = (unreadable[reason] ?? 0) + 1);
+  // Grouped as the run's summary groups its failures.
+  const fail = (stage: ErrorStage, reason: string) => {
+    const kind = failureKind(stage, reason);
+    unreadable[kind] = (unreadable[kind] ?? 0) + 1;
+  };
   for await (const item of readInputs(r.inputs)) {
     if ('problem' in item) {
-      fail(item.problem.reason);
+      fail('source', item.problem.reason);
       continue;
     }
     const { image } = item;
     if (seen.has(image.key)) {
-      fail('duplicate key');
+      fail('source', 'duplicate key: two inputs give the same relative path');
       continue;
     }
     seen.add(image.key);
     reads.push(limit(async () => {
       try {
-        const header = await readHeader(await fs.readFile(image.path), r.decode);
+        let bytes: Buffer;
+        try {
+          bytes = await fs.readFile(image.path);
+        } catch (e) {
+          return fail('read', (e as Error).message);
+        }
+        const header = await readHeader(bytes, r.decode);
         const bucket = assignBucket(header, buckets);
         counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
         keyBytes += Buffer.byteLength(image.key);
       } catch (e) {
-        fail(e instanceof ImageError ? e.message.split(':')[0]! : 'unreadable');
+        if (!(e instanceof ImageError)) throw e;
+        fail(e.stage, e.message);
       }
     }));
   }
