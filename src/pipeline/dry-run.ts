@@ -79,6 +79,8 @@ export async function probeSeconds(model: ModelRunner, bucket: Bucket, batch: nu
   return (performance.now() - start) / 1000 / runs / batch;
 }
 
+const HEADER_WINDOW = 1024;
+
 /** Images per bucket from headers alone, in the order of the run's buckets; failures by reason. */
 async function countBuckets(r: ExtractRequest, buckets: readonly Bucket[]) {
   const counts = new Map<Bucket, number>();
@@ -86,7 +88,8 @@ async function countBuckets(r: ExtractRequest, buckets: readonly Bucket[]) {
   let keyBytes = 0;
   const limit = pLimit(r.decoders ?? defaultDecoders());
   const seen = new Set<string>();
-  const reads: Array<Promise<void>> = [];
+  // Headers are read a window at a time, so a million images never hold a million promises.
+  let reads: Array<Promise<void>> = [];
   // Grouped as the run's summary groups its failures.
   const fail = (stage: ErrorStage, reason: string) => {
     const kind = failureKind(stage, reason);
@@ -103,6 +106,10 @@ async function countBuckets(r: ExtractRequest, buckets: readonly Bucket[]) {
       continue;
     }
     seen.add(image.key);
+    if (reads.length >= HEADER_WINDOW) {
+      await Promise.all(reads);
+      reads = [];
+    }
     reads.push(limit(async () => {
       try {
         let bytes: Buffer;
