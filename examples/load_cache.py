@@ -12,6 +12,12 @@ Two ways to batch images whose patch grids differ in size:
   (patches row-major), padded with zeros to the longest in the batch, plus a boolean mask that is
   True on real tokens, for a DiT that cross-attends to the DINO features.
 
+A cache made with `dinofeat extract --flip` also holds each image's horizontally flipped copy:
+`cache.get(i, flipped=True)` returns it, and `FeatureCache(dir, random_flip=True)` picks an
+orientation at random per item, saying which in item["flipped"], so the trainer flips its latent
+to match. "crop" is always the region of the upright original the features cover (the flipped copy
+covers the crop box mirrored, x = width - crop_x - crop_w, seen in a mirror).
+
 In code:
 
     cache = FeatureCache("dinofeat-cache")
@@ -41,9 +47,13 @@ def read_shard(path):
 
 
 class FeatureCache(Dataset):
-    """Every row of a cache; item i is a dict of tensors (float32, whatever the stored dtype)."""
+    """Every row of a cache; item i is a dict of tensors (float32, whatever the stored dtype).
 
-    def __init__(self, cache_dir):
+    random_flip: each item is the upright or the flipped image's features at random (a cache made
+    with --flip); item["flipped"] says which.
+    """
+
+    def __init__(self, cache_dir, random_flip=False, seed=0):
         shard_dir = os.path.join(cache_dir, "shards")
         # Finished shards only: one being written has a .tmp suffix until it is complete.
         paths = sorted(os.path.join(shard_dir, f) for f in os.listdir(shard_dir) if f.endswith((".parquet", ".arrow")))
@@ -58,6 +68,11 @@ class FeatureCache(Dataset):
         self.dtype = np.dtype(meta["dinofeat.dtype"])  # 'float16' or 'float32'
         self.hidden = int(meta["dinofeat.hidden_size"])
         self.registers_kept = meta["dinofeat.registers_kept"] == "true"
+        self.flip_kept = meta.get("dinofeat.flip") == "true"
+        if random_flip and not self.flip_kept:
+            raise ValueError(f"{cache_dir} holds no flipped copies: extract it with --flip to flip at random")
+        self.random_flip = random_flip
+        self.rng = random.Random(seed)
         self.model = json.loads(meta["dinofeat.model"])
         self.preprocessing = json.loads(meta["dinofeat.preprocessing"])
         self.keys = self.table.column("key").to_pylist()
@@ -74,18 +89,32 @@ class FeatureCache(Dataset):
         return torch.from_numpy(np.frombuffer(raw, dtype=self.dtype).reshape(shape).astype(np.float32))
 
     def __getitem__(self, i):
+        return self.get(i, flipped=self.random_flip and self.rng.random() < 0.5)
+
+    def get(self, i, flipped=False):
+        """Row i's features of the upright image, or of the horizontally flipped one."""
+        # The plain columns hold the orientation the `flip` column names (upright unless a
+        # per-image plan flipped it); the *_flip columns hold the other one, of the box mirrored.
+        stored = self.flip_kept and self._value("flip", i)
+        other = "" if flipped == stored else "_flip"
+        if other and not self.flip_kept:
+            raise ValueError("this cache holds no flipped copies: extract it with --flip")
         grid_h, grid_w = self.grids[i]
+        x, y, w, h = (self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h"))
+        if other:
+            x = self._value("width", i) - x - w
         item = {
             "key": self.keys[i],
-            "cls": torch.tensor(self._value("cls", i), dtype=torch.float32),
-            "patches": self._tensor("patches", i, (grid_h, grid_w, self.hidden)),
+            "flipped": flipped,
+            "cls": torch.tensor(self._value("cls" + other, i), dtype=torch.float32),
+            "patches": self._tensor("patches" + other, i, (grid_h, grid_w, self.hidden)),
             "grid": (grid_h, grid_w),
             "bucket": (self._value("bucket_width", i), self._value("bucket_height", i)),
             # Region of the upright original the features cover: x, y, w, h.
-            "crop": tuple(self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h")),
+            "crop": (x, y, w, h),
         }
         if self.registers_kept:
-            item["registers"] = self._tensor("registers", i, (-1, self.hidden))
+            item["registers"] = self._tensor("registers" + other, i, (-1, self.hidden))
         return item
 
 
@@ -128,6 +157,7 @@ def stack_bucket(items):
         raise ValueError(f"a bucket batch holds one grid, got {sorted(grids)}: use BucketBatchSampler or pad_context")
     batch = {
         "keys": [item["key"] for item in items],
+        "flipped": [item["flipped"] for item in items],
         "cls": torch.stack([item["cls"] for item in items]),
         "patches": torch.stack([item["patches"] for item in items]),
     }
@@ -153,6 +183,7 @@ def pad_context(items):
         mask[b, :n] = True
     return {
         "keys": [item["key"] for item in items],
+        "flipped": [item["flipped"] for item in items],
         "context": context,
         "mask": mask,
         "grids": torch.tensor([item["grid"] for item in items]),

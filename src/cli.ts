@@ -38,18 +38,21 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
+    .option('--pool <n>', 'store patches averaged NxN on the grid (for a DiT whose token grid is N times coarser); every bucket grid must divide by N', positiveInt('--pool'))
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveInt('--batch-size'), 4);
   runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
     .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
     .option('--registers', 'also store the register tokens')
+    .option('--flip', 'also store the features of the horizontally flipped image (columns cls_flip, patches_flip, registers_flip)')
     .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
     .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
     .option('--retry-failed', 'only re-attempt images listed in errors.jsonl')
     .option('--num-workers <n>', 'split the images over N workers by a hash of the key', positiveInt('--num-workers'))
     .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
     .option('-q, --quiet', 'no progress output, only the summary')
+    .option('--dry-run', 'read image headers only and print images per bucket, the bytes the cache will take and a time estimate from a short model probe; writes nothing')
     .addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).')
     .action(async (inputs, opts) => {
       const { runExtract } = await import('./commands/extract.js');

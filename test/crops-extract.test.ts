@@ -240,30 +240,29 @@ test('the preprocessing record names the crops file (format, sha256, buckets) on
   assert.match(again.stderr, /preprocessing/);
 });
 
-test('a key the file lacks, a crop outside the image and flip: true are error rows; --crops-fallback sends the lacking key to the buckets', async () => {
+test('a key the file lacks and a crop outside the image are error rows; --crops-fallback sends the lacking key to the buckets', async () => {
   const partial = path.join(dir, 'partial.jsonl');
   const lines = Object.keys(GENERIC).filter((k) => k !== 'rocket-portrait.jpg').map((k) =>
-    k === 'coffee.jpg' ? genericLine(k, { flip: true }) : k === 'hubble-deep-field.jpg' ? genericLine(k, { crop_w: 361 }) : genericLine(k));
+    k === 'hubble-deep-field.jpg' ? genericLine(k, { crop_w: 361 }) : genericLine(k));
   fs.writeFileSync(partial, jsonl(lines));
   const strict = path.join(dir, 'cache-partial');
   const r = await extract(PHOTOS, strict, ['--crops', partial]);
   assert.equal(r.code, 1, r.stderr);
   const reasons = Object.fromEntries(readErrorsFile(strict).map((e) => [e.key, e.reason]));
-  assert.deepEqual(Object.keys(reasons).sort(), ['coffee.jpg', 'hubble-deep-field.jpg', 'rocket-portrait.jpg']);
+  assert.deepEqual(Object.keys(reasons).sort(), ['hubble-deep-field.jpg', 'rocket-portrait.jpg']);
   assert.match(reasons['rocket-portrait.jpg']!, /has no entry for this image: add one, or pass --crops-fallback/);
   assert.match(reasons['hubble-deep-field.jpg']!, /crop box 361x314\+0\+0 from --crops .* is not inside the 360x314 upright image/);
-  assert.match(reasons['coffee.jpg']!, /flip: true/);
-  assert.equal((await rowsOf(strict)).length, 3);
+  assert.equal((await rowsOf(strict)).length, 4);
 
   const lenient = path.join(dir, 'cache-fallback');
   const f = await extract(PHOTOS, lenient, ['--crops', partial, '--crops-fallback', '--bucket', '64x96']);
   assert.equal(f.code, 1, f.stderr);
   const rocket = (await rowsOf(lenient)).find((row) => row.key === 'rocket-portrait.jpg')!;
   assert.deepEqual([rocket.bucket_width, rocket.bucket_height, rocket.crop_x, rocket.crop_y, rocket.crop_w, rocket.crop_h], [64, 96, 0, 0, 280, 427], 'the rule: --bucket, --resize stretch');
-  assert.deepEqual(readErrorsFile(lenient).map((e) => e.key).sort(), ['coffee.jpg', 'hubble-deep-field.jpg']);
+  assert.deepEqual(readErrorsFile(lenient).map((e) => e.key).sort(), ['hubble-deep-field.jpg']);
 });
 
-test('setup errors are one line, exit 2, nothing written: a bucket off the patch grid, --crops-fallback alone', async () => {
+test('setup errors are one line, exit 2, nothing written: a bucket off the patch grid, --crops-fallback alone, flip: true without --flip', async () => {
   const off = path.join(dir, 'off-grid.jsonl');
   fs.writeFileSync(off, jsonl([genericLine('coffee.jpg', { bucket_width: 200 })]));
   const out = path.join(dir, 'cache-off');
@@ -275,6 +274,14 @@ test('setup errors are one line, exit 2, nothing written: a bucket off the patch
   const alone = await extract(PHOTOS, out, ['--crops-fallback']);
   assert.equal(alone.code, 2);
   assert.match(alone.stderr, /--crops-fallback needs --crops FILE/);
+  // A mirrored row must say so, and the flip column comes with --flip (test/flip.test.ts runs it).
+  const flips = path.join(dir, 'flips.jsonl');
+  fs.writeFileSync(flips, jsonl(Object.keys(GENERIC).map((k) => genericLine(k, k === 'coffee.jpg' ? { flip: true } : {}))));
+  const unflagged = await extract(PHOTOS, out, ['--crops', flips]);
+  assert.equal(unflagged.code, 2);
+  assert.equal(unflagged.stderr.trim().split('\n').length, 1, unflagged.stderr);
+  assert.match(unflagged.stderr, /--crops .*flips\.jsonl has "flip": true for 1 image: add --flip/);
+  assert.ok(!fs.existsSync(out), 'nothing written');
 });
 
 test('dinofeat crops writes the file extract read back from the cache, to stdout or --out', async () => {

@@ -167,6 +167,19 @@ export function planByRule(size: Size, buckets: readonly Bucket[], mode: ResizeM
   return { bucket, crop: cropBox(size, bucket, mode) };
 }
 
+/**
+ * --pool N averages N×N blocks of patches, so every bucket's patch grid must divide by N: one line
+ * naming the buckets that do not, and what would.
+ */
+export function checkPoolable(buckets: readonly Bucket[], patch: number, pool: number): void {
+  if (pool === 1) return;
+  const cell = patch * pool;
+  const bad = buckets.filter((b) => b.width % cell !== 0 || b.height % cell !== 0);
+  if (!bad.length) return;
+  const shown = bad.slice(0, 4).map((b) => `${b.width}x${b.height} (grid ${b.width / patch}x${b.height / patch})`).join(', ');
+  throw new UserError(`--pool ${pool}: ${bad.length} DINO input size${bad.length === 1 ? '' : 's'} ${shown}${bad.length > 4 ? ', ...' : ''} ${bad.length === 1 ? 'has a patch grid that does' : 'have patch grids that do'} not divide by ${pool}: use buckets (after --dino-scale) that are multiples of ${cell} pixels, or another --pool`);
+}
+
 export function formatBucketTable(buckets: readonly Bucket[], patch: number): string {
   const rows = buckets.map((b) => [
     `${b.trainer.width}x${b.trainer.height}`,

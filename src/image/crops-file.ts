@@ -44,6 +44,8 @@ export class CropsFile {
     /** Trainer bucket "WxH" → DINO input. */
     private readonly dino: ReadonlyMap<string, Bucket>,
     readonly source: CropsSource,
+    /** Images the file asks to be mirrored (`"flip": true`). */
+    readonly flipped: number,
   ) {}
 
   static async read(file: string, o: CropsOptions): Promise<CropsFile> {
@@ -64,7 +66,8 @@ export class CropsFile {
     }
     const sha256 = createHash('sha256').update(bytes ?? latents!.summary).digest('hex');
     const index = new EntryIndex(entries, format === 'jsonl' ? 'exact' : format === 'kohya-latents' ? 'no-extension' : 'path-or-stem');
-    return new CropsFile(file, index, dino, { format, sha256, fallback: o.fallback, buckets: [...dino.values()] });
+    const flipped = [...entries.values()].filter((e) => e.flip).length;
+    return new CropsFile(file, index, dino, { format, sha256, fallback: o.fallback, buckets: [...dino.values()] }, flipped);
   }
 
   /** The image's plan from the file; undefined sends it to dinofeat's rule (--crops-fallback). */

@@ -14,4 +14,6 @@ export interface PrepareSettings {
   decode: DecodeOptions;
   /** Set when a trainer's crops file (--crops) decides buckets and crops instead of the rule. */
   crops?: CropsSource;
+  /** --flip: every image also gives its horizontally flipped copy (image/mirror.ts). */
+  flipCopies?: boolean;
 }

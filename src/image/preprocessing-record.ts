@@ -1,5 +1,6 @@
 /**
- * The preprocessing record: what decides the pixels a model sees, as JSON. extract writes it into
+ * The preprocessing record: what decides the pixels a model sees, and how its patch grid is stored
+ * (--pool), as JSON. extract writes it into
  * cache.json (it is part of the fingerprint, so a changed setting is caught) and every shard's
  * metadata; validate and inspect read it back to re-derive each row's bucket and crop box,
  * re-extract rows exactly as extract did, and map DINO patches to trainer pixels. Writing and
@@ -26,6 +27,8 @@ export interface PreprocessingRecord {
   orientation: 'exif';
   /** Only with --crops, so that every other cache's record (and fingerprint) stays as it was. */
   crops?: CropsRecord;
+  /** --pool: patches averaged N×N on the grid; written only when N > 1, so older records stay as they were. */
+  pool?: number;
 }
 
 /** A crops file as recorded: the file by its sha256 (another file, other features), its buckets. */
@@ -49,9 +52,11 @@ export interface RecordedPreprocessing {
   icc: IccMode;
   orientation: 'exif';
   crops?: CropsSource;
+  /** Patches per stored token along each side (1: not pooled). */
+  pool: number;
 }
 
-export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
+export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings, pool = 1): PreprocessingRecord {
   return {
     resize: s.resize,
     resample: info.resample,
@@ -63,6 +68,7 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     icc: s.decode.icc,
     orientation: 'exif',
     ...(s.crops ? { crops: { format: s.crops.format, sha256: s.crops.sha256, fallback: s.crops.fallback, buckets: s.crops.buckets.map(bucketText) } } : {}),
+    ...(pool > 1 ? { pool } : {}),
   };
 }
 
@@ -107,11 +113,12 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
   const crops = r.crops === undefined ? undefined : want('crops', isCropsRecord);
+  const pool = r.pool === undefined ? 1 : want('pool', (v): v is number => Number.isInteger(v) && (v as number) > 1);
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
-      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!),
+      orientation: orientation!, buckets: texts!.map((t) => parseBucketText(t)!), pool: pool!,
       ...(crops ? { crops: { format: crops.format, sha256: crops.sha256, fallback: crops.fallback, buckets: crops.buckets.map((t) => parseBucketText(t)!) } } : {}),
     },
   };

@@ -2,7 +2,8 @@
  * `dinofeat crops`: every stored image's trainer bucket and crop box, as the crops file extract
  * --crops reads (image/crops-jsonl.ts), so the VAE side can encode exactly what DINO saw. Rows hold
  * the DINO input size; the trainer bucket it came from is the shard's preprocessing record's (the
- * same with --dino-scale 1).
+ * same with --dino-scale 1). A cache made with --flip says per row which way its plain columns face:
+ * a row with flip = true is written with `"flip": true`, as the trainer's file said.
  */
 import { UserError } from '../core/errors.js';
 import { openReadOnly } from '../cache/open-read-only.js';
@@ -42,13 +43,15 @@ export async function* cropLinesOf(target: string): AsyncGenerator<CropLine> {
   const t = await openReadOnly(target);
   if (t.journalError) throw new UserError(`${target}: ${t.journalError}`);
   for (const shard of t.shards) {
-    const trainerOf = trainerBuckets(await readShardMeta(shard.path), shard.name);
-    for await (const rows of iterateShardRows(shard.path, { columns: COLUMNS })) {
+    const meta = await readShardMeta(shard.path);
+    const trainerOf = trainerBuckets(meta, shard.name);
+    for await (const rows of iterateShardRows(shard.path, { columns: meta.flip ? [...COLUMNS, 'flip'] : COLUMNS })) {
       for (const r of rows) {
         yield {
           key: r.key,
           bucket: trainerOf({ width: r.bucket_width, height: r.bucket_height }),
           crop: { x: r.crop_x, y: r.crop_y, w: r.crop_w, h: r.crop_h },
+          ...(r.flip ? { flip: true } : {}),
         };
       }
     }

@@ -5,15 +5,16 @@
  */
 import fs from 'node:fs';
 import { UserError } from '../core/errors.js';
-import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
+import { cacheIdentity, shardMetaOf, type CacheIdentity, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
-import { resolveBuckets, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { checkPoolable, resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { CropsFile } from '../image/crops-file.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
+import type { PrepareSettings } from '../image/prepare-settings.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
 import { startSession } from '../model/devices.js';
 import type { ModelInfo } from '../model/info.js';
@@ -24,7 +25,7 @@ import { resolveModelPath } from '../store/resolve.js';
 import { resolveWorkerSlot } from '../source/partition.js';
 import { readInputs, type Inputs } from '../source/inputs.js';
 import { runExtraction, RunFailure } from './extract-run.js';
-import { createImagePreparer } from './prepare.js';
+import { createImagePreparer, type ChoosePlan } from './prepare.js';
 import { createProgress } from './progress.js';
 import { defaultDecoders, imageStageCapacity } from './sizing.js';
 import type { ExtractStats } from './tally.js';
@@ -42,6 +43,8 @@ export interface ExtractRequest {
   /** A trainer's crops file (--crops), and whether images it lacks fall back to the buckets. */
   crops?: { file: string; fallback: boolean };
   decode: DecodeOptions;
+  /** --pool: patches averaged pool×pool on the grid (1: not pooled). */
+  pool: number;
   stored: StoredForm;
   batchSize: number;
   device: string;
@@ -100,39 +103,77 @@ async function otherDeviceNote(state: CacheState, device: string): Promise<strin
  * image at a time. Per-image scales built in the graph cost 40-60 % at 224-448 px, batch 1 about
  * nothing (docs/precisions.md).
  */
-function modelBatchSize(info: ModelInfo, requested: number): number {
+export function modelBatchSize(info: ModelInfo, requested: number): number {
   return info.precision === 'int8' ? 1 : requested;
 }
 
-export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+/** What every check before the model runs gives: the model file, its metadata, the run's buckets and crops file. */
+export interface CheckedSetup {
+  modelPath: string;
+  info: ModelInfo;
+  buckets: Bucket[];
+  crops?: CropsFile;
+}
+
+/** Everything that can be checked before the model is started or anything written (extract and its dry run). */
+export async function checkSetup(r: ExtractRequest): Promise<CheckedSetup> {
   if (r.inputs.dirs.length === 0 && r.inputs.lists.length === 0) throw new UserError('nothing to extract: pass image directories and/or --list FILE');
   for (const dir of r.inputs.dirs) {
     if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`input ${dir} is not a directory: pass directories of images, or a list with --list`);
   }
-  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
-  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
-
   // Model first: its patch size decides which buckets are valid.
   const modelPath = await resolveModelPath(r.model);
-  let info = loadModelInfo(modelPath, r.modelOverrides);
+  const info = loadModelInfo(modelPath, r.modelOverrides);
   const buckets = resolveBuckets(r.buckets, info.patchSize);
   const crops = r.crops && await CropsFile.read(r.crops.file, { patch: info.patchSize, dinoScale: r.buckets.dinoScale, fallback: r.crops.fallback });
+  checkPoolable([...buckets, ...(crops?.source.buckets ?? [])], info.patchSize, r.pool);
+  // A flipped row must say so (the flip column), and that column comes with the flipped copies:
+  // refusing is better than a cache whose rows do not say which way they face.
+  if (crops && crops.flipped > 0 && !r.stored.flip) {
+    throw new UserError(`--crops ${r.crops!.file} has "flip": true for ${crops.flipped} image${crops.flipped === 1 ? '' : 's'}: add --flip, so each row stores the trainer's orientation with flip = true and keeps the other beside it`);
+  }
   await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
   checkCacheDirWritable(r.out);
+  return { modelPath, info, buckets, ...(crops ? { crops } : {}) };
+}
+
+/** The image stage's settings of a run. */
+export function runSettings(r: ExtractRequest, { buckets, crops }: Pick<CheckedSetup, 'buckets' | 'crops'>): PrepareSettings {
+  return {
+    buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, flipCopies: r.stored.flip === true,
+    ...(crops ? { crops: crops.source } : {}),
+  };
+}
+
+/** Each image's plan: the crops file's (--crops), or dinofeat's rule when there is none. */
+export function planOf(crops: CropsFile | undefined, key: string): ChoosePlan | undefined {
+  return crops && ((size) => crops.plan(key, size));
+}
+
+/** The identity the run's cache will have, from the probed model (hidden size known) and its weights' hash. */
+export function runIdentity(r: ExtractRequest, info: ModelInfo, settings: PrepareSettings, weightsSha256: string): CacheIdentity {
+  return cacheIdentity({
+    model: { ...info, weightsSha256 },
+    preprocessing: describePreprocessing(info, settings, r.pool),
+    stored: r.stored,
+    device: r.device,
+  });
+}
+
+export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
+  const { modelPath, crops, ...checked } = await checkSetup(r);
+  let info = checked.info;
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
     const model = await startSession(modelPath, { device: r.device, threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
-    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, ...(crops ? { crops: crops.source } : {}) };
+    const settings = runSettings(r, { buckets: checked.buckets, crops });
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
-    const identity = cacheIdentity({
-      model: { ...info, weightsSha256 },
-      preprocessing: describePreprocessing(info, settings),
-      stored: r.stored,
-      device: r.device,
-    });
+    const identity = runIdentity(r, info, settings, weightsSha256);
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
@@ -157,8 +198,8 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     try {
       stats = await runExtraction({
         sources: readInputs(r.inputs), slot, partId, model, info,
-        prepare: (bytes, image) => preparer.prepare(bytes, crops && ((size) => crops.plan(image.key, size))),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: modelBatchSize(info, r.batchSize),
+        prepare: (bytes, image) => preparer.prepare(bytes, planOf(crops, image.key)),
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, pool: r.pool, batchSize: modelBatchSize(info, r.batchSize),
         decodeConcurrency: decoders, onlyKeys, progress, stopRequested: stop.requested,
       });
     } catch (e) {

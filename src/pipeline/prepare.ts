@@ -9,6 +9,7 @@ import { startSession } from '../model/devices.js';
 import { planByRule, type Bucket, type ImagePlan, type Size } from '../image/buckets.js';
 import { decodeRgb, ImageError, readHeader, type DecodedImage } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
+import { copyBoxOf, orientedPixels } from '../image/mirror.js';
 import { buildPreprocessModel } from '../image/preprocess.js';
 import type { ErrorStage } from '../cache/errors-log.js';
 import type { ImageStageCapacity } from './sizing.js';
@@ -23,6 +24,10 @@ export interface PreparedPixels {
   crop: { x: number; y: number; w: number; h: number };
   /** [3, bucketHeight, bucketWidth], normalised. */
   pixels: Float32Array;
+  /** `pixels` are of the crop mirrored (the image's plan asked for it: a crops file's `flip`). */
+  flip?: boolean;
+  /** The other orientation, when the settings keep flipped copies (image/mirror.ts says of which box). */
+  mirrored?: Float32Array;
 }
 
 /** Failure of one image (unreadable, undecodable, over the pixel limit); the run goes on. */
@@ -37,11 +42,14 @@ export class ImageFailure extends Error {
 
 /**
  * Picks an image's plan from its upright size when dinofeat's rule does not (a trainer's crops
- * file): a plan, a reason the image cannot be planned (an error row), or undefined for the rule.
+ * file, or validate re-extracting a row as stored): a plan, whose `flip` makes the mirrored crop the
+ * main view and whose box is also the flipped copy's (image/mirror.ts), a reason the image cannot
+ * be planned (an error row), or undefined for the rule.
  */
 export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undefined;
 
 export interface ImagePreparer {
+  /** One image, planned by `choose` (its bucket, crop and orientation) or else by dinofeat's rule. */
   prepare(bytes: Buffer, choose?: ChoosePlan): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
@@ -82,22 +90,24 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
     async prepare(bytes, choose) {
       try {
         const header = await readHeader(bytes, s.decode);
-        const plan = choose?.(header) ?? planByRule(header, s.buckets, s.resize);
+        const chosen = choose?.(header);
+        const plan = chosen ?? planByRule(header, s.buckets, s.resize);
         if ('problem' in plan) throw new ImageFailure('source', plan.problem);
-        // A mirrored input is the flip feature's (--flip) to make; until this image stage can
-        // mirror, an image whose trainer flips it is an error row, never unmirrored features.
-        if (plan.flip) throw new ImageFailure('decode', 'the crops file asks for flip: true, which this image stage does not do yet');
         const { bucket, crop } = plan;
         const taken = await pixels.acquire(crop.w * crop.h);
         try {
-          const rgb = await decodeRgb(bytes, crop, header, s.decode);
+          const flip = plan.flip === true;
+          const copyBox = copyBoxOf(crop, header.width, chosen === undefined);
+          const views = await orientedPixels(crop, copyBox, bucket, { flip, copy: s.flipCopies === true },
+            async (box) => resize(await decodeRgb(bytes, box, header, s.decode), bucket));
           return {
             width: header.width,
             height: header.height,
             bucketWidth: bucket.width,
             bucketHeight: bucket.height,
             crop,
-            pixels: await resize(rgb, bucket),
+            flip,
+            ...views,
           };
         } finally {
           pixels.release(taken);

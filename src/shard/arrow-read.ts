@@ -76,6 +76,6 @@ function cellValue(name: ColumnName, vector: Vector | null, i: number): unknown 
   if (!vector) throw new ShardFormatError(`Arrow shard has no column ${name}`);
   const value: unknown = vector.get(i);
   // Lists come back as views into the batch; copy so a kept row does not pin the whole batch.
-  if (name === 'cls') return Float32Array.from((value as Vector).toArray() as Float32Array);
+  if (name === 'cls' || name === 'cls_flip') return Float32Array.from((value as Vector).toArray() as Float32Array);
   return value;
 }

@@ -4,10 +4,10 @@
  * Uncompressed on purpose: arrow-js 21.2 writes compressed buffers that pyarrow rejects.
  */
 import {
-  AsyncByteQueue, Binary, Field, Float32, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, Utf8,
+  AsyncByteQueue, Binary, Bool, Field, Float32, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, Utf8,
   makeData, vectorFromArray, type Data, type DataType,
 } from 'apache-arrow';
-import { INT_COLUMNS, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
+import { INT_COLUMNS, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta, type TensorColumn } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
@@ -17,17 +17,22 @@ function columnType(name: ColumnName): DataType {
     case 'sha256':
       return new Utf8();
     case 'cls':
+    case 'cls_flip':
       return new List(new Field('item', new Float32(), false));
     case 'registers':
     case 'patches':
+    case 'registers_flip':
+    case 'patches_flip':
       return new Binary();
+    case 'flip':
+      return new Bool();
     default:
       return new Int32();
   }
 }
 
 export function arrowSchema(meta: ShardMeta): Schema {
-  const fields = shardColumns(meta.registersKept).map((name) => new Field(name, columnType(name), false));
+  const fields = shardColumns(meta.registersKept, meta.flip).map((name) => new Field(name, columnType(name), false));
   return new Schema(fields, new Map(Object.entries(metaToKeyValue(meta))));
 }
 
@@ -94,9 +99,12 @@ function columnData(name: ColumnName, rows: readonly EncodedRow[]): Data {
     case 'sha256':
       return vectorFromArray(rows.map((r) => r[name]), new Utf8()).data[0]!;
     case 'cls':
-      return listData(rows.map((r) => r.cls));
+    case 'cls_flip':
+      return listData(rows.map((r) => r[name]!));
+    case 'flip':
+      return vectorFromArray(rows.map((r) => r.flip!), new Bool()).data[0]!;
     default:
-      return binaryData(rows.map((r) => r[name as 'registers' | 'patches']!));
+      return binaryData(rows.map((r) => r[name as TensorColumn]!));
   }
 }
 

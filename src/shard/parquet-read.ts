@@ -77,7 +77,7 @@ export async function* iterateParquetRows(
 function toEncoded(row: ParquetRow): Partial<EncodedRow> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(row)) {
-    out[name] = name === 'cls' ? Float32Array.from(value as number[]) : value;
+    out[name] = name === 'cls' || name === 'cls_flip' ? Float32Array.from(value as number[]) : value;
   }
   return out as Partial<EncodedRow>;
 }

@@ -7,13 +7,13 @@
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { ColumnSource } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { INT_COLUMNS, encodedRowBytes, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta } from './schema.js';
+import { INT_COLUMNS, encodedRowBytes, metaToKeyValue, shardColumns, type ColumnName, type EncodedRow, type ShardMeta, type TensorColumn } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
 /** Parquet schema of a shard; `cls` is a standard 3-level LIST so every reader sees list<float>. */
-export function parquetSchema(registersKept: boolean): SchemaElement[] {
-  const columns = shardColumns(registersKept);
+export function parquetSchema(registersKept: boolean, flip = false): SchemaElement[] {
+  const columns = shardColumns(registersKept, flip);
   const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }];
   for (const name of columns) schema.push(...columnElements(name));
   return schema;
@@ -26,6 +26,7 @@ function columnElements(name: ColumnName): SchemaElement[] {
     case 'sha256':
       return [{ name, type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: required }];
     case 'cls':
+    case 'cls_flip':
       return [
         { name, repetition_type: required, converted_type: 'LIST', num_children: 1 },
         { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
@@ -33,7 +34,11 @@ function columnElements(name: ColumnName): SchemaElement[] {
       ];
     case 'registers':
     case 'patches':
+    case 'registers_flip':
+    case 'patches_flip':
       return [{ name, type: 'BYTE_ARRAY', repetition_type: required }];
+    case 'flip':
+      return [{ name, type: 'BOOLEAN', repetition_type: required }];
     default:
       return [{ name, type: 'INT32', repetition_type: required }];
   }
@@ -63,10 +68,10 @@ export class ParquetShardEncoder implements ShardEncoder {
 
   constructor(out: HashingOutput, meta: ShardMeta) {
     this.buffer = new GroupBuffer(out);
-    this.columns = shardColumns(meta.registersKept);
+    this.columns = shardColumns(meta.registersKept, meta.flip);
     this.writer = new ParquetWriter({
       writer: this.buffer,
-      schema: parquetSchema(meta.registersKept),
+      schema: parquetSchema(meta.registersKept, meta.flip),
       codec: 'UNCOMPRESSED',
       statistics: false,
       kvMetadata: Object.entries(metaToKeyValue(meta)).map(([key, value]) => ({ key, value })),
@@ -101,10 +106,13 @@ function columnSource(name: ColumnName, rows: readonly EncodedRow[]): ColumnSour
     case 'sha256':
       return { name, data: rows.map((r) => r[name]) };
     case 'cls':
+    case 'cls_flip':
       // hyparquet-writer encodes lists from plain arrays only.
-      return { name, data: rows.map((r) => Array.from(r.cls)) };
+      return { name, data: rows.map((r) => Array.from(r[name]!)) };
+    case 'flip':
+      return { name, data: rows.map((r) => r.flip!) };
     default:
       // PLAIN: a dictionary over unique multi-MB blobs would only cost time.
-      return { name, data: rows.map((r) => r[name as 'registers' | 'patches']!), encoding: 'PLAIN' };
+      return { name, data: rows.map((r) => r[name as TensorColumn]!), encoding: 'PLAIN' };
   }
 }

@@ -10,6 +10,9 @@
  *   of this size write 100-300x slower in every JS writer measured.
  * - `cls`: a list<float32> of `hidden` values in both dtypes: it costs ~30 µs per row to write,
  *   keeps full precision, and DuckDB / pyarrow see a plain float array they can compute with.
+ * - With --flip, the horizontally mirrored copy sits beside them in the same row (`cls_flip`,
+ *   `registers_flip`, `patches_flip`, same encodings) and `flip` says which orientation the plain
+ *   columns hold: one row per key, as the journal, resume and validate count them.
  */
 import os from 'node:os';
 import type { ModelInfo } from '../model/info.js';
@@ -52,6 +55,17 @@ export interface FeatureRow {
   registers?: Float32Array;
   /** [gridH * gridW * hidden], row-major. */
   patches: Float32Array;
+  /** The features above are of the horizontally mirrored crop (a per-image plan's flip); only in a cache made with flips. */
+  flip?: boolean;
+  /** The other orientation (--flip): the same shapes, of the crop box mirrored (image/mirror.ts). */
+  mirrored?: MirroredFeatures;
+}
+
+/** The flipped copy of a row's features. */
+export interface MirroredFeatures {
+  cls: Float32Array;
+  registers?: Float32Array;
+  patches: Float32Array;
 }
 
 export const STRING_COLUMNS = ['key', 'sha256'] as const;
@@ -61,8 +75,10 @@ export const INT_COLUMNS = [
 ] as const;
 export type StringColumn = (typeof STRING_COLUMNS)[number];
 export type IntColumn = (typeof INT_COLUMNS)[number];
-export type TensorColumn = 'registers' | 'patches';
-export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn;
+export type TensorColumn = 'registers' | 'patches' | 'registers_flip' | 'patches_flip';
+/** Columns a shard made with --flip adds, after the others. */
+export const FLIP_COLUMNS = ['flip', 'cls_flip', 'registers_flip', 'patches_flip'] as const;
+export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn | 'flip' | 'cls_flip';
 
 /** A row as stored: one property per physical column, named as the column is. */
 export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: number } & {
@@ -70,6 +86,11 @@ export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: n
   /** Present exactly when the shard keeps registers. */
   registers?: Uint8Array;
   patches: Uint8Array;
+  /** Present exactly when the shard keeps flipped copies (--flip); registers_flip also needs registers kept. */
+  flip?: boolean;
+  cls_flip?: Float32Array;
+  registers_flip?: Uint8Array;
+  patches_flip?: Uint8Array;
 };
 
 type IntField = 'width' | 'height' | 'bucketWidth' | 'bucketHeight' | 'gridH' | 'gridW' | 'cropX' | 'cropY' | 'cropW' | 'cropH';
@@ -78,9 +99,34 @@ const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
   grid_h: 'gridH', grid_w: 'gridW', crop_x: 'cropX', crop_y: 'cropY', crop_w: 'cropW', crop_h: 'cropH',
 };
 
-/** Columns of a shard, in file order. */
-export function shardColumns(registersKept: boolean): readonly ColumnName[] {
-  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches'];
+/** What a column holds, which decides its encoding and its size. */
+export type ColumnKind = 'string' | 'int' | 'bool' | 'vector' | 'registers' | 'patches';
+
+export function columnKind(name: ColumnName): ColumnKind {
+  switch (name) {
+    case 'key':
+    case 'sha256':
+      return 'string';
+    case 'flip':
+      return 'bool';
+    case 'cls':
+    case 'cls_flip':
+      return 'vector';
+    case 'registers':
+    case 'registers_flip':
+      return 'registers';
+    case 'patches':
+    case 'patches_flip':
+      return 'patches';
+    default:
+      return 'int';
+  }
+}
+
+/** Columns of a shard, in file order; the flip columns come last, so every other column keeps its place. */
+export function shardColumns(registersKept: boolean, flip = false): readonly ColumnName[] {
+  const flipColumns = flip ? FLIP_COLUMNS.filter((c) => registersKept || c !== 'registers_flip') : [];
+  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches', ...flipColumns];
 }
 
 /** A JSON-serialisable object; plain `object` so callers' interfaces (which lack index signatures) fit. */
@@ -98,6 +144,8 @@ export interface ShardMeta {
   /** The model's register count; the column exists only when `registersKept`. */
   numRegisters: number;
   registersKept: boolean;
+  /** Flipped copies kept (--flip); absent in shards without them. */
+  flip?: boolean;
   model: ModelInfo;
   preprocessing: JsonObject;
   fingerprint: string;
@@ -116,14 +164,16 @@ export const META_KEYS = {
   fingerprint: 'dinofeat.fingerprint',
   featureFormat: 'dinofeat.feature_format',
   device: 'dinofeat.device',
+  flip: 'dinofeat.flip',
 } as const;
 
 /** Human-readable layout string, stored in the metadata so a reader needs no documentation. */
-export function layoutDescription(dtype: TensorDtype, registersKept: boolean): string {
+export function layoutDescription(dtype: TensorDtype, registersKept: boolean, flip = false): string {
   const parts = [
     `patches: [grid_h*grid_w, hidden] row-major little-endian ${dtype}`,
     ...(registersKept ? [`registers: [num_registers, hidden] row-major little-endian ${dtype}`] : []),
     'cls: list<float32>[hidden]',
+    ...(flip ? ['cls_flip, registers_flip, patches_flip: the same, of the horizontally flipped image (crop box mirrored); flip: bool, true when the plain columns are the flipped image'] : []),
   ];
   return parts.join('; ');
 }
@@ -133,7 +183,7 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.schemaVersion]: String(SCHEMA_VERSION),
     [META_KEYS.dinofeatVersion]: meta.dinofeatVersion,
     [META_KEYS.dtype]: meta.dtype,
-    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept),
+    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept, meta.flip),
     [META_KEYS.hiddenSize]: String(meta.hiddenSize),
     [META_KEYS.numRegisters]: String(meta.numRegisters),
     [META_KEYS.registersKept]: String(meta.registersKept),
@@ -142,6 +192,7 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.fingerprint]: meta.fingerprint,
     ...(meta.featureFormat !== undefined ? { [META_KEYS.featureFormat]: String(meta.featureFormat) } : {}),
     ...(meta.device !== undefined ? { [META_KEYS.device]: meta.device } : {}),
+    ...(meta.flip ? { [META_KEYS.flip]: 'true' } : {}),
   };
 }
 
@@ -165,6 +216,7 @@ export function metaFromKeyValue(kv: ReadonlyMap<string, string>, source: string
   return {
     ...(featureFormat !== undefined ? { featureFormat: Number(featureFormat) } : {}),
     ...(device !== undefined ? { device } : {}),
+    ...(kv.get(META_KEYS.flip) === 'true' ? { flip: true } : {}),
     dinofeatVersion: get(META_KEYS.dinofeatVersion),
     dtype: dtype as TensorDtype,
     hiddenSize: Number(get(META_KEYS.hiddenSize)),
@@ -206,22 +258,33 @@ export interface RowShape {
   hiddenSize: number;
   numRegisters: number;
   registersKept: boolean;
+  /** Every row carries its flipped copy (--flip). */
+  flip?: boolean;
 }
 
 export function checkRowShape(row: FeatureRow, shape: RowShape): void {
   const fail = (what: string): never => {
     throw new Error(`row ${row.key}: ${what}`);
   };
-  if (row.cls.length !== shape.hiddenSize) fail(`cls has ${row.cls.length} values, expected ${shape.hiddenSize}`);
-  const patches = row.gridH * row.gridW * shape.hiddenSize;
-  if (row.patches.length !== patches) {
-    fail(`patches has ${row.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
-  }
-  if (shape.registersKept) {
-    const registers = shape.numRegisters * shape.hiddenSize;
-    if (row.registers?.length !== registers) {
-      fail(`registers has ${row.registers?.length ?? 0} values, expected ${shape.numRegisters}x${shape.hiddenSize}`);
+  const checkFeatures = (f: MirroredFeatures, suffix: string) => {
+    if (f.cls.length !== shape.hiddenSize) fail(`cls${suffix} has ${f.cls.length} values, expected ${shape.hiddenSize}`);
+    const patches = row.gridH * row.gridW * shape.hiddenSize;
+    if (f.patches.length !== patches) {
+      fail(`patches${suffix} has ${f.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
     }
+    if (shape.registersKept) {
+      const registers = shape.numRegisters * shape.hiddenSize;
+      if (f.registers?.length !== registers) {
+        fail(`registers${suffix} has ${f.registers?.length ?? 0} values, expected ${shape.numRegisters}x${shape.hiddenSize}`);
+      }
+    }
+  };
+  checkFeatures(row, '');
+  if (shape.flip) {
+    if (!row.mirrored) fail('the flipped copy is missing but the shard keeps flipped copies');
+    checkFeatures(row.mirrored!, '_flip');
+  } else if (row.mirrored || row.flip) {
+    fail('carries a flipped copy or flip flag but the shard keeps no flipped copies');
   }
   for (const column of INT_COLUMNS) {
     const v = row[INT_FIELDS[column]];
@@ -239,6 +302,13 @@ export function encodeRow(row: FeatureRow, meta: RowShape & { dtype: TensorDtype
   } as EncodedRow;
   for (const column of INT_COLUMNS) encoded[column] = row[INT_FIELDS[column]];
   if (meta.registersKept) encoded.registers = encodeTensor(row.registers!, meta.dtype);
+  if (meta.flip) {
+    const m = row.mirrored!;
+    encoded.flip = row.flip === true;
+    encoded.cls_flip = m.cls;
+    if (meta.registersKept) encoded.registers_flip = encodeTensor(m.registers!, meta.dtype);
+    encoded.patches_flip = encodeTensor(m.patches, meta.dtype);
+  }
   return encoded;
 }
 
@@ -251,12 +321,21 @@ export function decodeRow(row: EncodedRow, dtype: TensorDtype): FeatureRow {
   } as FeatureRow;
   for (const column of INT_COLUMNS) decoded[INT_FIELDS[column]] = row[column];
   if (row.registers) decoded.registers = decodeTensor(row.registers, dtype);
+  if (row.patches_flip && row.cls_flip) {
+    decoded.flip = row.flip === true;
+    decoded.mirrored = {
+      cls: row.cls_flip,
+      patches: decodeTensor(row.patches_flip, dtype),
+      ...(row.registers_flip ? { registers: decodeTensor(row.registers_flip, dtype) } : {}),
+    };
+  }
   return decoded;
 }
 
 /** Bytes a row adds to a shard, near enough to decide when to start the next shard. */
 export function encodedRowBytes(row: EncodedRow): number {
-  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength +
+  const flipped = (row.patches_flip?.byteLength ?? 0) + (row.registers_flip?.byteLength ?? 0) + (row.cls_flip?.byteLength ?? 0);
+  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength + flipped +
     row.key.length + row.sha256.length + 4 * INT_COLUMNS.length + 32;
 }
 

@@ -8,12 +8,14 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { ReadTarget } from '../cache/open-read-only.js';
-import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
+import { decodeRow, type FeatureRow, type MirroredFeatures, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
+import type { ImagePlan } from '../image/buckets.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
 import { MODEL_INPUT, MODEL_OUTPUT } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
-import { splitTokens, TokenLayoutError } from '../model/split.js';
+import { poolPatches } from '../model/pool.js';
+import { splitTokens, TokenLayoutError, type TokenGroups } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
 import { CheckRecorder, type CheckResult } from './check.js';
@@ -120,7 +122,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
   const files = await locateKeys(o.inputs, new Set(sample.map((r) => r.key)));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
-  const preparers = new Map<string, ImagePreparer>();
+  const preparers = new Map<string, RecordedStage>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
   let compared = 0;
   try {
@@ -133,21 +135,26 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
         continue;
       }
       const stored = decodeRow(encoded, meta.dtype);
-      const preparer = await preparerFor(meta, o.model.info, preparers, rec, where);
-      if (!preparer) continue;
+      const stage = await preparerFor(meta, o.model.info, preparers, rec, where);
+      if (!stage) continue;
       const file = files.get(ref.key);
       if (file === undefined) {
         rec.note(`${where}: no image of that key in ${inputArgs(o.inputs)}; not compared`);
         continue;
       }
-      // A cache made with --crops: the trainer's file chose each row's bucket and crop, so the row's own are used.
-      const fromRow = 'crops' in meta.preprocessing;
-      const recomputed = await recomputeRow(stored, file, preparer, fromRow, o.model, rec, where);
+      const recomputed = await recomputeRow(stored, file, stage, o.model, rec, where);
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
-      const groups: Array<[string, Float32Array, Float32Array]> = [['cls', stored.cls, recomputed.cls], ['patches', stored.patches, recomputed.patches]];
-      if (stored.registers) groups.splice(1, 0, ['registers', stored.registers, recomputed.registers]);
+      const groups: Array<[string, Float32Array, Float32Array]> = [];
+      const compare = (suffix: string, s: MirroredFeatures | undefined, r: TokenGroups | undefined) => {
+        if (!s || !r) return;
+        groups.push([`cls${suffix}`, s.cls, r.cls]);
+        if (s.registers) groups.push([`registers${suffix}`, s.registers, r.registers]);
+        groups.push([`patches${suffix}`, s.patches, r.patches]);
+      };
+      compare('', stored, recomputed.main);
+      compare('_flip', stored.mirrored, recomputed.mirrored);
       for (const [name, s, r] of groups) {
         if (s.length !== r.length) {
           rec.fail('mismatch', where, `${name}: ${s.length} values stored, ${r.length} recomputed`);
@@ -163,7 +170,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       }
     }
   } finally {
-    for (const p of preparers.values()) await p.close();
+    for (const s of preparers.values()) await s.preparer.close();
   }
   if (compared === 0) rec.fail('nothing-compared', inputArgs(o.inputs), `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
   rec.fix('mismatch', `the stored features are not what ${o.model.path} computes from the images: validate with the model the cache was made with; if it is that model, rebuild the cache (dinofeat extract ... --overwrite)`);
@@ -180,9 +187,17 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   return rec.result();
 }
 
+/** The image stage of a shard's recorded preprocessing, and the --pool its patches were stored with. */
+interface RecordedStage {
+  preparer: ImagePreparer;
+  pool: number;
+  /** A cache made with --crops: the trainer's file chose each row's bucket and crop, so the row's own are used. */
+  fromRow: boolean;
+}
+
 async function preparerFor(
-  meta: ShardMeta, info: ModelInfo, preparers: Map<string, ImagePreparer>, rec: CheckRecorder, where: string,
-): Promise<ImagePreparer | undefined> {
+  meta: ShardMeta, info: ModelInfo, preparers: Map<string, RecordedStage>, rec: CheckRecorder, where: string,
+): Promise<RecordedStage | undefined> {
   const id = JSON.stringify(meta.preprocessing);
   const known = preparers.get(id);
   if (known) return known;
@@ -195,14 +210,16 @@ async function preparerFor(
   // The cache's own mean/std/filter, so only the model is being tested.
   const prepInfo: ModelInfo = { ...info, imageMean: p.mean, imageStd: p.std, resample: p.resample };
   // No pixel limit: only images whose bytes match the row's sha256 are decoded, and extract took them.
-  const preparer = await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER));
-  preparers.set(id, preparer);
-  return preparer;
+  // A cache with flipped copies has them recomputed too.
+  const settings = { ...prepareSettingsOf(p, Number.MAX_SAFE_INTEGER), flipCopies: meta.flip === true };
+  const stage = { preparer: await createImagePreparer(prepInfo, settings), pool: p.pool, fromRow: p.crops !== undefined };
+  preparers.set(id, stage);
+  return stage;
 }
 
 async function recomputeRow(
-  stored: FeatureRow, file: string | Buffer, preparer: ImagePreparer, fromRow: boolean, model: LoadedModel, rec: CheckRecorder, where: string,
-): Promise<{ cls: Float32Array; registers: Float32Array; patches: Float32Array } | undefined> {
+  stored: FeatureRow, file: string | Buffer, { preparer, pool, fromRow }: RecordedStage, model: LoadedModel, rec: CheckRecorder, where: string,
+): Promise<{ main: TokenGroups; mirrored?: TokenGroups } | undefined> {
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
@@ -218,7 +235,10 @@ async function recomputeRow(
   let prepared;
   try {
     const bucket = { width: stored.bucketWidth, height: stored.bucketHeight };
-    const rowPlan = { bucket: { ...bucket, trainer: bucket }, crop: { x: stored.cropX, y: stored.cropY, w: stored.cropW, h: stored.cropH } };
+    const rowPlan: ImagePlan = {
+      bucket: { ...bucket, trainer: bucket }, crop: { x: stored.cropX, y: stored.cropY, w: stored.cropW, h: stored.cropH }, flip: stored.flip === true,
+    };
+    // The row's own box and orientation when a crops file chose them, as extract planned it.
     prepared = await preparer.prepare(bytes, fromRow ? () => rowPlan : undefined);
   } catch (e) {
     if (!(e instanceof ImageFailure)) throw e;
@@ -232,19 +252,28 @@ async function recomputeRow(
     return undefined;
   }
   const p = model.info.patchSize;
-  let out;
-  try {
-    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
-  } catch (e) {
-    rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
-    return undefined;
-  }
-  const lhs = out[MODEL_OUTPUT]!;
-  try {
-    return splitTokens(lhs.data as Float32Array, lhs.dims, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
-  } catch (e) {
-    if (!(e instanceof TokenLayoutError)) throw e;
-    rec.fail('layout', where, e.message);
-    return undefined;
-  }
+  const [gridH, gridW] = [prepared.bucketHeight / p, prepared.bucketWidth / p];
+  /** One orientation through the model, split and pooled as extract stored it. */
+  const features = async (pixels: Float32Array) => {
+    let out;
+    try {
+      out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, [MODEL_OUTPUT]);
+    } catch (e) {
+      rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+    const lhs = out[MODEL_OUTPUT]!;
+    try {
+      const groups = splitTokens(lhs.data as Float32Array, lhs.dims, model.info, gridH, gridW)[0]!;
+      return { ...groups, patches: poolPatches(groups.patches, gridH, gridW, model.info.hiddenSize, pool) };
+    } catch (e) {
+      if (!(e instanceof TokenLayoutError)) throw e;
+      rec.fail('layout', where, e.message);
+      return undefined;
+    }
+  };
+  const main = await features(prepared.pixels);
+  if (!main || !prepared.mirrored) return main && { main };
+  const mirrored = await features(prepared.mirrored);
+  return mirrored && { main, mirrored };
 }
