@@ -93,3 +93,27 @@ test('the byte estimate is within 5% of the real cache, whatever the stored form
   }
   assert.ok(shardCounts.some((n) => n > 1), 'one form spans several shards');
 });
+
+test('with --crops the dry run counts each image in the bucket the crops file gives it, as the run does', async () => {
+  // Buckets the flags do not have, so a count by dinofeat's rule would show 64x64 / 128x64 / 64x128.
+  const trainer = [[96, 96], [64, 96]];
+  const lines: string[] = [];
+  for (let k = 1; k < COUNT; k++) {
+    const [bw, bh] = trainer[k % 2]!;
+    lines.push(JSON.stringify({ key: `d${k % 3}/image-${k}.png`, bucket_width: bw, bucket_height: bh, crop_x: k % 7, crop_y: 0, crop_w: 48, crop_h: 48 }));
+  }
+  const file = path.join(dir, 'crops.jsonl');
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  const out = path.join(tempDir(), 'cache');
+  const estimate = await dryRun(out, ['--crops', file]);
+  assert.equal(fs.existsSync(out), false);
+  // image-0 is not in the file and broken.png is not an image: two would fail, as in the run.
+  assert.match(estimate.stdout, new RegExp(`^dinofeat extract --dry-run: ${COUNT - 1} images in 2 buckets, 2 that would fail`));
+  assert.match(estimate.stdout, /would fail: 1 × source: --crops \S+crops\.jsonl has no entry/);
+  const real = await realRun(out, ['--crops', file]);
+  const perBucket = /per bucket: (.*)/.exec(real.stdout)![1]!.split(', ').map((e) => e.split(': ')).map(([b, n]) => `${b} ${n}`).sort();
+  const planned = [...estimate.stdout.matchAll(/^ {2}(\d+x\d+) +\d+x\d+ +\d+x\d+ +(\d+) /gm)].map((m) => `${m[1]} ${m[2]}`).sort();
+  assert.deepEqual(planned, perBucket);
+  assert.deepEqual(planned, [`64x96 ${COUNT / 2}`, `96x96 ${COUNT / 2 - 1}`]);
+  assert.ok(Math.abs(estimate.bytes / real.bytes - 1) <= 0.05, `estimated ${estimate.bytes}, real ${real.bytes}`);
+});
