@@ -16,7 +16,8 @@ A cache made with `dinofeat extract --flip` also holds each image's horizontally
 `cache.get(i, flipped=True)` returns it, and `FeatureCache(dir, random_flip=True)` picks an
 orientation at random per item, saying which in item["flipped"], so the trainer flips its latent
 to match. "crop" is always the region of the upright original the features cover (the flipped copy
-covers the crop box mirrored, x = width - crop_x - crop_w, seen in a mirror).
+covers the crop box mirrored, x = width - crop_x - crop_w, seen in a mirror; in a cache made with
+--crops it covers the trainer's box itself, seen in a mirror, as a trainer flips the crop it encodes).
 
 In code:
 
@@ -69,6 +70,8 @@ class FeatureCache(Dataset):
         self.hidden = int(meta["dinofeat.hidden_size"])
         self.registers_kept = meta["dinofeat.registers_kept"] == "true"
         self.flip_kept = meta.get("dinofeat.flip") == "true"
+        # With --crops the flipped copy is of the trainer's box itself, not of the box mirrored.
+        self.boxes_fixed = "crops" in json.loads(meta["dinofeat.preprocessing"])
         if random_flip and not self.flip_kept:
             raise ValueError(f"{cache_dir} holds no flipped copies: extract it with --flip to flip at random")
         self.random_flip = random_flip
@@ -94,14 +97,14 @@ class FeatureCache(Dataset):
     def get(self, i, flipped=False):
         """Row i's features of the upright image, or of the horizontally flipped one."""
         # The plain columns hold the orientation the `flip` column names (upright unless a
-        # per-image plan flipped it); the *_flip columns hold the other one, of the box mirrored.
+        # per-image plan flipped it); the *_flip columns hold the other one.
         stored = self.flip_kept and self._value("flip", i)
         other = "" if flipped == stored else "_flip"
         if other and not self.flip_kept:
             raise ValueError("this cache holds no flipped copies: extract it with --flip")
         grid_h, grid_w = self.grids[i]
         x, y, w, h = (self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h"))
-        if other:
+        if other and not self.boxes_fixed:
             x = self._value("width", i) - x - w
         item = {
             "key": self.keys[i],

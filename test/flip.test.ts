@@ -209,6 +209,23 @@ test('--crops with "flip": true and --flip: the plain columns are the flipped im
   assert.equal(exported.code, 0, exported.stderr);
   const byKey = (text: string) => Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [JSON.parse(l).key, JSON.parse(l)]));
   assert.deepEqual(byKey(exported.stdout), byKey(trainerLines(false)));
+  // The loader example: both orientations cover the trainer's box; the upright one is the column flip does not name.
+  const loader = await pythonJson<Record<string, { crops: number[][]; upright_column: string }>>(['-c', `
+import json, sys
+sys.path.insert(0, "examples")
+from load_cache import FeatureCache
+cache = FeatureCache(sys.stdin.read().strip())
+out = {}
+for i in range(len(cache)):
+    up, fl = cache.get(i), cache.get(i, flipped=True)
+    plain = cache._tensor("patches", i, tuple(up["patches"].shape))
+    out[up["key"]] = {"crops": [list(up["crop"]), list(fl["crop"])], "upright_column": "patches" if bool((up["patches"] == plain).all()) else "patches_flip"}
+print(json.dumps(out))
+`], planned);
+  for (const [key, t] of Object.entries(TRAINER)) {
+    assert.deepEqual(loader[key]!.crops, [t.crop, t.crop], key);
+    assert.equal(loader[key]!.upright_column, t.flip ? 'patches_flip' : 'patches', key);
+  }
   // validate re-extracts each row with its own box and orientation.
   const check = await validate(planned, { model: model.onnx, images: [images], recompute: 4 });
   assert.ok(check.ok, JSON.stringify(check.checks, null, 1));

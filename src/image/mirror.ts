@@ -2,7 +2,8 @@
  * Horizontal flips (--flip, and a per-image plan's flip). The flipped copy of an image is what
  * extracting the mirrored file gives. Under dinofeat's rule the rule applied to the mirrored file
  * picks the same box numbers there, which in this image's coordinates is the box mirrored
- * (copyBoxOf); a trainer's box (--crops) moves with the pixels, so there it is the same box. The
+ * (copyBoxOf); in a cache made with --crops the trainer's box moves with the pixels (a trainer
+ * flips the crop it encodes), so there it is the same box, for fallback rows too. The
  * copy is that box, resized and normalised as usual, then mirrored as a tensor: resizing and
  * normalising commute with a horizontal flip (the filters are symmetric about the pixel centres),
  * so nothing is decoded flipped, and when the copy's box is the box itself (a trainer's box,
@@ -16,8 +17,8 @@ export function mirrorBox(box: CropBox, width: number): CropBox {
 }
 
 /**
- * The upright box whose tensor, mirrored, is the other orientation of `box`: the box mirrored when
- * dinofeat's rule chose it, the box itself when a trainer's plan fixed it.
+ * The upright box whose tensor, mirrored, is the other orientation of `box`: the box mirrored under
+ * dinofeat's rule, the box itself in a cache whose boxes a trainer's file (--crops) fixed.
  */
 export function copyBoxOf(box: CropBox, width: number, byRule: boolean): CropBox {
   return byRule ? mirrorBox(box, width) : box;

@@ -1,6 +1,7 @@
 /**
  * The preprocessing record: what decides the pixels a model sees, and how its patch grid is stored
- * (--pool), as JSON. extract writes it into
+ * (--pool), as JSON. Keys beyond the base set come last, each only when it is not the default
+ * (crops, then pool), so a default record is byte for byte what it was. extract writes it into
  * cache.json (it is part of the fingerprint, so a changed setting is caught) and every shard's
  * metadata; validate and inspect read it back to re-derive each row's bucket and crop box,
  * re-extract rows exactly as extract did, and map DINO patches to trainer pixels. Writing and

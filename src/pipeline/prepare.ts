@@ -43,8 +43,8 @@ export class ImageFailure extends Error {
 /**
  * Picks an image's plan from its upright size when dinofeat's rule does not (a trainer's crops
  * file, or validate re-extracting a row as stored): a plan, whose `flip` makes the mirrored crop the
- * main view and whose box is also the flipped copy's (image/mirror.ts), a reason the image cannot
- * be planned (an error row), or undefined for the rule.
+ * main view (image/mirror.ts), a reason the image cannot be planned (an error row), or undefined
+ * for the rule.
  */
 export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undefined;
 
@@ -90,14 +90,13 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
     async prepare(bytes, choose) {
       try {
         const header = await readHeader(bytes, s.decode);
-        const chosen = choose?.(header);
-        const plan = chosen ?? planByRule(header, s.buckets, s.resize);
+        const plan = choose?.(header) ?? planByRule(header, s.buckets, s.resize);
         if ('problem' in plan) throw new ImageFailure('source', plan.problem);
         const { bucket, crop } = plan;
         const taken = await pixels.acquire(crop.w * crop.h);
         try {
           const flip = plan.flip === true;
-          const copyBox = copyBoxOf(crop, header.width, chosen === undefined);
+          const copyBox = copyBoxOf(crop, header.width, s.crops === undefined);
           const views = await orientedPixels(crop, copyBox, bucket, { flip, copy: s.flipCopies === true },
             async (box) => resize(await decodeRgb(bytes, box, header, s.decode), bucket));
           return {
