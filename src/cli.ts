@@ -45,7 +45,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
     .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
     .option('--registers', 'also store the register tokens')
-    .option('--flip', 'also store the features of the horizontally flipped image (columns cls_flip, patches_flip, registers_flip)')
+    .option('--flip', 'also store the features of the horizontally flipped image (columns flip, cls_flip, patches_flip, registers_flip); needed for a --crops file with "flip": true')
     .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
     .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
     .option('--retry-failed', 'only re-attempt images listed in errors.jsonl')
