@@ -3,8 +3,9 @@
  * they equal what extracting a flipped copy of the file (made with sharp) gives, crop box
  * included: the copy's box is dinofeat's rule applied to the flipped file, i.e. the box mirrored.
  * The image stage mirrors the normalised tensor instead of decoding twice; that this commutes
- * with decoding, resizing and normalising is checked number by number. A per-image flip request
- * (a trainer's plan) gives the mirrored crop as the main features, stated in the flip column.
+ * with decoding, resizing and normalising is checked number by number. A crops file's
+ * `"flip": true` (with --flip) gives the mirrored crop as the main features, stated in the flip
+ * column, equal to a flopped file with the box mirrored; there the copy is of the trainer's box.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
