@@ -16,6 +16,13 @@ A cache made with a model converted with `dinofeat convert --layers 4,8` also ho
 blocks' features (layer4_cls, layer4_patches, ...): item["layers"][4] = {"cls", "patches"}, shaped
 as item["cls"] and item["patches"], and stack_bucket stacks them the same way.
 
+A cache made with `dinofeat extract --flip` also holds each image's horizontally flipped copy:
+`cache.get(i, flipped=True)` returns it, and `FeatureCache(dir, random_flip=True)` picks an
+orientation at random per item, saying which in item["flipped"], so the trainer flips its latent
+to match. "crop" is always the region of the upright original the features cover (the flipped copy
+covers the crop box mirrored, x = width - crop_x - crop_w, seen in a mirror; in a cache made with
+--crops it covers the trainer's box itself, seen in a mirror, as a trainer flips the crop it encodes).
+
 In code:
 
     cache = FeatureCache("dinofeat-cache")
@@ -45,9 +52,13 @@ def read_shard(path):
 
 
 class FeatureCache(Dataset):
-    """Every row of a cache; item i is a dict of tensors (float32, whatever the stored dtype)."""
+    """Every row of a cache; item i is a dict of tensors (float32, whatever the stored dtype).
 
-    def __init__(self, cache_dir):
+    random_flip: each item is the upright or the flipped image's features at random (a cache made
+    with --flip); item["flipped"] says which.
+    """
+
+    def __init__(self, cache_dir, random_flip=False, seed=0):
         shard_dir = os.path.join(cache_dir, "shards")
         # Finished shards only: one being written has a .tmp suffix until it is complete.
         paths = sorted(os.path.join(shard_dir, f) for f in os.listdir(shard_dir) if f.endswith((".parquet", ".arrow")))
@@ -62,6 +73,13 @@ class FeatureCache(Dataset):
         self.dtype = np.dtype(meta["dinofeat.dtype"])  # 'float16' or 'float32'
         self.hidden = int(meta["dinofeat.hidden_size"])
         self.registers_kept = meta["dinofeat.registers_kept"] == "true"
+        self.flip_kept = meta.get("dinofeat.flip") == "true"
+        # With --crops the flipped copy is of the trainer's box itself, not of the box mirrored.
+        self.boxes_fixed = "crops" in json.loads(meta["dinofeat.preprocessing"])
+        if random_flip and not self.flip_kept:
+            raise ValueError(f"{cache_dir} holds no flipped copies: extract it with --flip to flip at random")
+        self.random_flip = random_flip
+        self.rng = random.Random(seed)
         self.model = json.loads(meta["dinofeat.model"])
         # Intermediate blocks (1-based) stored beside the last; absent for a model converted without --layers.
         self.layers = self.model.get("layers", [])
@@ -80,18 +98,32 @@ class FeatureCache(Dataset):
         return torch.from_numpy(np.frombuffer(raw, dtype=self.dtype).reshape(shape).astype(np.float32))
 
     def __getitem__(self, i):
+        return self.get(i, flipped=self.random_flip and self.rng.random() < 0.5)
+
+    def get(self, i, flipped=False):
+        """Row i's features of the upright image, or of the horizontally flipped one."""
+        # The plain columns hold the orientation the `flip` column names (upright unless a
+        # per-image plan flipped it); the *_flip columns hold the other one.
+        stored = self.flip_kept and self._value("flip", i)
+        other = "" if flipped == stored else "_flip"
+        if other and not self.flip_kept:
+            raise ValueError("this cache holds no flipped copies: extract it with --flip")
         grid_h, grid_w = self.grids[i]
+        x, y, w, h = (self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h"))
+        if other and not self.boxes_fixed:
+            x = self._value("width", i) - x - w
         item = {
             "key": self.keys[i],
-            "cls": torch.tensor(self._value("cls", i), dtype=torch.float32),
-            "patches": self._tensor("patches", i, (grid_h, grid_w, self.hidden)),
+            "flipped": flipped,
+            "cls": torch.tensor(self._value("cls" + other, i), dtype=torch.float32),
+            "patches": self._tensor("patches" + other, i, (grid_h, grid_w, self.hidden)),
             "grid": (grid_h, grid_w),
             "bucket": (self._value("bucket_width", i), self._value("bucket_height", i)),
             # Region of the upright original the features cover: x, y, w, h.
-            "crop": tuple(self._value(c, i) for c in ("crop_x", "crop_y", "crop_w", "crop_h")),
+            "crop": (x, y, w, h),
         }
         if self.registers_kept:
-            item["registers"] = self._tensor("registers", i, (-1, self.hidden))
+            item["registers"] = self._tensor("registers" + other, i, (-1, self.hidden))
         if self.layers:
             item["layers"] = {
                 k: {
@@ -142,6 +174,7 @@ def stack_bucket(items):
         raise ValueError(f"a bucket batch holds one grid, got {sorted(grids)}: use BucketBatchSampler or pad_context")
     batch = {
         "keys": [item["key"] for item in items],
+        "flipped": [item["flipped"] for item in items],
         "cls": torch.stack([item["cls"] for item in items]),
         "patches": torch.stack([item["patches"] for item in items]),
     }
@@ -172,6 +205,7 @@ def pad_context(items):
         mask[b, :n] = True
     return {
         "keys": [item["key"] for item in items],
+        "flipped": [item["flipped"] for item in items],
         "context": context,
         "mask": mask,
         "grids": torch.tensor([item["grid"] for item in items]),

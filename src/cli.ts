@@ -32,22 +32,27 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--num-registers <n>', 'register tokens of a foreign ONNX export without dinofeat metadata', nonNegativeInt('--num-registers'));
   const extractImages = bucketFlags(extractModel)
     .addOption(new Option('--resize <mode>', 'stretch: whole image to the bucket, no crop; cover: scale to cover and centre-crop').choices(['stretch', 'cover']).default('stretch'))
+    .option('--crops <file>', "the trainer's bucket and crop per image instead of dinofeat's rule: dinofeat's JSON Lines (dinofeat crops writes them), kohya's metadata JSON, SimpleTuner's aspect_ratio_bucket_metadata JSON, or a folder of kohya latent caches (*_sdxl.npz)")
+    .option('--crops-fallback', "images the --crops file lacks go to dinofeat's buckets (--bucket / --buckets) instead of failing")
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
     .addOption(new Option('--decode <mode>', 'exact: whole frames, Hugging Face\'s pixels; fast: a JPEG at least twice its bucket\'s size shrinks on load (slightly different pixels, recorded in the cache)').choices(['exact', 'fast']).default('exact'))
+    .option('--pool <n>', 'store patches averaged NxN on the grid (for a DiT whose token grid is N times coarser); every bucket grid must divide by N', positiveInt('--pool'))
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket), or auto: as many as fit a token budget per device (about 1000 tokens on cpu, 32768 on a GPU); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveIntOrAuto('--batch-size'), 'auto' as number | 'auto');
   runtimeFlags(extractImages)
     .option('--decoders <n>', 'images decoded and resized at once (default: one per core, at least 4)', positiveInt('--decoders'))
     .addOption(new Option('--format <format>', 'shard format').choices(SHARD_FORMATS).default('parquet'))
     .addOption(new Option('--dtype <dtype>', 'stored tensor precision').choices(TENSOR_DTYPES).default('float16'))
     .option('--registers', 'also store the register tokens')
+    .option('--flip', 'also store the features of the horizontally flipped image (columns flip, cls_flip, patches_flip, registers_flip); needed for a --crops file with "flip": true')
     .option('--shard-size <MiB>', 'start a new shard after this many MiB', positiveInt('--shard-size'), 512)
     .option('--overwrite', 'clear a cache made with another model or preprocessing instead of refusing')
     .option('--retry-failed', 'only re-attempt images listed in errors.jsonl')
     .option('--num-workers <n>', 'split the images over N workers (by container file when there are at least N, else by a hash of the key)', positiveInt('--num-workers'))
     .option('--worker-index <i>', 'this worker (0-based); also read from SLURM / Kubernetes / RANK env', nonNegativeInt('--worker-index'))
     .option('-q, --quiet', 'no progress output, only the summary')
+    .option('--dry-run', 'read image headers only and print images per bucket, the bytes the cache will take and a time estimate from a short model probe; writes nothing')
     .addHelpText('after', '\nExit codes: 0 all images extracted, 1 some images failed (see errors.jsonl), 2 usage or setup error, 130 interrupted (rerun to resume).')
     .action(async (inputs, opts) => {
       const { runExtract } = await import('./commands/extract.js');
@@ -109,6 +114,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .action(async (repo, opts) => {
       const { runPull } = await import('./commands/pull.js');
       setExit(await runPull(repo, opts));
+    });
+
+  program
+    .command('crops')
+    .description("write each image's bucket and crop box as JSON Lines (the format of extract --crops), for the VAE side to encode exactly what DINO saw")
+    .argument('[cache]', 'a cache directory', DEFAULT_CACHE_DIR)
+    .option('-o, --out <file>', 'write here instead of stdout')
+    .action(async (cache, opts) => {
+      const { runCrops } = await import('./commands/crops.js');
+      setExit(await runCrops(cache, opts));
     });
 
   program

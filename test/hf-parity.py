@@ -1,7 +1,8 @@
 """Hugging Face's preprocessing + forward pass as the independent reference for the rows
 `dinofeat extract` stored, for test/extract-parity.test.ts: DINOv3, and DINOv2 (below).
 
-Reads a JSON job on stdin: {"checkpoint": dir, "runs": [{"name", "cache", "images"}]}. For every
+Reads a JSON job on stdin: {"checkpoint": dir, "runs": [{"name", "cache", "images", "crops"?}]}
+("crops": key -> [x, y, w, h], the boxes a run's --crops file gave, used instead of the rule). For every
 row of every cache (float32 shards) it preprocesses <images>/<key> the way transformers'
 DINOv3ViTImageProcessor does, runs transformers' DINOv3ViTModel on it and compares:
 
@@ -166,7 +167,10 @@ for run in job["runs"]:
             path = os.path.join(run["images"], r["key"])
             image = load_rgb(path)
             bw, bh = r["bucket_width"], r["bucket_height"]
-            box = (0, 0, image.width, image.height) if resize == "stretch" else centre_crop(image.width, image.height, bw, bh)
+            if "crops" in run:
+                box = tuple(run["crops"][r["key"]])  # the crop box a trainer's crops file gave (extract --crops)
+            else:
+                box = (0, 0, image.width, image.height) if resize == "stretch" else centre_crop(image.width, image.height, bw, bh)
             cls = np.asarray(r["cls"], dtype=np.float32)
             patches = np.frombuffer(r["patches"], dtype=np.float32).reshape(-1, hidden)
             row = {

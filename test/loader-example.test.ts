@@ -183,6 +183,79 @@ test('load_cache.py decodes float16 and float32 shards by their metadata', () =>
   assert.equal(fromArrow.dtype, 'float32');
 });
 
+// The loader on a --flip cache against the raw columns as pyarrow reads them.
+const FLIPPED = `
+import json, sys
+import numpy as np, pyarrow.parquet as pq, glob, os, torch
+sys.path.insert(0, "examples")
+from load_cache import FeatureCache, stack_bucket, BucketBatchSampler
+from torch.utils.data import DataLoader
+job = json.load(sys.stdin)
+raw = {}
+for f in glob.glob(os.path.join(job["flip_cache"], "shards", "*.parquet")):
+    for r in pq.read_table(f).to_pylist():
+        raw[r["key"]] = r
+cache = FeatureCache(job["flip_cache"])
+half = lambda b: torch.from_numpy(np.frombuffer(b, np.float16).astype(np.float32))
+out = {"rows": {}}
+for i in range(len(cache)):
+    up, fl = cache.get(i), cache.get(i, flipped=True)
+    r = raw[up["key"]]
+    out["rows"][up["key"]] = {
+        "upright": torch.equal(up["patches"].reshape(-1), half(r["patches"])) and torch.equal(up["registers"].reshape(-1), half(r["registers"])) and up["cls"].tolist() == r["cls"],
+        "flipped": torch.equal(fl["patches"].reshape(-1), half(r["patches_flip"])) and torch.equal(fl["registers"].reshape(-1), half(r["registers_flip"])) and fl["cls"].tolist() == r["cls_flip"],
+        "flags": [up["flipped"], fl["flipped"]],
+        "crops": [list(up["crop"]), list(fl["crop"])],
+        "size": [r["width"], r["height"]],
+    }
+random_cache = FeatureCache(job["flip_cache"], random_flip=True, seed=2)
+draws = [random_cache[0] for _ in range(40)]
+out["random"] = {
+    "both": sorted({d["flipped"] for d in draws}),
+    "consistent": all(torch.equal(d["patches"], cache.get(0, flipped=d["flipped"])["patches"]) for d in draws),
+}
+batch = next(iter(DataLoader(random_cache, batch_sampler=BucketBatchSampler(random_cache, 2), collate_fn=stack_bucket)))
+out["batch_flipped"] = batch["flipped"]
+errors = []
+plain = FeatureCache(job["plain_cache"])
+for attempt in (lambda: plain.get(0, flipped=True), lambda: FeatureCache(job["plain_cache"], random_flip=True)):
+    try:
+        attempt()
+    except ValueError as e:
+        errors.append(str(e))
+out["errors"] = errors
+json.dump(out, sys.stdout)
+`;
+
+test('load_cache.py returns the upright or the flipped copy of a --flip cache, with its crop box', async () => {
+  const flipCache = path.join(dir, 'cache-flip');
+  const model = await makeTinyModel(dir);
+  const small = path.join(dir, 'small');
+  await writeStructured(path.join(small, 'a.png'), 201, 100, 1);
+  await writeStructured(path.join(small, 'b.png'), 90, 150, 2);
+  const r = await runCli(['extract', small, '--out', flipCache, '--model', model.onnx, '--bucket', '96x64', '--bucket', '64x96', '--resize', 'cover', '--registers', '--flip', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const got = await pythonJson<{
+    rows: Record<string, { upright: boolean; flipped: boolean; flags: boolean[]; crops: number[][]; size: number[] }>;
+    random: { both: boolean[]; consistent: boolean };
+    batch_flipped: boolean[];
+    errors: string[];
+  }>(['-c', FLIPPED], JSON.stringify({ flip_cache: flipCache, plain_cache: parquetCache }));
+  assert.deepEqual(Object.keys(got.rows).sort(), ['a.png', 'b.png']);
+  for (const [key, row] of Object.entries(got.rows)) {
+    assert.ok(row.upright && row.flipped, `${key}: the loader reads the plain and the _flip columns`);
+    assert.deepEqual(row.flags, [false, true]);
+    const [[x, y, w, h], mirrored] = row.crops as [number[], number[]];
+    assert.deepEqual(mirrored, [row.size[0]! - x! - w!, y, w, h], `${key}: the flipped copy covers the crop box mirrored`);
+  }
+  // 201x100 into 96x64 leaves 51 columns: the mirrored box is a pixel off.
+  assert.notDeepEqual(got.rows['a.png']!.crops[0], got.rows['a.png']!.crops[1]);
+  assert.deepEqual(got.random, { both: [false, true], consistent: true });
+  assert.ok(got.batch_flipped.length >= 1 && got.batch_flipped.every((f) => typeof f === 'boolean'), 'a batch says which of its items are flipped');
+  assert.equal(got.errors.length, 2, 'asking a cache without flipped copies for one is an error');
+  assert.ok(got.errors.every((e) => /--flip/.test(e)));
+});
+
 test('load_cache.py as a script prints the cache and its batches', async () => {
   const r = await runPython(['examples/load_cache.py', arrowCache, '--batch-size', String(BATCH)]);
   assert.equal(r.code, 0, r.stderr);

@@ -88,6 +88,27 @@ test('scheduler: every image becomes one row of its own tokens; the model never 
   assert.equal(seen.batches.flat().length, 7);
 });
 
+test('scheduler: flipped copies go to the model with their images, at most batchSize per call; each row gets its own', async () => {
+  for (const batchSize of [1, 3]) {
+    const { model, seen } = scriptedModel(1);
+    const { s, rows, failure } = scheduler(model, batchSize);
+    // A copy's pixels hold 100 + the id (scriptedModel fails a batch holding -1).
+    for (let id = 1; id <= 3; id++) s.add({ ...pending(id), mirrored: new Float32Array(3 * 32 * 32).fill(100 + id) });
+    await s.finish();
+    assert.equal(failure.failed, false);
+    // batch 1 (an int8 model) still sees one image a call; batch 3 runs 6 images as 3 + 3.
+    assert.ok(seen.batches.every((b) => b.length <= batchSize), JSON.stringify(seen.batches));
+    assert.deepEqual(seen.batches.flat().sort((a, b) => a - b), [1, 2, 3, 101, 102, 103], 'every image and every copy once');
+    assert.equal(rows.length, 3);
+    for (const r of rows) {
+      const id = Number(r.key.slice(3));
+      assert.equal(r.flip, false);
+      assert.ok(r.patches.every((v) => v === id) && r.mirrored!.patches.every((v) => v === 100 + id) && r.mirrored!.cls.every((v) => v === 100 + id), r.key);
+      assert.ok(r.mirrored!.registers!.every((v) => v === 100 + id));
+    }
+  }
+});
+
 test('scheduler: a batch the model fails on is reported image by image; the other batches still become rows', async () => {
   const { model } = scriptedModel(5, { failOn: 3 });
   const { s, rows, failed, failure } = scheduler(model, 1);

@@ -62,3 +62,15 @@ test('a garbled record gives one line naming each bad field', () => {
       'dinoScale=missing, background=missing, icc=missing, orientation=missing',
   });
 });
+
+test('with --crops the record ends with the file (format, sha256, fallback, buckets) and reads back; a garbled one is named', () => {
+  const crops = { format: 'kohya' as const, sha256: 'ab'.repeat(32), fallback: true, buckets: [{ width: 416, height: 608, trainer: { width: 832, height: 1216 } }] };
+  const s = { ...settings({ dinoScale: 0.5 }), crops };
+  const json = JSON.stringify(describePreprocessing(INFO, s));
+  assert.ok(json.endsWith(`"orientation":"exif","crops":{"format":"kohya","sha256":"${'ab'.repeat(32)}","fallback":true,"buckets":["832x1216→416x608"]}}`), json);
+  const parsed = parsePreprocessing(JSON.parse(json));
+  assert.ok('value' in parsed, 'problem' in parsed ? parsed.problem : '');
+  assert.deepEqual(prepareSettingsOf(parsed.value, s.decode.maxPixels), s);
+  const garbled = parsePreprocessing({ ...JSON.parse(json), crops: { format: 'onetrainer', sha256: 'x', fallback: true, buckets: [] } });
+  assert.ok('problem' in garbled && garbled.problem.includes('crops={"format":"onetrainer"'), JSON.stringify(garbled));
+});

@@ -17,7 +17,7 @@ import { writeManifest } from '../src/cache/manifest-summary.js';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { parquetSchema } from '../src/shard/parquet-shard.js';
 import { createShardWriter } from '../src/shard/shard-writer.js';
-import { INT_COLUMNS, encodeRow, metaToKeyValue, type EncodedRow } from '../src/shard/schema.js';
+import { INT_COLUMNS, encodeRow, metaToKeyValue, shardColumns, type EncodedRow } from '../src/shard/schema.js';
 import { runValidate, type ValidateCommandOptions } from '../src/commands/validate.js';
 import { validate, type ValidateOptions, type ValidationReport } from '../src/validate/validate.js';
 import { UserError } from '../src/core/errors.js';
@@ -236,7 +236,7 @@ test('a shard whose columns have other physical types fails the schema check', a
   const file = path.join(tempDir(), 'foreign.parquet');
   parquetWriteFile({
     filename: file,
-    schema: parquetSchema(false).map((e) => (e.name === 'width' ? { ...e, type: 'DOUBLE' as const } : e)),
+    schema: parquetSchema(shardColumns(false)).map((e) => (e.name === 'width' ? { ...e, type: 'DOUBLE' as const } : e)),
     columnData: [
       { name: 'key', data: rows.map((r) => r.key) }, { name: 'sha256', data: rows.map((r) => r.sha256) },
       ...INT_COLUMNS.map((c) => ({ name: c, data: rows.map((r) => r[c]) })),

@@ -22,6 +22,11 @@ export interface StoredForm {
   dtype: TensorDtype;
   /** Whether the register tokens have a column of their own. */
   registersKept: boolean;
+  /**
+   * --flip: every row also holds the features of the horizontally flipped image. Left out of the
+   * identity when off, so cache.json of a cache without them reads as before.
+   */
+  flip?: boolean;
 }
 
 export interface CacheIdentity extends StoredForm {
@@ -97,8 +102,12 @@ export interface IdentityParts {
 /** The identity of a cache made by this dinofeat with this model, preprocessing and stored form. */
 export function cacheIdentity(p: IdentityParts): CacheIdentity {
   const base = { featureFormat: FEATURE_FORMAT_VERSION, model: p.model, preprocessing: p.preprocessing, dtype: p.stored.dtype };
-  return { ...p.stored, ...base, dinofeatVersion: DINOFEAT_VERSION, fingerprint: fingerprintOf(base), device: p.device };
+  const { flip, ...stored } = p.stored;
+  return { ...stored, ...(flip ? { flip } : {}), ...base, dinofeatVersion: DINOFEAT_VERSION, fingerprint: fingerprintOf(base), device: p.device };
 }
+
+/** What a flip setting reads as in words (identity and shard comparisons). */
+export const flipText = (flip: boolean | undefined) => (flip ? 'flipped copies kept' : 'no flipped copies');
 
 /** What every shard of the cache records about how it was made. */
 export function shardMetaOf(identity: CacheIdentity): ShardMeta {
@@ -110,6 +119,7 @@ export function shardMetaOf(identity: CacheIdentity): ShardMeta {
     hiddenSize: identity.model.hiddenSize,
     numRegisters: identity.model.numRegisters,
     registersKept: identity.registersKept,
+    ...(identity.flip ? { flip: true } : {}),
     model: identity.model,
     preprocessing: identity.preprocessing,
     fingerprint: identity.fingerprint,
@@ -146,6 +156,7 @@ export function identityMismatch(config: CacheConfig | CacheIdentity, run: Cache
   if (config.registersKept !== run.registersKept) {
     diffs.push(`registers ${config.registersKept ? 'kept' : 'dropped'} vs ${run.registersKept ? 'kept' : 'dropped'}`);
   }
+  if (Boolean(config.flip) !== Boolean(run.flip)) diffs.push(`${flipText(config.flip)} vs ${flipText(run.flip)}`);
   return diffs.length ? diffs.join('; ') : undefined;
 }
 

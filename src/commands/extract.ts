@@ -4,12 +4,13 @@
  * kept; rerun to resume).
  */
 import path from 'node:path';
-import { EXIT } from '../core/errors.js';
+import { EXIT, UserError } from '../core/errors.js';
 import { peakMemoryBytes } from '../core/peak-memory.js';
 import type { ShardFormat, TensorDtype } from '../shard/schema.js';
 import { bucketFlagsOf, type BucketFlagValues, type ResizeMode } from '../image/buckets.js';
 import { DEFAULT_MAX_PIXELS, type DecodeMode, type IccMode } from '../image/decode.js';
-import { extract, type ExtractOutcome } from '../pipeline/extract.js';
+import { dryRun, type DryRunReport } from '../pipeline/dry-run.js';
+import { extract, type ExtractOutcome, type ExtractRequest } from '../pipeline/extract.js';
 import { formatDuration } from '../pipeline/progress.js';
 import { readOptionsFromFlags, type ReadFlagValues } from '../source/read-options.js';
 
@@ -20,10 +21,13 @@ export interface ExtractOptions extends BucketFlagValues, ReadFlagValues {
   patchSize?: number;
   numRegisters?: number;
   resize: ResizeMode;
+  crops?: string;
+  cropsFallback?: boolean;
   background: string;
   maxPixels?: number;
   icc: IccMode;
   decode: DecodeMode;
+  pool?: number;
   batchSize: number | 'auto';
   device: string;
   threads?: number;
@@ -31,12 +35,14 @@ export interface ExtractOptions extends BucketFlagValues, ReadFlagValues {
   format: ShardFormat;
   dtype: TensorDtype;
   registers?: boolean;
+  flip?: boolean;
   shardSize: number;
   overwrite?: boolean;
   retryFailed?: boolean;
   numWorkers?: number;
   workerIndex?: number;
   quiet?: boolean;
+  dryRun?: boolean;
 }
 
 /** Three significant figures: 0.734, 12.3, 105 (slow models and fast ones alike). */
@@ -58,16 +64,52 @@ function formatSummary({ stats, out, shardBytes, batch }: ExtractOutcome): strin
   return `${lines.join('\n')}\n`;
 }
 
+/** Bytes as a person reads them: 812 KiB, 8.1 GiB, 7.6 TiB. */
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let k = 0;
+  while (n >= 1024 && k < units.length - 1) {
+    n /= 1024;
+    k++;
+  }
+  return `${n.toFixed(n < 10 && k > 0 ? 1 : 0)} ${units[k]}`;
+}
+
+function formatDryRun(r: DryRunReport, out: string): string {
+  const failed = Object.values(r.unreadable).reduce((a, b) => a + b, 0);
+  const lines = [`dinofeat extract --dry-run: ${r.images} images in ${r.buckets.length} buckets${failed ? `, ${failed} that would fail` : ''}; nothing written`];
+  const rows = r.buckets.map((b) => [b.bucket, b.trainer, b.grid, String(b.images), formatBytes(b.rowBytes), formatBytes(b.rowBytes * b.images)]);
+  const head = ['dino input', 'bucket', 'grid', 'images', 'per image', 'total'];
+  const widths = head.map((h, k) => Math.max(h.length, ...rows.map((row) => row[k]!.length)));
+  for (const row of [head, ...rows]) lines.push(`  ${row.map((c, k) => c.padEnd(widths[k]!)).join('  ').trimEnd()}`);
+  for (const [reason, n] of Object.entries(r.unreadable).sort((a, b) => b[1] - a[1])) lines.push(`  would fail: ${n} × ${reason}`);
+  const form = [
+    r.format, r.meta.dtype,
+    r.meta.registersKept ? `${r.meta.numRegisters} registers` : 'no registers',
+    r.meta.flip ? 'flipped copies' : undefined,
+    r.pool > 1 ? `pool ${r.pool}` : undefined,
+    `hidden ${r.meta.hiddenSize}`,
+  ].filter(Boolean).join(', ');
+  lines.push(`  cache: about ${formatBytes(r.estimate.bytes)} (${r.estimate.bytes} bytes) in ${r.estimate.shards} shard${r.estimate.shards === 1 ? '' : 's'} under ${out} (${form})`);
+  if (r.probe) {
+    lines.push(`  time: about ${formatDuration(r.seconds)} of model time on ${r.probe.device} (probe: ${r.probe.secondsPerImage.toPrecision(3)} s per image at ${r.probe.bucket}, batch ${r.probe.batch}${r.meta.flip ? '; twice for the flipped copies' : ''}); decoding runs beside it, so this is the run's time when the model is the slow stage`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export async function runExtract(inputs: string[], o: ExtractOptions): Promise<number> {
-  const outcome = await extract({
+  if (o.cropsFallback && o.crops === undefined) throw new UserError('--crops-fallback needs --crops FILE: it says what happens to images that file lacks');
+  const request: ExtractRequest = {
     inputs: { paths: inputs, lists: o.list ?? [], read: readOptionsFromFlags(o) },
     out: o.out,
     model: o.model,
     modelOverrides: { patchSize: o.patchSize, registers: o.numRegisters },
     buckets: bucketFlagsOf(o),
     resize: o.resize,
+    crops: o.crops === undefined ? undefined : { file: o.crops, fallback: o.cropsFallback === true },
     decode: { maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, background: o.background, icc: o.icc, ...(o.decode === 'fast' ? { mode: 'fast' as const } : {}) },
-    stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true },
+    pool: o.pool ?? 1,
+    stored: { format: o.format, dtype: o.dtype, registersKept: o.registers === true, flip: o.flip === true },
     batchSize: o.batchSize,
     device: o.device,
     threads: o.threads,
@@ -78,7 +120,12 @@ export async function runExtract(inputs: string[], o: ExtractOptions): Promise<n
     numWorkers: o.numWorkers,
     workerIndex: o.workerIndex,
     quiet: o.quiet === true,
-  });
+  };
+  if (o.dryRun) {
+    process.stdout.write(formatDryRun(await dryRun(request), o.out));
+    return EXIT.ok;
+  }
+  const outcome = await extract(request);
   process.stdout.write(formatSummary(outcome));
   if (outcome.stats.stopped) {
     process.stderr.write(`dinofeat: interrupted; finished shards are kept. Run the same command again to resume.\n`);

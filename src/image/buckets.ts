@@ -26,6 +26,16 @@ export interface CropBox {
 export type ResizeMode = 'stretch' | 'cover';
 
 /**
+ * What the image stage does with one image: the bucket it goes to, the box of the upright source
+ * that becomes the model input, and whether the trainer mirrors it (a crops file's `flip`).
+ */
+export interface ImagePlan {
+  bucket: Bucket;
+  crop: CropBox;
+  flip?: boolean;
+}
+
+/**
  * SDXL's 1024² aspect-ratio buckets (64-aligned, about one megapixel each), as listed in the SDXL
  * paper's appendix and used by the common trainers. Width x height.
  */
@@ -149,6 +159,25 @@ export function cropBox(size: Size, bucket: Bucket, mode: ResizeMode): CropBox {
   const w = wider ? Math.min(W, Math.max(1, roundDiv(H * bw, bh))) : W;
   const h = wider ? H : Math.min(H, Math.max(1, roundDiv(W * bh, bw)));
   return { x: Math.floor((W - w) / 2), y: Math.floor((H - h) / 2), w, h };
+}
+
+/** dinofeat's own rule: the bucket of nearest aspect ratio, the crop box of --resize. */
+export function planByRule(size: Size, buckets: readonly Bucket[], mode: ResizeMode): ImagePlan {
+  const bucket = assignBucket(size, buckets);
+  return { bucket, crop: cropBox(size, bucket, mode) };
+}
+
+/**
+ * --pool N averages N×N blocks of patches, so every bucket's patch grid must divide by N: one line
+ * naming the buckets that do not, and what would.
+ */
+export function checkPoolable(buckets: readonly Bucket[], patch: number, pool: number): void {
+  if (pool === 1) return;
+  const cell = patch * pool;
+  const bad = buckets.filter((b) => b.width % cell !== 0 || b.height % cell !== 0);
+  if (!bad.length) return;
+  const shown = bad.slice(0, 4).map((b) => `${b.width}x${b.height} (grid ${b.width / patch}x${b.height / patch})`).join(', ');
+  throw new UserError(`--pool ${pool}: ${bad.length} DINO input size${bad.length === 1 ? '' : 's'} ${shown}${bad.length > 4 ? ', ...' : ''} ${bad.length === 1 ? 'has a patch grid that does' : 'have patch grids that do'} not divide by ${pool}: use buckets (after --dino-scale) that are multiples of ${cell} pixels, or another --pool`);
 }
 
 export function formatBucketTable(buckets: readonly Bucket[], patch: number): string {

@@ -4,6 +4,7 @@
  * preprocessing record (preprocessing-record.ts).
  */
 import type { Bucket, ResizeMode } from './buckets.js';
+import type { CropsSource } from './crops-file.js';
 import type { DecodeOptions } from './decode.js';
 
 export interface PrepareSettings {
@@ -11,4 +12,8 @@ export interface PrepareSettings {
   resize: ResizeMode;
   dinoScale: number;
   decode: DecodeOptions;
+  /** Set when a trainer's crops file (--crops) decides buckets and crops instead of the rule. */
+  crops?: CropsSource;
+  /** --flip: every image also gives its horizontally flipped copy (image/mirror.ts). */
+  flipCopies?: boolean;
 }

@@ -1,5 +1,7 @@
 /**
- * The preprocessing record: what decides the pixels a model sees, as JSON. extract writes it into
+ * The preprocessing record: what decides the pixels a model sees, and how its patch grid is stored
+ * (--pool), as JSON. Keys beyond the base set come last, each only when it is not the default
+ * (decode, crops, then pool), so a default record is byte for byte what it was. extract writes it into
  * cache.json (it is part of the fingerprint, so a changed setting is caught) and every shard's
  * metadata; validate and inspect read it back to re-derive each row's bucket and crop box,
  * re-extract rows exactly as extract did, and map DINO patches to trainer pixels. Writing and
@@ -8,6 +10,7 @@
  */
 import type { ModelInfo, Resample } from '../model/info.js';
 import type { Bucket, ResizeMode } from './buckets.js';
+import { CROPS_FORMATS, type CropsFormat, type CropsSource } from './crops-file.js';
 import type { DecodeMode, IccMode } from './decode.js';
 import type { PrepareSettings } from './prepare-settings.js';
 
@@ -25,6 +28,18 @@ export interface PreprocessingRecord {
   orientation: 'exif';
   /** Only when not 'exact' (--decode fast), so the records of exact caches stay as they were. */
   decode?: 'fast';
+  /** Only with --crops, so that every other cache's record (and fingerprint) stays as it was. */
+  crops?: CropsRecord;
+  /** --pool: patches averaged N×N on the grid; written only when N > 1, so older records stay as they were. */
+  pool?: number;
+}
+
+/** A crops file as recorded: the file by its sha256 (another file, other features), its buckets. */
+export interface CropsRecord {
+  format: CropsFormat;
+  sha256: string;
+  fallback: boolean;
+  buckets: string[];
 }
 
 /** The record as read back: the buckets as sizes again. */
@@ -40,9 +55,12 @@ export interface RecordedPreprocessing {
   icc: IccMode;
   orientation: 'exif';
   decode: DecodeMode;
+  crops?: CropsSource;
+  /** Patches per stored token along each side (1: not pooled). */
+  pool: number;
 }
 
-export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings): PreprocessingRecord {
+export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageMean' | 'imageStd'>, s: PrepareSettings, pool = 1): PreprocessingRecord {
   return {
     resize: s.resize,
     resample: info.resample,
@@ -54,6 +72,8 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     icc: s.decode.icc,
     orientation: 'exif',
     ...(s.decode.mode === 'fast' ? { decode: 'fast' as const } : {}),
+    ...(s.crops ? { crops: { format: s.crops.format, sha256: s.crops.sha256, fallback: s.crops.fallback, buckets: s.crops.buckets.map(bucketText) } } : {}),
+    ...(pool > 1 ? { pool } : {}),
   };
 }
 
@@ -72,6 +92,12 @@ function parseBucketText(text: string): Bucket | undefined {
 
 const isTriple = (v: unknown): v is [number, number, number] =>
   Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+
+const isCropsRecord = (v: unknown): v is CropsRecord => {
+  const c = v as Partial<CropsRecord> | null;
+  return !!c && CROPS_FORMATS.includes(c.format!) && typeof c.sha256 === 'string' && typeof c.fallback === 'boolean' &&
+    Array.isArray(c.buckets) && c.buckets.every((b) => typeof b === 'string' && BUCKET_TEXT.test(b));
+};
 
 /** The record, or one line saying what is missing or unreadable in it. */
 export function parsePreprocessing(record: object): { value: RecordedPreprocessing } | { problem: string } {
@@ -93,11 +119,14 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
   // Absent in records of exact decodes (and of every cache made before --decode existed).
   const decode = r.decode === undefined ? 'exact' : want('decode', (v): v is 'fast' => v === 'fast');
+  const crops = r.crops === undefined ? undefined : want('crops', isCropsRecord);
+  const pool = r.pool === undefined ? 1 : want('pool', (v): v is number => Number.isInteger(v) && (v as number) > 1);
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
   return {
     value: {
       resize: resize!, resample: resample!, mean: mean!, std: std!, dinoScale: dinoScale!, background: background!, icc: icc!,
-      orientation: orientation!, decode: decode!, buckets: texts!.map((t) => parseBucketText(t)!),
+      orientation: orientation!, decode: decode!, buckets: texts!.map((t) => parseBucketText(t)!), pool: pool!,
+      ...(crops ? { crops: { format: crops.format, sha256: crops.sha256, fallback: crops.fallback, buckets: crops.buckets.map((t) => parseBucketText(t)!) } } : {}),
     },
   };
 }
@@ -109,5 +138,6 @@ export function prepareSettingsOf(p: RecordedPreprocessing, maxPixels: number): 
     resize: p.resize,
     dinoScale: p.dinoScale,
     decode: { maxPixels, background: p.background, icc: p.icc, ...(p.decode === 'fast' ? { mode: 'fast' as const } : {}) },
+    ...(p.crops ? { crops: p.crops } : {}),
   };
 }

@@ -10,6 +10,7 @@ import { UserError } from '../core/errors.js';
 import type { FeatureRow, ShardMeta } from '../shard/schema.js';
 import type { Size } from '../image/buckets.js';
 import { decodeRgb, readHeader, type DecodeOptions } from '../image/decode.js';
+import { parsePreprocessing } from '../image/preprocessing-record.js';
 import { principalComponents, scoresToRgb } from './pca.js';
 
 /** Panels are enlarged (by a whole factor) to at least this height. */
@@ -90,9 +91,12 @@ export async function writePcaPicture(out: string, row: FeatureRow, meta: ShardM
   const bucket = { width: row.bucketWidth, height: row.bucketHeight };
   const original = { width: row.width, height: row.height };
   const layout = pcaLayout(bucket, source ? original : undefined);
-  const block = meta.model.patchSize * layout.scale;
+  // A pooled cache's token spans pool×pool patches.
+  const recorded = parsePreprocessing(meta.preprocessing);
+  const cell = meta.model.patchSize * ('value' in recorded ? recorded.value.pool : 1);
+  const block = cell * layout.scale;
   if (row.gridW * block !== layout.panels.find((p) => p.name === 'pca')!.width || row.gridH * block !== layout.height) {
-    throw new Error(`row ${row.key}: grid ${row.gridH}x${row.gridW} of ${meta.model.patchSize}px patches does not cover bucket ${bucket.width}x${bucket.height}`);
+    throw new Error(`row ${row.key}: grid ${row.gridH}x${row.gridW} of ${cell}px cells does not cover bucket ${bucket.width}x${bucket.height}`);
   }
   const { rgb, explained } = pcaPanelPixels(row, meta.hiddenSize, block);
   const layers: OverlayOptions[] = [];

@@ -31,7 +31,7 @@ export interface InspectSummary {
   /** Rows per model input size "<w>x<h>". */
   buckets: Record<string, number>;
   fileBytes: number;
-  /** Bytes of the stored tensors themselves: patches, registers (when kept), CLS (float32), and each intermediate layer's patches and CLS. */
+  /** Bytes of the stored tensors themselves: patches, registers (when kept), CLS (float32), twice with flipped copies, and each intermediate layer's patches and CLS. */
   tensorBytes: number;
   bytesPerImage: number;
   /** fileBytes / tensorBytes: above 1 is container overhead, below 1 compression. */
@@ -63,7 +63,8 @@ export async function summarize(t: ReadTarget, targetName: string): Promise<Insp
       for (const row of batch) {
         rows++;
         buckets[bucketLabel(row)] = (buckets[bucketLabel(row)] ?? 0) + 1;
-        tensorBytes += (row.grid_h * row.grid_w + (registersKept ? numRegisters : 0)) * vector + row.cls.length * 4 +
+        const orientations = info.meta.flip ? 2 : 1;
+        tensorBytes += orientations * ((row.grid_h * row.grid_w + (registersKept ? numRegisters : 0)) * vector + row.cls.length * 4) +
           layers * (row.grid_h * row.grid_w * vector + hiddenSize * 4);
         norms.add(l2norm(row.cls));
       }
@@ -103,7 +104,7 @@ export function formatSummary(s: InspectSummary): string {
     ['format', `${s.format}, schema ${s.schemaVersion}, feature format ${m.featureFormat ?? 'unversioned'}, written by dinofeat ${m.dinofeatVersion}`],
     ['columns', s.columns.join(', ')],
     ['rows', `${s.rows} in ${plural(s.shards, 'shard')}${s.failed !== undefined ? `; ${s.failed} images in the errors log` : ''}`],
-    ['tensors', `patches [grid_h*grid_w, ${m.hiddenSize}] ${m.dtype}; cls [${m.hiddenSize}] float32; registers ${m.registersKept ? `[${m.numRegisters}, ${m.hiddenSize}] ${m.dtype}` : 'not stored'}`],
+    ['tensors', `patches [grid_h*grid_w, ${m.hiddenSize}] ${m.dtype}; cls [${m.hiddenSize}] float32; registers ${m.registersKept ? `[${m.numRegisters}, ${m.hiddenSize}] ${m.dtype}` : 'not stored'}${m.flip ? '; and each of the horizontally flipped image (*_flip)' : ''}`],
     ['layers', shardLayers(m).length ? `blocks ${shardLayers(m).join(', ')} (layer<k>_cls, layer<k>_patches, through the final norm) and the last` : 'the last only'],
     ['model', `${model.family}, patch ${model.patchSize}, ${model.numRegisters} registers, hidden ${model.hiddenSize}, ${model.precision}${model.sourceRepo ? `, ${model.sourceRepo}` : ''}${model.weightsSha256 ? `, weights ${model.weightsSha256.slice(0, 12)}` : ''}`],
     ['preprocess', Object.entries(pre).map(([k, v]) => `${k} ${Array.isArray(v) ? abbreviate(v.map(String), 4, ' ') : String(v)}`).join('; ')],

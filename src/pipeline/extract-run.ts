@@ -32,6 +32,8 @@ export interface ExtractRunOptions {
   sink: ShardSink;
   errors: ErrorsLog;
   keepRegisters: boolean;
+  /** --pool (default 1). */
+  pool?: number;
   batchSize: number;
   /** Bytes of the largest bucket's input tensor (float32), for the queue sizes. */
   imageBytes: number;
@@ -49,7 +51,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const slots = new Semaphore(sizes.imageSlots);
   const writer = new RowWriter({ state: o.state, partId: o.partId, sink: o.sink, tally });
   const scheduler = new ModelScheduler({
-    model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, failure,
+    model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, pool: o.pool, failure,
     onRows: (batch, rows) => writer.write(batch, rows).finally(() => slots.release(batch.length)),
     onBatchFailed: async (batch, reason) => {
       for (const p of batch) await tally.failed(p.key, p.display, 'infer', reason);

@@ -4,16 +4,18 @@
  * the cache summarised. What it returns is what the command prints.
  */
 import { UserError } from '../core/errors.js';
-import { cacheIdentity, shardMetaOf, type StoredForm } from '../cache/identity.js';
+import { cacheIdentity, shardMetaOf, type CacheIdentity, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
-import { resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { checkPoolable, resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
+import { CropsFile } from '../image/crops-file.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
+import type { PrepareSettings } from '../image/prepare-settings.js';
 import { describePreprocessing } from '../image/preprocessing-record.js';
-import { chooseDevice, sessionDevice } from '../model/device-choice.js';
+import { chooseDevice, sessionDevice, type DeviceChoice } from '../model/device-choice.js';
 import { startSession } from '../model/devices.js';
 import { tokenCount } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
@@ -26,7 +28,7 @@ import { countAhead } from '../source/count.js';
 import { checkInputPaths, readInputs, type Inputs } from '../source/inputs.js';
 import type { TarReading } from '../source/tar.js';
 import { runExtraction, RunFailure } from './extract-run.js';
-import { createImagePreparer } from './prepare.js';
+import { createImagePreparer, type ChoosePlan } from './prepare.js';
 import { createProgress } from './progress.js';
 import { autoBatchSize, defaultDecoders, imageStageCapacity } from './sizing.js';
 import type { ExtractStats } from './tally.js';
@@ -41,7 +43,11 @@ export interface ExtractRequest {
   modelOverrides: InfoOverrides;
   buckets: BucketFlags;
   resize: ResizeMode;
+  /** A trainer's crops file (--crops), and whether images it lacks fall back to the buckets. */
+  crops?: { file: string; fallback: boolean };
   decode: DecodeOptions;
+  /** --pool: patches averaged pool×pool on the grid (1: not pooled). */
+  pool: number;
   stored: StoredForm;
   /** Images per model call, or 'auto': sized from the provider's token budget (sizing.ts). */
   batchSize: number | 'auto';
@@ -111,7 +117,7 @@ async function otherDeviceNote(state: CacheState, device: string): Promise<strin
  * largest bucket into the provider's token budget. The batch does not change features, so it is
  * not in the fingerprint.
  */
-function modelBatchSize(info: ModelInfo, requested: number | 'auto', provider: string, buckets: readonly Bucket[]): BatchChoice {
+export function modelBatchSize(info: ModelInfo, requested: number | 'auto', provider: string, buckets: readonly Bucket[]): BatchChoice {
   if (info.precision === 'int8') return { size: 1, reason: 'int8 model: one image at a time' };
   if (requested !== 'auto') return { size: requested, reason: '--batch-size' };
   const tokens = Math.max(...buckets.map((b) => tokenCount(info, Math.floor(b.height / info.patchSize), Math.floor(b.width / info.patchSize))));
@@ -119,32 +125,76 @@ function modelBatchSize(info: ModelInfo, requested: number | 'auto', provider: s
   return { size: auto.size, reason: `auto: ${auto.budget} tokens a call on ${provider}, ${tokens} an image` };
 }
 
-export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
-  checkInputPaths(r.inputs);
-  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
-  const device = chooseDevice(r.device);
-  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
+/** What every check before the model runs gives: the model file, its metadata, the run's buckets and crops file, the device. */
+export interface CheckedSetup {
+  modelPath: string;
+  info: ModelInfo;
+  buckets: Bucket[];
+  crops?: CropsFile;
+  device: DeviceChoice;
+}
 
+/** Everything that can be checked before the model is started or anything written (extract and its dry run). */
+export async function checkSetup(r: ExtractRequest): Promise<CheckedSetup> {
+  checkInputPaths(r.inputs);
+  const device = chooseDevice(r.device);
   // Model first: its patch size decides which buckets are valid.
   const modelPath = await resolveModelPath(r.model);
-  let info = loadModelInfo(modelPath, r.modelOverrides);
+  const info = loadModelInfo(modelPath, r.modelOverrides);
   const buckets = resolveBuckets(r.buckets, info.patchSize);
+  const crops = r.crops && await CropsFile.read(r.crops.file, { patch: info.patchSize, dinoScale: r.buckets.dinoScale, fallback: r.crops.fallback });
+  checkPoolable([...buckets, ...(crops?.source.buckets ?? [])], info.patchSize, r.pool);
+  // A flipped row must say so (the flip column), and that column comes with the flipped copies:
+  // refusing is better than a cache whose rows do not say which way they face.
+  if (crops && crops.flipped > 0 && !r.stored.flip) {
+    throw new UserError(`--crops ${r.crops!.file} has "flip": true for ${crops.flipped} image${crops.flipped === 1 ? '' : 's'}: add --flip, so each row stores the trainer's orientation with flip = true and keeps the other beside it`);
+  }
   await resolveBackground(r.decode.background); // a colour sharp cannot parse is a usage error, not one per image
   checkCacheDirWritable(r.out);
+  if (r.stored.flip && info.layers?.length) {
+    throw new UserError(`--flip with a model that outputs intermediate layers (${info.layers.join(',')}) is not supported: flipped copies of the layers are not stored; extract without --flip, or with a model converted without --layers`);
+  }
+  return { modelPath, info, buckets, device, ...(crops ? { crops } : {}) };
+}
+
+/** The image stage's settings of a run. */
+export function runSettings(r: ExtractRequest, { buckets, crops }: Pick<CheckedSetup, 'buckets' | 'crops'>): PrepareSettings {
+  return {
+    buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode, flipCopies: r.stored.flip === true,
+    ...(crops ? { crops: crops.source } : {}),
+  };
+}
+
+/** Each image's plan: the crops file's (--crops), or dinofeat's rule when there is none. */
+export function planOf(crops: CropsFile | undefined, key: string): ChoosePlan | undefined {
+  return crops && ((size) => crops.plan(key, size));
+}
+
+/** The identity the run's cache will have, from the probed model (hidden size known) and its weights' hash. */
+export function runIdentity(r: ExtractRequest, info: ModelInfo, settings: PrepareSettings, weightsSha256: string, provider: string): CacheIdentity {
+  return cacheIdentity({
+    model: { ...info, weightsSha256 },
+    preprocessing: describePreprocessing(info, settings, r.pool),
+    stored: r.stored,
+    device: provider, // the card does not change the features
+  });
+}
+
+export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
+  const slot = resolveWorkerSlot({ numWorkers: r.numWorkers, workerIndex: r.workerIndex });
+  const partId = slot.count === 1 ? '0' : `${slot.index}_of_${slot.count}`;
+  const { modelPath, crops, device, ...checked } = await checkSetup(r);
+  const { buckets } = checked;
+  let info = checked.info;
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
     const model = await startSession(modelPath, { ...sessionDevice(device), threads: r.threads }, modelPath);
     cleanups.push(() => model.close());
     info = await probeModel(model, info, modelPath);
-    const settings = { buckets, resize: r.resize, dinoScale: r.buckets.dinoScale, decode: r.decode };
+    const settings = runSettings(r, { buckets: checked.buckets, crops });
     const weightsSha256 = await modelWeightsSha256(modelPath, info);
-    const identity = cacheIdentity({
-      model: { ...info, weightsSha256 },
-      preprocessing: describePreprocessing(info, settings),
-      stored: r.stored,
-      device: device.provider, // the card does not change the features
-    });
+    const identity = runIdentity(r, info, settings, weightsSha256, device.provider);
 
     const cache = await openCacheForWrite(r.out, { partId, identity, overwrite: r.overwrite });
     cleanups.push(() => cache.close());
@@ -176,8 +226,10 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     try {
       stats = await runExtraction({
         sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key), onTar: (_, reading) => tarReads.push(reading) }), partId, model, info,
-        prepare: (bytes) => preparer.prepare(bytes),
-        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, batchSize: batch.size, imageBytes: Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),
+        prepare: (bytes, image) => preparer.prepare(bytes, planOf(crops, image.key)),
+        state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, pool: r.pool, batchSize: batch.size,
+        // An image with its flipped copy (--flip) holds two tensors.
+        imageBytes: (r.stored.flip ? 2 : 1) * Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),
         decodeConcurrency: decoders, progress, stopRequested: stop.requested,
       });
     } catch (e) {

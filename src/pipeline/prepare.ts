@@ -5,9 +5,10 @@
  * image/preprocessing-record.ts.
  */
 import type { ModelInfo } from '../model/info.js';
-import { assignBucket, cropBox } from '../image/buckets.js';
+import { planByRule, type CropBox, type ImagePlan, type Size } from '../image/buckets.js';
 import { decodeStored, fastDecodeSize, ImageError, readHeader } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
+import { copyBoxOf, orientedPixels } from '../image/mirror.js';
 import { normalisationOf } from '../image/resample.js';
 import { ResamplePool } from '../image/resample-pool.js';
 import type { ErrorStage } from '../cache/errors-log.js';
@@ -23,6 +24,10 @@ export interface PreparedPixels {
   crop: { x: number; y: number; w: number; h: number };
   /** [3, bucketHeight, bucketWidth], normalised. */
   pixels: Float32Array;
+  /** `pixels` are of the crop mirrored (the image's plan asked for it: a crops file's `flip`). */
+  flip?: boolean;
+  /** The other orientation, when the settings keep flipped copies (image/mirror.ts says of which box). */
+  mirrored?: Float32Array;
 }
 
 /** Failure of one image (unreadable, undecodable, over the pixel limit); the run goes on. */
@@ -35,8 +40,17 @@ export class ImageFailure extends Error {
   }
 }
 
+/**
+ * Picks an image's plan from its upright size when dinofeat's rule does not (a trainer's crops
+ * file, or validate re-extracting a row as stored): a plan, whose `flip` makes the mirrored crop the
+ * main view (image/mirror.ts), a reason the image cannot be planned (an error row), or undefined
+ * for the rule.
+ */
+export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undefined;
+
 export interface ImagePreparer {
-  prepare(bytes: Buffer): Promise<PreparedPixels>;
+  /** One image, planned by `choose` (its bucket, crop and orientation) or else by dinofeat's rule. */
+  prepare(bytes: Buffer, choose?: ChoosePlan): Promise<PreparedPixels>;
   close(): Promise<void>;
 }
 
@@ -47,24 +61,33 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
   const norm = normalisationOf(info);
 
   return {
-    async prepare(bytes) {
+    async prepare(bytes, choose) {
       try {
         const header = await readHeader(bytes, s.decode);
-        const bucket = assignBucket(header, s.buckets);
-        const crop = cropBox(header, bucket, s.resize);
+        const plan = choose?.(header) ?? planByRule(header, s.buckets, s.resize);
+        if ('problem' in plan) throw new ImageFailure('source', plan.problem);
+        const { bucket, crop } = plan;
         const shrunk = s.decode.mode === 'fast' ? fastDecodeSize(header, crop, bucket) : undefined;
         const taken = await pixels.acquire(shrunk ? shrunk.width * shrunk.height : crop.w * crop.h);
         try {
-          const frame = await decodeStored(bytes, crop, header, s.decode, shrunk);
+          const flip = plan.flip === true;
+          const copyBox = copyBoxOf(crop, header.width, s.crops === undefined);
+          /** One upright box decoded (as stored, shrunk on load in fast mode) and resampled to the bucket. */
+          const render = async (box: CropBox) => {
+            const frame = await decodeStored(bytes, box, header, s.decode, s.decode.mode === 'fast' ? fastDecodeSize(header, box, bucket) : undefined);
+            return pool.run({
+              rgb: frame.data, stored: { width: frame.width, height: frame.height }, out: { width: bucket.width, height: bucket.height }, axes: frame.axes, filter: info.resample, norm,
+            });
+          };
+          const views = await orientedPixels(crop, copyBox, bucket, { flip, copy: s.flipCopies === true }, render);
           return {
             width: header.width,
             height: header.height,
             bucketWidth: bucket.width,
             bucketHeight: bucket.height,
             crop,
-            pixels: await pool.run({
-              rgb: frame.data, stored: { width: frame.width, height: frame.height }, out: { width: bucket.width, height: bucket.height }, axes: frame.axes, filter: info.resample, norm,
-            }),
+            flip,
+            ...views,
           };
         } finally {
           pixels.release(taken);

@@ -12,7 +12,8 @@ import type { Origin } from '../source/types.js';
 import { MODEL_INPUT, tokenOutputs } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
 import type { WireTensor } from '../model/ort-worker.js';
-import { splitOutputs, TokenLayoutError } from '../model/split.js';
+import { poolPatches } from '../model/pool.js';
+import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split.js';
 import { Batcher } from './batcher.js';
 import type { PreparedPixels } from './prepare.js';
 import { MODEL_QUEUE_DEPTH } from './sizing.js';
@@ -42,6 +43,8 @@ export interface SchedulerOptions {
   /** Images held in partial batches before the fullest goes early (see sizing.ts). */
   maxWaiting: number;
   keepRegisters: boolean;
+  /** --pool: patches averaged pool×pool on the grid before they are stored (default 1: as the model gives them). */
+  pool?: number;
   /** Takes a batch's rows; resolves once they are written (the batch's task lasts until then). */
   onRows(batch: PendingImage[], rows: FeatureRow[]): Promise<void>;
   /** The model failed on this batch (not on its contract): each image is a failure, the run goes on. */
@@ -52,21 +55,24 @@ export interface SchedulerOptions {
 const NO_PIXELS = new Float32Array(0);
 
 /**
- * A batch as one input tensor, built when the model is about to take it. Each image lets go of its
- * own pixels here, so an image in flight is held once; a batch of one is sent as it is, uncopied.
+ * The model inputs of a batch, in order: each image's pixels, then its flipped copy when it has
+ * one. Each image lets go of its tensors here, so an image in flight is held once.
  */
-function batchTensor(batch: PendingImage[]): Float32Array {
-  if (batch.length === 1) {
-    const only = batch[0]!.pixels;
-    batch[0]!.pixels = NO_PIXELS;
-    return only;
-  }
-  const plane = batch[0]!.pixels.length;
-  const input = new Float32Array(plane * batch.length);
-  batch.forEach((p, b) => {
-    input.set(p.pixels, b * plane);
+function takePlanes(batch: PendingImage[]): Float32Array[] {
+  return batch.flatMap((p) => {
+    const planes = p.mirrored ? [p.pixels, p.mirrored] : [p.pixels];
     p.pixels = NO_PIXELS;
+    p.mirrored = undefined;
+    return planes;
   });
+}
+
+/** Planes as one input tensor, built when the model is about to take it; a single plane goes uncopied. */
+function batchTensor(planes: readonly Float32Array[]): Float32Array {
+  if (planes.length === 1) return planes[0]!;
+  const size = planes[0]!.length;
+  const input = new Float32Array(size * planes.length);
+  planes.forEach((plane, b) => input.set(plane, b * size));
   return input;
 }
 
@@ -104,10 +110,20 @@ export class ModelScheduler {
     }
   }
 
-  /** One batch on the model; its place at the model is given back as soon as it answers. */
-  private async runModel(input: Float32Array, dims: number[]): Promise<Record<string, WireTensor>> {
+  /**
+   * One batch on the model, at most batchSize planes per call (a batch with flipped copies takes
+   * two calls, so an int8 model still sees one image at a time); its place at the model is given
+   * back as soon as it answers.
+   */
+  private async runModel(planes: Float32Array[], height: number, width: number): Promise<Array<Record<string, WireTensor>>> {
     try {
-      return await this.o.model.run({ [MODEL_INPUT]: { type: 'float32', data: input, dims } }, tokenOutputs(this.o.info));
+      const answers = [];
+      while (planes.length) {
+        const chunk = planes.splice(0, this.o.batchSize);
+        const feeds = { [MODEL_INPUT]: { type: 'float32' as const, data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
+        answers.push(await this.o.model.run(feeds, tokenOutputs(this.o.info)));
+      }
+      return answers;
     } finally {
       this.atModel--;
       this.feed();
@@ -116,25 +132,42 @@ export class ModelScheduler {
 
   private async infer(batch: PendingImage[]): Promise<void> {
     const first = batch[0]!;
-    const { patchSize } = this.o.info;
+    const { patchSize, hiddenSize } = this.o.info;
     const gridH = Math.floor(first.bucketHeight / patchSize);
     const gridW = Math.floor(first.bucketWidth / patchSize);
-    let groups: ReturnType<typeof splitOutputs>;
+    const pool = this.o.pool ?? 1;
+    const withCopy = batch.map((p) => p.mirrored !== undefined);
+    let groups: ImageTokens[];
     try {
-      const out = await this.runModel(batchTensor(batch), [batch.length, 3, first.bucketHeight, first.bucketWidth]);
-      groups = splitOutputs(out, this.o.info, gridH, gridW);
+      const answers = await this.runModel(takePlanes(batch), first.bucketHeight, first.bucketWidth);
+      groups = answers.flatMap((a) => splitOutputs(a, this.o.info, gridH, gridW));
     } catch (e) {
       if (e instanceof TokenLayoutError) throw new FatalError(`${e.message}: the model does not fit its metadata; check --patch-size/--num-registers or reconvert it`);
       return this.o.onBatchFailed(batch, e instanceof Error ? e.message.split('\n')[0]! : String(e));
     }
-    const rows = batch.map((p, b): FeatureRow => ({
-      key: p.key, sha256: p.sha256, width: p.width, height: p.height,
-      bucketWidth: p.bucketWidth, bucketHeight: p.bucketHeight, gridH, gridW,
-      cropX: p.crop.x, cropY: p.crop.y, cropW: p.crop.w, cropH: p.crop.h,
-      cls: groups[b]!.cls, patches: groups[b]!.patches,
-      ...(this.o.keepRegisters ? { registers: groups[b]!.registers } : {}),
-      ...(groups[b]!.layers.length ? { layers: groups[b]!.layers } : {}),
-    }));
+    const pooled = (patches: Float32Array) => poolPatches(patches, gridH, gridW, hiddenSize, pool);
+    // Intermediate layers are pooled as the last one is; a flipped copy has none (extract refuses
+    // --flip with them), so they are only kept for the image itself.
+    const features = (g: ImageTokens) => ({
+      cls: g.cls, patches: pooled(g.patches),
+      ...(this.o.keepRegisters ? { registers: g.registers } : {}),
+    });
+    const layers = (g: ImageTokens) => (g.layers.length ? { layers: g.layers.map((l) => ({ layer: l.layer, cls: l.cls, patches: pooled(l.patches) })) } : {});
+    const answer = groups.values();
+    const rows = batch.map((p, b): FeatureRow => {
+      // Planes were taken in this order: an image, then its flipped copy when it had one.
+      const own = answer.next().value!;
+      const copy = withCopy[b] ? answer.next().value! : undefined;
+      return {
+        key: p.key, sha256: p.sha256, width: p.width, height: p.height,
+        bucketWidth: p.bucketWidth, bucketHeight: p.bucketHeight, gridH: gridH / pool, gridW: gridW / pool,
+        cropX: p.crop.x, cropY: p.crop.y, cropW: p.crop.w, cropH: p.crop.h,
+        ...features(own), ...layers(own),
+        // A flip is always stated, so a shard without the flip column refuses it rather than losing it.
+        ...(copy || p.flip ? { flip: p.flip === true } : {}),
+        ...(copy ? { mirrored: features(copy) } : {}),
+      };
+    });
     await this.o.onRows(batch, rows);
   }
 }

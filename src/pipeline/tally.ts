@@ -27,7 +27,7 @@ export interface ExtractStats {
  * The summary groups failures by kind: the reason's first clause, without the decoder's name
  * ("vipspng: ") and with numbers as N, so "40000x30000 ... over the limit" and "9000x9000 ..." count together.
  */
-function failureKind(stage: ErrorStage, reason: string): string {
+export function failureKind(stage: ErrorStage, reason: string): string {
   const clause = reason.replace(/^\w+: /, '').split(/[:;(,]/)[0]!.replace(/\d+/g, 'N').trim();
   return `${stage}: ${clause.slice(0, 60)}`;
 }

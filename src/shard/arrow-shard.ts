@@ -4,10 +4,10 @@
  * Uncompressed on purpose: arrow-js 21.2 writes compressed buffers that pyarrow rejects.
  */
 import {
-  AsyncByteQueue, Binary, Field, Float32, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, Utf8,
+  AsyncByteQueue, Binary, Bool, Field, Float32, Int32, List, RecordBatch, RecordBatchStreamWriter, Schema, Struct, Utf8,
   makeData, vectorFromArray, type Data, type DataType,
 } from 'apache-arrow';
-import { columnKind, metaToKeyValue, shardColumns, shardLayers, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
+import { columnKind, columnsOfMeta, metaToKeyValue, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
@@ -17,15 +17,18 @@ function columnType(name: ColumnName): DataType {
       return new Utf8();
     case 'vector':
       return new List(new Field('item', new Float32(), false));
-    case 'tensor':
+    case 'registers':
+    case 'patches':
       return new Binary();
+    case 'bool':
+      return new Bool();
     case 'int':
       return new Int32();
   }
 }
 
 export function arrowSchema(meta: ShardMeta): Schema {
-  const fields = shardColumns(meta.registersKept, shardLayers(meta)).map((name) => new Field(name, columnType(name), false));
+  const fields = columnsOfMeta(meta).map((name) => new Field(name, columnType(name), false));
   return new Schema(fields, new Map(Object.entries(metaToKeyValue(meta))));
 }
 
@@ -91,7 +94,10 @@ function columnData(name: ColumnName, rows: readonly EncodedRow[]): Data {
       return vectorFromArray(values as string[], new Utf8()).data[0]!;
     case 'vector':
       return listData(values as Float32Array[]);
-    case 'tensor':
+    case 'bool':
+      return vectorFromArray(values as boolean[], new Bool()).data[0]!;
+    case 'registers':
+    case 'patches':
       return binaryData(values as Uint8Array[]);
   }
 }

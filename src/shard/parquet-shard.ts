@@ -7,13 +7,12 @@
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { ColumnSource } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { columnKind, encodedRowBytes, metaToKeyValue, shardColumns, shardLayers, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
+import { columnKind, columnsOfMeta, encodedRowBytes, metaToKeyValue, type ColumnName, type EncodedRow, type IntColumn, type ShardMeta } from './schema.js';
 import type { HashingOutput } from './hashing-output.js';
 import type { ShardEncoder } from './encoder.js';
 
 /** Parquet schema of a shard; `cls` columns are standard 3-level LISTs so every reader sees list<float>. */
-export function parquetSchema(registersKept: boolean, layers: readonly number[] = []): SchemaElement[] {
-  const columns = shardColumns(registersKept, layers);
+export function parquetSchema(columns: readonly ColumnName[]): SchemaElement[] {
   const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }];
   for (const name of columns) schema.push(...columnElements(name));
   return schema;
@@ -30,8 +29,11 @@ function columnElements(name: ColumnName): SchemaElement[] {
         { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
         { name: 'element', type: 'FLOAT', repetition_type: required },
       ];
-    case 'tensor':
+    case 'registers':
+    case 'patches':
       return [{ name, type: 'BYTE_ARRAY', repetition_type: required }];
+    case 'bool':
+      return [{ name, type: 'BOOLEAN', repetition_type: required }];
     case 'int':
       return [{ name, type: 'INT32', repetition_type: required }];
   }
@@ -61,10 +63,10 @@ export class ParquetShardEncoder implements ShardEncoder {
 
   constructor(out: HashingOutput, meta: ShardMeta) {
     this.buffer = new GroupBuffer(out);
-    this.columns = shardColumns(meta.registersKept, shardLayers(meta));
+    this.columns = columnsOfMeta(meta);
     this.writer = new ParquetWriter({
       writer: this.buffer,
-      schema: parquetSchema(meta.registersKept, shardLayers(meta)),
+      schema: parquetSchema(this.columns),
       codec: 'UNCOMPRESSED',
       statistics: false,
       kvMetadata: Object.entries(metaToKeyValue(meta)).map(([key, value]) => ({ key, value })),
@@ -98,7 +100,10 @@ function columnSource(name: ColumnName, rows: readonly EncodedRow[]): ColumnSour
     case 'vector':
       // hyparquet-writer encodes lists from plain arrays only.
       return { name, data: rows.map((r) => Array.from(r[name] as Float32Array)) };
-    case 'tensor':
+    case 'bool':
+      return { name, data: rows.map((r) => r.flip!) };
+    case 'registers':
+    case 'patches':
       // PLAIN: a dictionary over unique multi-MB blobs would only cost time.
       return { name, data: rows.map((r) => r[name]!), encoding: 'PLAIN' };
   }

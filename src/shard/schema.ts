@@ -13,6 +13,9 @@
  * - `layer<k>_cls` / `layer<k>_patches`, one pair per intermediate layer the model outputs
  *   (ModelInfo.layers): encoded as `cls` / `patches` are. Absent for a model without layers, so
  *   such shards are what they always were.
+ * - With --flip, the horizontally mirrored copy sits beside them in the same row (`cls_flip`,
+ *   `registers_flip`, `patches_flip`, same encodings) and `flip` says which orientation the plain
+ *   columns hold: one row per key, as the journal, resume and validate count them.
  */
 import os from 'node:os';
 import type { ModelInfo } from '../model/info.js';
@@ -57,6 +60,10 @@ export interface FeatureRow {
   patches: Float32Array;
   /** One per intermediate layer the model outputs, in its order; absent or empty without them. */
   layers?: LayerFeatures[];
+  /** The features above are of the horizontally mirrored crop (a per-image plan's flip); only in a cache made with flips. */
+  flip?: boolean;
+  /** The other orientation (--flip): the same shapes, of the crop box mirrored (image/mirror.ts). */
+  mirrored?: MirroredFeatures;
 }
 
 /** One intermediate layer's features of an image: as `cls` and `patches`, after block `layer` through the final norm. */
@@ -67,6 +74,13 @@ export interface LayerFeatures {
   patches: Float32Array;
 }
 
+/** The flipped copy of a row's features (intermediate layers are not flipped: extract refuses --flip with them). */
+export interface MirroredFeatures {
+  cls: Float32Array;
+  registers?: Float32Array;
+  patches: Float32Array;
+}
+
 export const STRING_COLUMNS = ['key', 'sha256'] as const;
 export const INT_COLUMNS = [
   'width', 'height', 'bucket_width', 'bucket_height', 'grid_h', 'grid_w',
@@ -74,10 +88,12 @@ export const INT_COLUMNS = [
 ] as const;
 export type StringColumn = (typeof STRING_COLUMNS)[number];
 export type IntColumn = (typeof INT_COLUMNS)[number];
-export type TensorColumn = 'registers' | 'patches';
+export type TensorColumn = 'registers' | 'patches' | 'registers_flip' | 'patches_flip';
 export type LayerClsColumn = `layer${number}_cls`;
 export type LayerPatchesColumn = `layer${number}_patches`;
-export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn | LayerClsColumn | LayerPatchesColumn;
+/** Columns a shard made with --flip adds, after the others. */
+export const FLIP_COLUMNS = ['flip', 'cls_flip', 'registers_flip', 'patches_flip'] as const;
+export type ColumnName = StringColumn | IntColumn | 'cls' | TensorColumn | LayerClsColumn | LayerPatchesColumn | 'flip' | 'cls_flip';
 
 /** An intermediate layer's columns, named after its block number (1-based). */
 export const layerColumns = (k: number): { cls: LayerClsColumn; patches: LayerPatchesColumn } => ({ cls: `layer${k}_cls`, patches: `layer${k}_patches` });
@@ -88,18 +104,26 @@ export type EncodedRow = { [C in StringColumn]: string } & { [C in IntColumn]: n
   /** Present exactly when the shard keeps registers. */
   registers?: Uint8Array;
   patches: Uint8Array;
+  /** Present exactly when the shard keeps flipped copies (--flip); registers_flip also needs registers kept. */
+  flip?: boolean;
+  cls_flip?: Float32Array;
+  registers_flip?: Uint8Array;
+  patches_flip?: Uint8Array;
 } & { [C in LayerClsColumn]?: Float32Array } & { [C in LayerPatchesColumn]?: Uint8Array };
 
 /**
- * How a column is stored: text, int32, a list<float32> vector (`cls`, `layer<k>_cls`) or a binary
- * tensor (`registers`, `patches`, `layer<k>_patches`). Encoders and readers go by this, not names.
+ * How a column is stored and what it weighs: text, int32, bool, a list<float32> vector (`cls`,
+ * `cls_flip`, `layer<k>_cls`) or a binary tensor of registers or patches. Encoders, readers and the
+ * size estimate go by this, not by names.
  */
-export type ColumnKind = 'string' | 'int' | 'vector' | 'tensor';
+export type ColumnKind = 'string' | 'int' | 'bool' | 'vector' | 'registers' | 'patches';
 
 export function columnKind(name: ColumnName): ColumnKind {
   if ((STRING_COLUMNS as readonly string[]).includes(name)) return 'string';
   if ((INT_COLUMNS as readonly string[]).includes(name)) return 'int';
-  return name === 'cls' || name.endsWith('_cls') ? 'vector' : 'tensor';
+  if (name === 'flip') return 'bool';
+  if (name === 'cls' || name === 'cls_flip' || name.endsWith('_cls')) return 'vector';
+  return name.startsWith('registers') ? 'registers' : 'patches';
 }
 
 /** The intermediate layers a shard's columns hold, ascending (from layer<k>_cls names). */
@@ -113,14 +137,22 @@ const INT_FIELDS: Readonly<Record<IntColumn, IntField>> = {
   grid_h: 'gridH', grid_w: 'gridW', crop_x: 'cropX', crop_y: 'cropY', crop_w: 'cropW', crop_h: 'cropH',
 };
 
-/** Columns of a shard, in file order: the final layer's, then each intermediate layer's. */
-export function shardColumns(registersKept: boolean, layers: readonly number[] = []): readonly ColumnName[] {
+/**
+ * Columns of a shard, in file order: the final layer's, each intermediate layer's, then the flip
+ * columns, so every column keeps its place whatever is added after it.
+ */
+export function shardColumns(registersKept: boolean, layers: readonly number[] = [], flip = false): readonly ColumnName[] {
   const perLayer = layers.flatMap((k) => {
     const c = layerColumns(k);
     return [c.cls, c.patches];
   });
-  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches', ...perLayer];
+  const flipColumns = flip ? FLIP_COLUMNS.filter((c) => registersKept || c !== 'registers_flip') : [];
+  return [...STRING_COLUMNS, ...INT_COLUMNS, 'cls', ...(registersKept ? (['registers'] as const) : []), 'patches', ...perLayer, ...flipColumns];
 }
+
+/** The columns of a shard with this metadata. */
+export const columnsOfMeta = (meta: Pick<ShardMeta, 'model' | 'registersKept' | 'flip'>): readonly ColumnName[] =>
+  shardColumns(meta.registersKept, shardLayers(meta), meta.flip);
 
 /** The intermediate layers a shard of this metadata stores (its model's). */
 export const shardLayers = (meta: Pick<ShardMeta, 'model'>): readonly number[] => meta.model.layers ?? [];
@@ -140,6 +172,8 @@ export interface ShardMeta {
   /** The model's register count; the column exists only when `registersKept`. */
   numRegisters: number;
   registersKept: boolean;
+  /** Flipped copies kept (--flip); absent in shards without them. */
+  flip?: boolean;
   model: ModelInfo;
   preprocessing: JsonObject;
   fingerprint: string;
@@ -158,15 +192,17 @@ export const META_KEYS = {
   fingerprint: 'dinofeat.fingerprint',
   featureFormat: 'dinofeat.feature_format',
   device: 'dinofeat.device',
+  flip: 'dinofeat.flip',
 } as const;
 
 /** Human-readable layout string, stored in the metadata so a reader needs no documentation. */
-export function layoutDescription(dtype: TensorDtype, registersKept: boolean, layers: readonly number[] = []): string {
+export function layoutDescription(dtype: TensorDtype, registersKept: boolean, layers: readonly number[] = [], flip = false): string {
   const parts = [
     `patches: [grid_h*grid_w, hidden] row-major little-endian ${dtype}`,
     ...(registersKept ? [`registers: [num_registers, hidden] row-major little-endian ${dtype}`] : []),
     'cls: list<float32>[hidden]',
     ...(layers.length ? [`layer<k>_cls, layer<k>_patches for k in ${layers.join(',')}: as cls, patches, the output of block k (from 1) through the final norm`] : []),
+    ...(flip ? ['cls_flip, registers_flip, patches_flip: the same, of the horizontally flipped image (crop box mirrored); flip: bool, true when the plain columns are the flipped image'] : []),
   ];
   return parts.join('; ');
 }
@@ -176,7 +212,7 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.schemaVersion]: String(SCHEMA_VERSION),
     [META_KEYS.dinofeatVersion]: meta.dinofeatVersion,
     [META_KEYS.dtype]: meta.dtype,
-    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept, shardLayers(meta)),
+    [META_KEYS.layout]: layoutDescription(meta.dtype, meta.registersKept, shardLayers(meta), meta.flip),
     [META_KEYS.hiddenSize]: String(meta.hiddenSize),
     [META_KEYS.numRegisters]: String(meta.numRegisters),
     [META_KEYS.registersKept]: String(meta.registersKept),
@@ -185,6 +221,7 @@ export function metaToKeyValue(meta: ShardMeta): Record<string, string> {
     [META_KEYS.fingerprint]: meta.fingerprint,
     ...(meta.featureFormat !== undefined ? { [META_KEYS.featureFormat]: String(meta.featureFormat) } : {}),
     ...(meta.device !== undefined ? { [META_KEYS.device]: meta.device } : {}),
+    ...(meta.flip ? { [META_KEYS.flip]: 'true' } : {}),
   };
 }
 
@@ -208,6 +245,7 @@ export function metaFromKeyValue(kv: ReadonlyMap<string, string>, source: string
   return {
     ...(featureFormat !== undefined ? { featureFormat: Number(featureFormat) } : {}),
     ...(device !== undefined ? { device } : {}),
+    ...(kv.get(META_KEYS.flip) === 'true' ? { flip: true } : {}),
     dinofeatVersion: get(META_KEYS.dinofeatVersion),
     dtype: dtype as TensorDtype,
     hiddenSize: Number(get(META_KEYS.hiddenSize)),
@@ -251,22 +289,33 @@ export interface RowShape {
   registersKept: boolean;
   /** The intermediate layers every row carries, in order (none when absent). */
   layers?: readonly number[];
+  /** Every row carries its flipped copy (--flip). */
+  flip?: boolean;
 }
 
 /** The row shape of a shard with this metadata. */
-export function rowShapeOf(meta: ShardMeta): Required<RowShape> & { dtype: TensorDtype } {
-  return { hiddenSize: meta.hiddenSize, numRegisters: meta.numRegisters, registersKept: meta.registersKept, layers: shardLayers(meta), dtype: meta.dtype };
+export function rowShapeOf(meta: ShardMeta): Required<Omit<RowShape, 'flip'>> & Pick<RowShape, 'flip'> & { dtype: TensorDtype } {
+  return { hiddenSize: meta.hiddenSize, numRegisters: meta.numRegisters, registersKept: meta.registersKept, layers: shardLayers(meta), flip: meta.flip, dtype: meta.dtype };
 }
 
 export function checkRowShape(row: FeatureRow, shape: RowShape): void {
   const fail = (what: string): never => {
     throw new Error(`row ${row.key}: ${what}`);
   };
-  if (row.cls.length !== shape.hiddenSize) fail(`cls has ${row.cls.length} values, expected ${shape.hiddenSize}`);
   const patches = row.gridH * row.gridW * shape.hiddenSize;
-  if (row.patches.length !== patches) {
-    fail(`patches has ${row.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
-  }
+  const checkFeatures = (f: MirroredFeatures, suffix: string) => {
+    if (f.cls.length !== shape.hiddenSize) fail(`cls${suffix} has ${f.cls.length} values, expected ${shape.hiddenSize}`);
+    if (f.patches.length !== patches) {
+      fail(`patches${suffix} has ${f.patches.length} values, expected ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
+    }
+    if (shape.registersKept) {
+      const registers = shape.numRegisters * shape.hiddenSize;
+      if (f.registers?.length !== registers) {
+        fail(`registers${suffix} has ${f.registers?.length ?? 0} values, expected ${shape.numRegisters}x${shape.hiddenSize}`);
+      }
+    }
+  };
+  checkFeatures(row, '');
   const layers = row.layers ?? [];
   const want = shape.layers ?? [];
   if (layers.map((l) => l.layer).join() !== want.join()) fail(`has layers [${layers.map((l) => l.layer)}], the shard stores [${want}]`);
@@ -275,11 +324,11 @@ export function checkRowShape(row: FeatureRow, shape: RowShape): void {
       fail(`layer ${l.layer} has ${l.cls.length} cls and ${l.patches.length} patch values, expected ${shape.hiddenSize} and ${row.gridH}x${row.gridW}x${shape.hiddenSize}`);
     }
   }
-  if (shape.registersKept) {
-    const registers = shape.numRegisters * shape.hiddenSize;
-    if (row.registers?.length !== registers) {
-      fail(`registers has ${row.registers?.length ?? 0} values, expected ${shape.numRegisters}x${shape.hiddenSize}`);
-    }
+  if (shape.flip) {
+    if (!row.mirrored) fail('the flipped copy is missing but the shard keeps flipped copies');
+    checkFeatures(row.mirrored!, '_flip');
+  } else if (row.mirrored || row.flip) {
+    fail('carries a flipped copy or flip flag but the shard keeps no flipped copies');
   }
   for (const column of INT_COLUMNS) {
     const v = row[INT_FIELDS[column]];
@@ -302,6 +351,13 @@ export function encodeRow(row: FeatureRow, meta: RowShape & { dtype: TensorDtype
     encoded[c.cls] = l.cls;
     encoded[c.patches] = encodeTensor(l.patches, meta.dtype);
   }
+  if (meta.flip) {
+    const m = row.mirrored!;
+    encoded.flip = row.flip === true;
+    encoded.cls_flip = m.cls;
+    if (meta.registersKept) encoded.registers_flip = encodeTensor(m.registers!, meta.dtype);
+    encoded.patches_flip = encodeTensor(m.patches, meta.dtype);
+  }
   return encoded;
 }
 
@@ -319,6 +375,14 @@ export function decodeRow(row: EncodedRow, dtype: TensorDtype): FeatureRow {
     return { layer: k, cls: row[c.cls]!, patches: decodeTensor(row[c.patches]!, dtype) };
   });
   if (layers.length) decoded.layers = layers;
+  if (row.patches_flip && row.cls_flip) {
+    decoded.flip = row.flip === true;
+    decoded.mirrored = {
+      cls: row.cls_flip,
+      patches: decodeTensor(row.patches_flip, dtype),
+      ...(row.registers_flip ? { registers: decodeTensor(row.registers_flip, dtype) } : {}),
+    };
+  }
   return decoded;
 }
 
@@ -328,7 +392,8 @@ export function encodedRowBytes(row: EncodedRow): number {
     const c = layerColumns(k);
     return n + row[c.cls]!.byteLength + row[c.patches]!.byteLength;
   }, 0);
-  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength + layers +
+  const flipped = (row.patches_flip?.byteLength ?? 0) + (row.registers_flip?.byteLength ?? 0) + (row.cls_flip?.byteLength ?? 0);
+  return row.patches.byteLength + (row.registers?.byteLength ?? 0) + row.cls.byteLength + layers + flipped +
     row.key.length + row.sha256.length + 4 * INT_COLUMNS.length + 32;
 }
 

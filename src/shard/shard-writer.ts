@@ -41,6 +41,9 @@ export interface RowGroupLimits {
   rowGroupRows?: number;
 }
 
+/** Row groups when no limits are given: memory stays bounded, and a reader can skip most of a shard. */
+export const DEFAULT_ROW_GROUP: Required<RowGroupLimits> = { rowGroupBytes: 16 * 2 ** 20, rowGroupRows: 64 };
+
 export type ShardEncoderFactory = (out: HashingOutput, meta: ShardMeta) => ShardEncoder;
 
 const ENCODERS: Readonly<Record<ShardFormat, ShardEncoderFactory>> = {
@@ -67,8 +70,8 @@ class GroupedShardWriter implements ShardWriter {
     private readonly makeEncoder: ShardEncoderFactory,
     limits: RowGroupLimits,
   ) {
-    this.maxGroupBytes = limits.rowGroupBytes ?? 16 * 2 ** 20;
-    this.maxGroupRows = limits.rowGroupRows ?? 64;
+    this.maxGroupBytes = limits.rowGroupBytes ?? DEFAULT_ROW_GROUP.rowGroupBytes;
+    this.maxGroupRows = limits.rowGroupRows ?? DEFAULT_ROW_GROUP.rowGroupRows;
   }
 
   get rows(): number {
@@ -97,6 +100,9 @@ class GroupedShardWriter implements ShardWriter {
     for (const row of rows) {
       if ((row.registers !== undefined) !== meta.registersKept) {
         throw new Error(`row ${row.key}: registers ${row.registers ? 'present' : 'missing'} but the shard ${meta.registersKept ? 'keeps' : 'drops'} them`);
+      }
+      if ((row.patches_flip !== undefined) !== (meta.flip === true)) {
+        throw new Error(`row ${row.key}: flipped copy ${row.patches_flip ? 'present' : 'missing'} but the shard ${meta.flip ? 'keeps' : 'drops'} flipped copies`);
       }
       this.pending.push(row);
       this.pendingBytes += encodedRowBytes(row);

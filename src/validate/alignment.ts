@@ -25,6 +25,8 @@ export interface AlignmentInput {
   buckets: readonly Bucket[];
   latentStride: number;
   ditPatch: number;
+  /** --pool of the cache: one stored token spans pool×pool DINO patches (default 1). */
+  pool?: number;
 }
 
 export interface BucketAlignment {
@@ -52,7 +54,8 @@ export interface BucketAlignment {
 const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
 
 export function alignBucket(b: Bucket, input: Omit<AlignmentInput, 'buckets'>): BucketAlignment {
-  const p = input.patchSize;
+  // A stored token of a pooled cache spans pool×pool patches: that is the cell the latent grid must match.
+  const p = input.patchSize * (input.pool ?? 1);
   const tok = input.latentStride * input.ditPatch;
   const t = b.trainer;
   const dinoGrid = { w: b.width / p, h: b.height / p };
@@ -103,7 +106,11 @@ export function checkAlignment(
     rec.fix('preprocessing', 'rebuild the cache with this dinofeat (dinofeat extract ... --overwrite): it records the buckets');
     return rec.result();
   }
-  const results = alignBuckets({ patchSize, buckets: parsed.value.buckets, latentStride, ditPatch });
+  // With --crops the rows' buckets are the crops file's, and its fallback rows the flags'.
+  const all = [...parsed.value.buckets, ...(parsed.value.crops?.buckets ?? [])];
+  const buckets = [...new Map(all.map((b) => [bucketText(b), b])).values()];
+  const { pool } = parsed.value;
+  const results = alignBuckets({ patchSize, buckets, latentStride, ditPatch, pool });
   const known = new Set(results.map((r) => r.dinoLabel));
   const emptyMisaligned: string[] = [];
   for (const r of results) {
@@ -119,7 +126,7 @@ export function checkAlignment(
     if (!known.has(label)) rec.fail('misaligned', `${label} (${plural(rows, 'row')})`, 'not one of the buckets in the preprocessing record: its trainer bucket is unknown');
   }
   if (emptyMisaligned.length) rec.note(`buckets without rows that would not line up either: ${abbreviate(emptyMisaligned)}`);
-  rec.info(`latent token = VAE stride ${latentStride} x DiT patch ${ditPatch} = ${latentStride * ditPatch} trainer pixels; DINO patch ${patchSize} pixels of its input (dino-scale ${parsed.value.dinoScale}, resize ${parsed.value.resize}); grids are across x down`);
+  rec.info(`latent token = VAE stride ${latentStride} x DiT patch ${ditPatch} = ${latentStride * ditPatch} trainer pixels; DINO patch ${patchSize} pixels of its input${pool > 1 ? `, stored tokens pooled ${pool}x${pool} (${patchSize * pool} pixels)` : ''} (dino-scale ${parsed.value.dinoScale}, resize ${parsed.value.resize}); grids are across x down`);
   rec.fix('misaligned', 'extract with the --dino-scale (and buckets) the reasons name, into a new --out');
   return rec.result();
 }

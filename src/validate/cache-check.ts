@@ -8,13 +8,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LOCKS_DIR, MANIFEST_FILE, SHARDS_DIR, TMP_SUFFIX, parseShardName } from '../cache/layout.js';
-import { featureFormatChange, fingerprintOf } from '../cache/identity.js';
+import { featureFormatChange, fingerprintOf, flipText } from '../cache/identity.js';
 import { liveShards, readAllJournals, type ShardEntry } from '../cache/manifest.js';
 import type { ManifestSummary } from '../cache/manifest-summary.js';
 import type { ReadTarget, ShardTarget } from '../cache/open-read-only.js';
 import { openParquetShard } from '../shard/parquet-read.js';
 import { parquetSchema } from '../shard/parquet-shard.js';
-import { bucketLabel, rowShapeOf, shardColumns, shardLayers, type ShardMeta } from '../shard/schema.js';
+import { bucketLabel, columnsOfMeta, rowShapeOf, type ShardMeta } from '../shard/schema.js';
 import { iterateShardRows, readShardInfo, type ShardInfo } from '../shard/shard-reader.js';
 import { sha256File } from '../core/file-hash.js';
 import { NormStats, formatNorms, l2norm, type NormSummary } from '../core/norm-stats.js';
@@ -35,7 +35,7 @@ export interface CacheCheckOutput {
   clsNorms?: NormSummary;
 }
 
-type Identity = Pick<ShardMeta, 'fingerprint' | 'model' | 'preprocessing' | 'dtype' | 'registersKept'> & { format?: ShardInfo['format'] };
+type Identity = Pick<ShardMeta, 'fingerprint' | 'model' | 'preprocessing' | 'dtype' | 'registersKept' | 'flip'> & { format?: ShardInfo['format'] };
 
 const short = (sha: string) => sha.slice(0, 12);
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -228,14 +228,14 @@ async function checkShardFile(shard: ShardTarget, rec: CheckRecorder, dropShard:
     return undefined;
   }
   if (r && info.rows !== r.rows) rec.fail('row-count', shard.name, `${info.rows} rows in the file, the journal recorded ${r.rows}`);
-  const expected = shardColumns(info.meta.registersKept, shardLayers(info.meta));
+  const expected = columnsOfMeta(info.meta);
   if (!same(info.columns, expected)) {
     rec.fail('schema', shard.name, `columns [${info.columns.join(', ')}], expected [${expected.join(', ')}]`);
   } else if (info.format === 'parquet') {
     const { metadata } = await openParquetShard(shard.path);
     const pick = ({ type, repetition_type, converted_type, num_children }: { type?: string; repetition_type?: string; converted_type?: string; num_children?: number }) =>
       ({ type, repetition_type, converted_type, num_children });
-    const want = parquetSchema(info.meta.registersKept, shardLayers(info.meta));
+    const want = parquetSchema(expected);
     const bad = want.findIndex((w, k) => k > 0 && (metadata.schema[k]?.name !== w.name || !same(pick(metadata.schema[k]!), pick(w))));
     if (bad > 0 || metadata.schema.length !== want.length) {
       rec.fail('schema', shard.name, `Parquet column ${want[bad]?.name ?? metadata.schema[want.length]?.name} has another physical type than dinofeat writes`);
@@ -264,6 +264,7 @@ function checkShardMeta(shard: ShardTarget, info: ShardInfo, identity: Identity,
   const differs: string[] = [];
   if (m.dtype !== identity.dtype) differs.push(`dtype ${m.dtype} vs the cache's ${identity.dtype}`);
   if (m.registersKept !== identity.registersKept) differs.push(`registers ${m.registersKept ? 'kept' : 'dropped'} vs the cache's ${identity.registersKept ? 'kept' : 'dropped'}`);
+  if (Boolean(m.flip) !== Boolean(identity.flip)) differs.push(`${flipText(m.flip)} vs the cache's ${flipText(identity.flip)}`);
   if (identity.format && info.format !== identity.format) differs.push(`format ${info.format} vs the cache's ${identity.format}`);
   if (m.hiddenSize !== m.model.hiddenSize) differs.push(`hidden size ${m.hiddenSize} vs its model's ${m.model.hiddenSize}`);
   if (m.numRegisters !== m.model.numRegisters) differs.push(`${m.numRegisters} registers vs its model's ${m.model.numRegisters}`);

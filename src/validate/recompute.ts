@@ -8,11 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import type { ReadTarget } from '../cache/open-read-only.js';
-import { decodeRow, type FeatureRow, type ShardMeta, type TensorDtype } from '../shard/schema.js';
+import { decodeRow, type FeatureRow, type MirroredFeatures, type ShardMeta, type TensorDtype } from '../shard/schema.js';
 import { iterateShardRows, readShardRows } from '../shard/shard-reader.js';
+import type { ImagePlan } from '../image/buckets.js';
 import { parsePreprocessing, prepareSettingsOf } from '../image/preprocessing-record.js';
 import { MODEL_INPUT, tokenOutputs } from '../model/contract.js';
 import type { ModelInfo, Precision } from '../model/info.js';
+import { poolPatches } from '../model/pool.js';
 import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split.js';
 import { createImagePreparer, ImageFailure, type ImagePreparer } from '../pipeline/prepare.js';
 import { inputArgs, locateKeys, type Inputs } from '../source/inputs.js';
@@ -125,7 +127,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   const sample = sampleRows(await rowRefs(t, shardMeta), o.count, o.seed);
   const files = await locateKeys(o.inputs, new Map(sample.map((r) => [r.key, o.byOrigin ? r.origin : undefined])));
   const paths = new Map(t.shards.map((s) => [s.name, s.path]));
-  const preparers = new Map<string, ImagePreparer>();
+  const preparers = new Map<string, RecordedStage>();
   const worst = new Map<string, GroupComparison & { tolerance: Tolerance }>();
   let compared = 0;
   try {
@@ -138,21 +140,28 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
         continue;
       }
       const stored = decodeRow(encoded, meta.dtype);
-      const preparer = await preparerFor(meta, o.model.info, preparers, rec, where);
-      if (!preparer) continue;
+      const stage = await preparerFor(meta, o.model.info, preparers, rec, where);
+      if (!stage) continue;
       const file = files.get(ref.key);
       if (file === undefined) {
         rec.note(`${where}: no image of that key in ${inputArgs(o.inputs)}; not compared`);
         continue;
       }
-      const recomputed = await recomputeRow(stored, file, preparer, o.model, rec, where);
+      const recomputed = await recomputeRow(stored, file, stage, o.model, rec, where);
       if (!recomputed) continue;
       compared++;
       const tolerance = recomputeTolerance(meta.dtype, meta.model.precision, o.model.info.precision);
-      const groups: Array<[string, Float32Array, Float32Array]> = [['cls', stored.cls, recomputed.cls], ['patches', stored.patches, recomputed.patches]];
-      if (stored.registers) groups.splice(1, 0, ['registers', stored.registers, recomputed.registers]);
+      const groups: Array<[string, Float32Array, Float32Array]> = [];
+      const compare = (suffix: string, s: MirroredFeatures | undefined, r: ImageTokens | undefined) => {
+        if (!s || !r) return;
+        groups.push([`cls${suffix}`, s.cls, r.cls]);
+        if (s.registers) groups.push([`registers${suffix}`, s.registers, r.registers]);
+        groups.push([`patches${suffix}`, s.patches, r.patches]);
+      };
+      compare('', stored, recomputed.main);
+      compare('_flip', stored.mirrored, recomputed.mirrored);
       for (const l of stored.layers ?? []) {
-        const again = recomputed.layers.find((r) => r.layer === l.layer);
+        const again = recomputed.main.layers.find((r) => r.layer === l.layer);
         if (!again) {
           rec.fail('mismatch', where, `layer ${l.layer} is stored but ${o.model.path} does not output it (layers ${o.model.info.layers?.join(',') ?? 'none'})`);
           continue;
@@ -174,7 +183,7 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
       }
     }
   } finally {
-    for (const p of preparers.values()) await p.close();
+    for (const s of preparers.values()) await s.preparer.close();
   }
   if (compared === 0) rec.fail('nothing-compared', inputArgs(o.inputs), `none of the ${sample.length} sampled rows could be extracted again (see the notes)`);
   rec.fix('mismatch', `the stored features are not what ${o.model.path} computes from the images: validate with the model the cache was made with; if it is that model, rebuild the cache (dinofeat extract ... --overwrite)`);
@@ -191,9 +200,17 @@ export async function recomputeRows(t: ReadTarget, shardMeta: ReadonlyMap<string
   return rec.result();
 }
 
+/** The image stage of a shard's recorded preprocessing, and the --pool its patches were stored with. */
+interface RecordedStage {
+  preparer: ImagePreparer;
+  pool: number;
+  /** A cache made with --crops: the trainer's file chose each row's bucket and crop, so the row's own are used. */
+  fromRow: boolean;
+}
+
 async function preparerFor(
-  meta: ShardMeta, info: ModelInfo, preparers: Map<string, ImagePreparer>, rec: CheckRecorder, where: string,
-): Promise<ImagePreparer | undefined> {
+  meta: ShardMeta, info: ModelInfo, preparers: Map<string, RecordedStage>, rec: CheckRecorder, where: string,
+): Promise<RecordedStage | undefined> {
   const id = JSON.stringify(meta.preprocessing);
   const known = preparers.get(id);
   if (known) return known;
@@ -206,14 +223,16 @@ async function preparerFor(
   // The cache's own mean/std/filter, so only the model is being tested.
   const prepInfo: ModelInfo = { ...info, imageMean: p.mean, imageStd: p.std, resample: p.resample };
   // No pixel limit: only images whose bytes match the row's sha256 are decoded, and extract took them.
-  const preparer = await createImagePreparer(prepInfo, prepareSettingsOf(p, Number.MAX_SAFE_INTEGER));
-  preparers.set(id, preparer);
-  return preparer;
+  // A cache with flipped copies has them recomputed too.
+  const settings = { ...prepareSettingsOf(p, Number.MAX_SAFE_INTEGER), flipCopies: meta.flip === true };
+  const stage = { preparer: await createImagePreparer(prepInfo, settings), pool: p.pool, fromRow: p.crops !== undefined };
+  preparers.set(id, stage);
+  return stage;
 }
 
 async function recomputeRow(
-  stored: FeatureRow, image: { bytes: Buffer; display: string }, preparer: ImagePreparer, model: LoadedModel, rec: CheckRecorder, where: string,
-): Promise<ImageTokens | undefined> {
+  stored: FeatureRow, image: { bytes: Buffer; display: string }, { preparer, pool, fromRow }: RecordedStage, model: LoadedModel, rec: CheckRecorder, where: string,
+): Promise<{ main: ImageTokens; mirrored?: ImageTokens } | undefined> {
   const bytes = image.bytes;
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== stored.sha256) {
@@ -222,7 +241,12 @@ async function recomputeRow(
   }
   let prepared;
   try {
-    prepared = await preparer.prepare(bytes);
+    const bucket = { width: stored.bucketWidth, height: stored.bucketHeight };
+    const rowPlan: ImagePlan = {
+      bucket: { ...bucket, trainer: bucket }, crop: { x: stored.cropX, y: stored.cropY, w: stored.cropW, h: stored.cropH }, flip: stored.flip === true,
+    };
+    // The row's own box and orientation when a crops file chose them, as extract planned it.
+    prepared = await preparer.prepare(bytes, fromRow ? () => rowPlan : undefined);
   } catch (e) {
     if (!(e instanceof ImageFailure)) throw e;
     rec.fail('provenance', where, `the image no longer decodes: ${e.message}`);
@@ -235,18 +259,28 @@ async function recomputeRow(
     return undefined;
   }
   const p = model.info.patchSize;
-  let out;
-  try {
-    out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: prepared.pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, tokenOutputs(model.info));
-  } catch (e) {
-    rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
-    return undefined;
-  }
-  try {
-    return splitOutputs(out, model.info, prepared.bucketHeight / p, prepared.bucketWidth / p)[0]!;
-  } catch (e) {
-    if (!(e instanceof TokenLayoutError)) throw e;
-    rec.fail('layout', where, e.message);
-    return undefined;
-  }
+  const [gridH, gridW] = [prepared.bucketHeight / p, prepared.bucketWidth / p];
+  const pooled = (patches: Float32Array) => poolPatches(patches, gridH, gridW, model.info.hiddenSize, pool);
+  /** One orientation through the model, split and pooled as extract stored it. */
+  const features = async (pixels: Float32Array): Promise<ImageTokens | undefined> => {
+    let out;
+    try {
+      out = await model.session.run({ [MODEL_INPUT]: { type: 'float32', data: pixels, dims: [1, 3, prepared.bucketHeight, prepared.bucketWidth] } }, tokenOutputs(model.info));
+    } catch (e) {
+      rec.fail('run', where, `inference failed on the ${prepared.bucketWidth}x${prepared.bucketHeight} input: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+    try {
+      const groups = splitOutputs(out, model.info, gridH, gridW)[0]!;
+      return { ...groups, patches: pooled(groups.patches), layers: groups.layers.map((l) => ({ ...l, patches: pooled(l.patches) })) };
+    } catch (e) {
+      if (!(e instanceof TokenLayoutError)) throw e;
+      rec.fail('layout', where, e.message);
+      return undefined;
+    }
+  };
+  const main = await features(prepared.pixels);
+  if (!main || !prepared.mirrored) return main && { main };
+  const mirrored = await features(prepared.mirrored);
+  return mirrored && { main, mirrored };
 }

@@ -88,19 +88,33 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
     else if (row.registers.byteLength !== want) fail('vector-length', `registers hold ${row.registers.byteLength} bytes, expected ${e.numRegisters}x${e.hiddenSize} ${e.dtype} (${want})`);
   }
 
+  // The flipped copy (--flip) has the plain columns' shapes.
+  if (row.patches_flip && row.patches_flip.byteLength !== row.patches.byteLength) {
+    fail('vector-length', `patches_flip hold ${row.patches_flip.byteLength} bytes, patches ${row.patches.byteLength}`);
+  }
+  if (row.cls_flip && row.cls_flip.length !== e.hiddenSize) fail('vector-length', `cls_flip has ${row.cls_flip.length} values, hidden size is ${e.hiddenSize}`);
+  if (row.registers_flip && row.registers_flip.byteLength !== row.registers?.byteLength) {
+    fail('vector-length', `registers_flip hold ${row.registers_flip.byteLength} bytes, registers ${row.registers?.byteLength ?? 0}`);
+  }
+
   // Geometry: bucket, grid, crop.
   const p = e.patchSize;
   if (row.bucket_width % p !== 0 || row.bucket_height % p !== 0 || row.bucket_width < p || row.bucket_height < p) {
     fail('bucket', `bucket ${row.bucket_width}x${row.bucket_height} is not a multiple of the patch size ${p}`);
   }
-  if (row.grid_h * p !== row.bucket_height || row.grid_w * p !== row.bucket_width) {
-    fail('grid', `grid ${row.grid_h}x${row.grid_w} (h x w) is not bucket ${row.bucket_width}x${row.bucket_height} / patch ${p} = ${row.bucket_height / p}x${row.bucket_width / p}`);
+  // A pooled cache (--pool N) stores one token per N×N patches.
+  const cell = p * (e.preprocessing?.pool ?? 1);
+  if (row.grid_h * cell !== row.bucket_height || row.grid_w * cell !== row.bucket_width) {
+    const per = cell === p ? `patch ${p}` : `(patch ${p} x pool ${cell / p})`;
+    fail('grid', `grid ${row.grid_h}x${row.grid_w} (h x w) is not bucket ${row.bucket_width}x${row.bucket_height} / ${per} = ${row.bucket_height / cell}x${row.bucket_width / cell}`);
   }
   if (row.width < 1 || row.height < 1) fail('crop', `image size ${row.width}x${row.height} is empty`);
   const inside = row.crop_x >= 0 && row.crop_y >= 0 && row.crop_w >= 1 && row.crop_h >= 1 &&
     row.crop_x + row.crop_w <= row.width && row.crop_y + row.crop_h <= row.height;
   if (!inside) fail('crop', `crop box ${box(row.crop_x, row.crop_y, row.crop_w, row.crop_h)} is not inside the ${row.width}x${row.height} upright image`);
-  if (e.preprocessing && inside) {
+  // A trainer's crops file (--crops) chose this row's bucket and crop, not the rule: only the
+  // checks above (on the patch grid, inside the image) apply.
+  if (e.preprocessing && !e.preprocessing.crops && inside) {
     const size = { width: row.width, height: row.height };
     const bucket = assignBucket(size, e.preprocessing.buckets);
     if (bucket.width !== row.bucket_width || bucket.height !== row.bucket_height) {
@@ -123,6 +137,9 @@ export function checkRow(row: EncodedRow, e: RowExpectations): RowProblem[] {
   }
   const regBad = row.registers ? countNonFinite(row.registers, e.dtype) : 0;
   if (regBad) bad.push(`registers ${regBad}`);
+  const flipBad = (row.patches_flip ? countNonFinite(row.patches_flip, e.dtype) : 0) +
+    (row.registers_flip ? countNonFinite(row.registers_flip, e.dtype) : 0) + (row.cls_flip ? countNonFiniteNumbers(row.cls_flip) : 0);
+  if (flipBad) bad.push(`flipped copy ${flipBad}`);
   if (bad.length) fail('non-finite', `NaN/Inf values: ${bad.join(', ')}`);
   else if (row.cls.length && l2norm(row.cls) < MIN_CLS_NORM) fail('cls-degenerate', `CLS is all zeros (norm ${l2norm(row.cls)})`);
   return problems;
