@@ -61,12 +61,15 @@ test('--dry-run writes nothing, not even the cache directory, and says what a ru
   assert.equal(fs.existsSync(path.join(dir, 'never')), false);
   assert.match(stdout, new RegExp(`^dinofeat extract --dry-run: ${COUNT} images in 3 buckets, 1 that would fail; nothing written`));
   assert.match(stdout, /would fail: 1 × decode: not a readable image/);
-  assert.match(stdout, /time: about \S+ of model time on cpu \(probe: [\d.e-]+ s per image at \d+x\d+, batch 4\)/);
+  const probe = /time: about \S+ of model time on cpu \(probe: [\d.e-]+ s per image at \d+x\d+, batch (\d+)\)/.exec(stdout);
+  assert.ok(probe, stdout);
   // The buckets and counts are those a real run ends with.
   const real = await realRun(path.join(tempDir(), 'cache'), []);
   const perBucket = /per bucket: (.*)/.exec(real.stdout)![1]!.split(', ').map((e) => e.split(': ')).map(([b, n]) => `${b} ${n}`).sort();
   const planned = [...stdout.matchAll(/^ {2}(\d+x\d+) +\d+x\d+ +\d+x\d+ +(\d+) /gm)].map((m) => `${m[1]} ${m[2]}`).sort();
   assert.deepEqual(planned, perBucket);
+  // The model was timed at the batch the run chose (--batch-size auto).
+  assert.equal(probe[1], /batch: (\d+) images? a call/.exec(real.stdout)?.[1], real.stdout);
 });
 
 const FORMS: ReadonlyArray<readonly string[]> = [
