@@ -54,7 +54,9 @@ export async function* readTar(file: string, o: ReadOptions, reading?: (r: TarRe
   const keyOf = (sample: string) => `${o.keyPrefix}${stem}/${sample}`;
   const rank = (ext: string) => o.imageExt.indexOf(ext.toLowerCase());
 
-  const source = fs.createReadStream(abs);
+  // 1 MiB reads instead of the stream's 64 KiB: a sixteenth of the callbacks; measured tar against
+  // a folder in the bench 0.91-0.97 before, 0.98-0.99 after.
+  const source = fs.createReadStream(abs, { highWaterMark: 1 << 20 });
   reading?.({ bytesRead: () => source.bytesRead });
   const extract = tarStream.extract();
   source.on('error', (e) => extract.destroy(e));
