@@ -11,6 +11,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetS
 import type { AsyncBuffer, FileMetaData, SchemaTree } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import type { ReadOptions } from './read-options.js';
+import { snappyDecompress } from './snappy.js';
 import type { SourceItem } from './types.js';
 
 /** Image bytes per read: a row group's image column larger than this is read in slices. */
@@ -21,6 +22,9 @@ const SLICE_BYTES = 64 * 2 ** 20;
  */
 const INDEXED_SLICE_BYTES = 8 * 2 ** 20;
 const FIRST_SLICE_BYTES = 2 ** 20;
+
+/** zstd, gzip, brotli and lz4 from hyparquet-compressors; snappy, the Hub's usual codec, our own (snappy.ts). */
+const codecs = { ...compressors, SNAPPY: snappyDecompress };
 
 export function isParquetFile(file: string): boolean {
   return file.toLowerCase().endsWith('.parquet');
@@ -128,7 +132,7 @@ export async function* readParquet(file: string, o: ReadOptions, only?: Readonly
   const plan = slices(opened.metadata, column.name, sliceBytes).filter(([start, end]) => !only || [...only].some((r) => r >= start && r < end));
   // The next slice is read while this one's images are extracted, so the run never waits on the file.
   const readSlice = ([start, end]: [number, number]): Promise<Record<string, unknown>[] | Error> =>
-    parquetReadObjects({ file: opened.file, metadata: opened.metadata, columns, rowStart: start, rowEnd: end, compressors, useOffsetIndex: true, utf8: false })
+    parquetReadObjects({ file: opened.file, metadata: opened.metadata, columns, rowStart: start, rowEnd: end, compressors: codecs, useOffsetIndex: true, utf8: false })
       .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
   let next = plan.length ? readSlice(plan[0]!) : undefined;
   for (let s = 0; s < plan.length; s++) {
