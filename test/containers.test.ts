@@ -14,6 +14,9 @@ import { CacheState } from '../src/cache/manifest.js';
 import { FAULT_ENV } from '../src/core/fault-point.js';
 import { countAhead, type AheadCount } from '../src/source/count.js';
 import { readParquet } from '../src/source/parquet.js';
+import { openFileRanges } from '../src/source/file-ranges.js';
+import { pageRuns } from '../src/source/parquet-pages.js';
+import { parquetMetadataAsync } from 'hyparquet';
 import { withDefaults } from '../src/source/read-options.js';
 import { buildBadCorpus } from './fixtures/bad-corpus.js';
 import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
@@ -314,6 +317,78 @@ test('a large row group is read in slices of rows (through its page index), givi
   assert.equal(whole.length, 6);
   assert.deepEqual(await read(1), whole, 'one row a slice');
   assert.deepEqual(await read(5000), whole, 'a few rows a slice');
+});
+
+test('a big row group without a page index (as pyarrow writes by default) is walked page by page: the same rows, each byte read once, reads bounded by the slice', async () => {
+  const files = { plain: 'one-group-plain', dict: 'one-group-dict', fallback: 'one-group-fallback' };
+  const rowsOf = async (file: string, keyColumn: string | undefined, sliceBytes?: number, only?: Set<number>) => {
+    const out: string[] = [];
+    for await (const item of readParquet(file, withDefaults({ keyColumn }), only, sliceBytes)) {
+      assert.ok('image' in item, JSON.stringify(item));
+      out.push(`${item.image.key} ${createHash('sha256').update(await item.image.read()).digest('hex')} ${JSON.stringify(item.image.origin)}`);
+    }
+    return out;
+  };
+  for (const [kind, name] of Object.entries(files)) {
+    const file = path.join(c, 'pa', `${name}.parquet`);
+    const keyColumn = kind === 'dict' ? undefined : 'id';
+    const whole = await rowsOf(file, keyColumn); // small enough to be read whole, as before
+    assert.equal(whole.length, 6);
+    for (const [k, n] of NAMES.entries()) assert.ok(whole[k]!.includes(await sha(path.join(images, `${n}.jpg`))), `${name} row ${k}`);
+    assert.deepEqual(await rowsOf(file, keyColumn, 1), whole, `${name}: walked a page at a time`);
+    assert.deepEqual(await rowsOf(file, keyColumn, 3_000_000), whole, `${name}: walked two pages at a time`);
+    assert.deepEqual(await rowsOf(file, keyColumn, 1, new Set([1, 4])), [whole[1], whole[4]], `${name}: only some rows`);
+
+    // The walk itself: runs cover the rows in order, each byte of the chunk in one run, and every
+    // read bigger than a header read (4 KiB, 16 KiB for a header with statistics) is a run's; at a
+    // 1-byte slice a plain run is one page.
+    const ranges = await openFileRanges(file);
+    try {
+      const metadata = await parquetMetadataAsync(ranges.asyncBuffer);
+      const meta = metadata.row_groups[0]!.columns.find((col) => ['jpg', 'image'].includes(col.meta_data!.path_in_schema[0]!))!.meta_data!;
+      const reads: number[] = [];
+      const readAt = async (at: number, length: number) => {
+        reads.push(length);
+        return ranges.readAt(at, length);
+      };
+      const runs: Array<{ firstRow: number; rows: number; bytes: number; dictionary: number }> = [];
+      for await (const run of pageRuns(readAt, meta, 1)) runs.push({ firstRow: run.firstRow, rows: run.rows, bytes: run.bytes.length, dictionary: run.dictionaryBytes });
+      assert.deepEqual(runs.map((r) => r.firstRow), runs.map((_, k) => runs.slice(0, k).reduce((n, r) => n + r.rows, 0)));
+      assert.equal(runs.reduce((n, r) => n + r.rows, 0), 6);
+      assert.equal(runs.reduce((n, r) => n + r.bytes, 0), Number(meta.total_compressed_size), `${name}: each byte in one run`);
+      assert.ok(reads.every((n) => n <= 16384 || runs.some((r) => r.bytes === n)), `${name}: reads ${reads}`);
+      const expected = { plain: [[0, 1], [0, 1], [0, 1], [0, 1], [0, 1], [0, 1]], dict: [[1, 6]], fallback: [[1, 2], [0, 2], [0, 2]] }[kind]!;
+      assert.deepEqual(runs.map((r) => [r.dictionary > 0 ? 1 : 0, r.rows]), expected, `${name}: ${JSON.stringify(runs)}`);
+    } finally {
+      await ranges.close();
+    }
+  }
+});
+
+test('a walked chunk whose pages cannot be read: the rows from there on are error rows, the rows before are kept', async () => {
+  const file = path.join(c, 'pa', 'one-group-plain.parquet');
+  const bytes = fs.readFileSync(file);
+  const metadata = await parquetMetadataAsync(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  const meta = metadata.row_groups[0]!.columns.find((col) => col.meta_data!.path_in_schema[0] === 'jpg')!.meta_data!;
+  // Overwrite the third page's header (pages are one image each) with a header of an unknown Thrift type.
+  let at = Number(meta.data_page_offset);
+  for (let page = 0; page < 2; page++) {
+    let rows = 0;
+    for await (const run of pageRuns(async (p, n) => bytes.subarray(p, p + n), { ...meta, data_page_offset: BigInt(at), total_compressed_size: BigInt(Number(meta.data_page_offset) + Number(meta.total_compressed_size) - at) }, 1)) {
+      at += run.bytes.length;
+      rows = run.rows;
+      break;
+    }
+    assert.equal(rows, 1);
+  }
+  const damaged = Buffer.from(bytes);
+  damaged[at] = 0x1d; // field 1, type 13: no such Thrift type
+  const broken = path.join(tempDir(), 'broken.parquet');
+  fs.writeFileSync(broken, damaged);
+  const items = [];
+  for await (const item of readParquet(broken, withDefaults({ keyColumn: 'id' }), undefined, 1)) items.push(item);
+  assert.deepEqual(items.map((i) => ('image' in i ? i.image.key : i.problem.key)), ['img-000000000', 'img-000000001', 'broken/2', 'broken/3', 'broken/4', 'broken/5']);
+  for (const i of items.slice(2)) assert.match('problem' in i ? i.problem.reason : '', /cannot decode the row \(unknown Thrift type 13 in a page header\)/);
 });
 
 async function sha(file: string): Promise<string> {

@@ -10,6 +10,13 @@ Usage: write-containers.py IMAGES_DIR OUT_DIR. IMAGES_DIR holds 000000000.jpg ..
                              path}); datasets 5 leaves image columns uncompressed, the rest snappy
   pa/hub-snappy.parquet      the same table written by pyarrow, all snappy, as older Hub files are
   pa/images-zstd.parquet     pyarrow: binary column jpg and a string column id, zstd, 2 rows a group
+  pa/one-group-plain.parquet pyarrow's defaults for a big file (one row group, no page index), snappy,
+                             a page per image, plain pages (jpg, id)
+  pa/one-group-dict.parquet  the Hub table (struct image column) in one row group, pages v2, no page
+                             index: every image in pyarrow's dictionary page
+  pa/one-group-fallback.parquet  jpg and id, one row group: the first two images dictionary-encoded,
+                             then pyarrow's fallback to plain pages (two images each), as a big image
+                             column is written
   bad/cut.tar                00000.tar cut in the middle of sample 2's image
   bad/corrupt.tar.gz         a gzip stream whose first block is damaged (nothing readable)
   bad/bad-crc.tgz            a gzip stream whose checksum at its end is wrong
@@ -74,6 +81,9 @@ pq.write_table(ds.data.table, os.path.join(out, "pa", "hub-snappy.parquet"), com
 
 table = pa.table({"id": [f"img-{n}" for n in names], "jpg": pa.array([data[n] for n in names], pa.binary())})
 pq.write_table(table, os.path.join(out, "pa", "images-zstd.parquet"), compression="zstd", row_group_size=2)
+pq.write_table(table, os.path.join(out, "pa", "one-group-plain.parquet"), compression="snappy", use_dictionary=False, data_page_size=1, write_batch_size=1)
+pq.write_table(ds.data.table, os.path.join(out, "pa", "one-group-dict.parquet"), compression="snappy", data_page_version="2.0", data_page_size=1, write_batch_size=1)
+pq.write_table(table, os.path.join(out, "pa", "one-group-fallback.parquet"), compression="snappy", dictionary_pagesize_limit=1, write_batch_size=2, data_page_size=1)
 
 # Cut inside sample 2's image: its header is there, its bytes stop half way.
 blob = open(first, "rb").read()

@@ -7,11 +7,13 @@
  * only the pages of each slice are read.
  */
 import path from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
-import type { AsyncBuffer, FileMetaData, SchemaTree } from 'hyparquet';
+import { parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import type { AsyncBuffer, ColumnChunk, FileMetaData, SchemaTree } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import type { ReadOptions } from './read-options.js';
 import { snappyDecompress } from './snappy.js';
+import { openFileRanges, type FileRanges } from './file-ranges.js';
+import { pageRuns, type PageRun } from './parquet-pages.js';
 import type { SourceItem } from './types.js';
 
 /** Image bytes per read: a row group's image column larger than this is read in slices. */
@@ -65,42 +67,142 @@ function keyOfValue(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Row slices [start, end) covering the file, each holding about `sliceBytes` of images at most (default: by the rules above). */
-function slices(metadata: FileMetaData, column: string, sliceBytes?: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
+/** A chunk this big without a page index is walked page by page (parquet-pages.ts) instead of read whole. */
+const walkedChunk = (chunk: ColumnChunk | undefined, limit: number) =>
+  chunk !== undefined && chunk.offset_index_offset === undefined && Number(chunk.meta_data?.total_compressed_size ?? 0) > limit;
+
+/**
+ * How each row group is read: row slices [start, end) each holding about `sliceBytes` of images at
+ * most (default: by the rules above), or, for a big chunk with no page index, its pages walked.
+ */
+type GroupPlan = { slices: Array<[number, number]> } | { walk: { start: number; end: number; chunk: ColumnChunk } };
+
+function groupPlans(metadata: FileMetaData, column: string, sliceBytes?: number): GroupPlan[] {
+  const out: GroupPlan[] = [];
   let start = 0;
+  let sliced = 0;
   for (const group of metadata.row_groups) {
     const rows = Number(group.num_rows);
     const chunk = group.columns.find((c) => c.meta_data?.path_in_schema[0] === column);
+    if (walkedChunk(chunk, sliceBytes ?? SLICE_BYTES)) {
+      out.push({ walk: { start, end: start + rows, chunk: chunk! } });
+      start += rows;
+      continue;
+    }
     const bytes = Number(chunk?.meta_data?.total_uncompressed_size ?? 0);
     const indexed = chunk?.offset_index_offset !== undefined;
     const rowsIn = (limit: number) => (bytes <= limit ? rows : Math.max(1, Math.floor((rows * limit) / bytes)));
+    const slices: Array<[number, number]> = [];
     for (let s = 0; s < rows; ) {
-      const limit = sliceBytes ?? (!indexed ? SLICE_BYTES : out.length === 0 ? FIRST_SLICE_BYTES : INDEXED_SLICE_BYTES);
+      const limit = sliceBytes ?? (!indexed ? SLICE_BYTES : sliced === 0 ? FIRST_SLICE_BYTES : INDEXED_SLICE_BYTES);
       const end = Math.min(rows, s + rowsIn(limit));
-      out.push([start + s, start + end]);
+      slices.push([start + s, start + end]);
+      sliced++;
       s = end;
     }
+    out.push({ slices });
     start += rows;
   }
   return out;
 }
 
+/** Where a run's bytes start in the file made of it: not 0, which hyparquet reads as "no dictionary page". */
+const RUN_OFFSET = 4;
+
+/**
+ * The file's metadata narrowed to one run of walked pages: a row group of the run's rows whose
+ * only chunk is the run, in a schema holding only the image column's path (a struct keeps its
+ * nesting, so definition levels decode as in the file). Offsets are into the run's file (RUN_OFFSET).
+ */
+function runMetadata(metadata: FileMetaData, chunk: ColumnChunk, run: PageRun): FileMetaData {
+  const meta = chunk.meta_data!;
+  const path = meta.path_in_schema;
+  const schema: FileMetaData['schema'] = [{ ...metadata.schema[0]!, num_children: 1 }];
+  for (let depth = 0, from = 1; depth < path.length; depth++) {
+    // Find the path's element among the siblings at this depth, skipping other subtrees.
+    let at = from;
+    while (metadata.schema[at]!.name !== path[depth]) at = afterSubtree(metadata.schema, at);
+    schema.push(depth < path.length - 1 ? { ...metadata.schema[at]!, num_children: 1 } : metadata.schema[at]!);
+    from = at + 1;
+  }
+  const rows = BigInt(run.rows);
+  const runChunk: ColumnChunk = {
+    ...chunk,
+    file_offset: 0n,
+    offset_index_offset: undefined,
+    offset_index_length: undefined,
+    column_index_offset: undefined,
+    column_index_length: undefined,
+    meta_data: {
+      ...meta,
+      num_values: rows,
+      total_compressed_size: BigInt(run.bytes.length),
+      dictionary_page_offset: run.dictionaryBytes > 0 ? BigInt(RUN_OFFSET) : undefined,
+      data_page_offset: BigInt(RUN_OFFSET + run.dictionaryBytes),
+      index_page_offset: undefined,
+      bloom_filter_offset: undefined,
+      bloom_filter_length: undefined,
+    },
+  };
+  const group = metadata.row_groups[0]!;
+  return { ...metadata, schema, num_rows: rows, row_groups: [{ ...group, columns: [runChunk], num_rows: rows, file_offset: 0n, sorting_columns: undefined }] };
+}
+
+/** The run as the file runMetadata describes; hyparquet asks for the whole run, which it gets uncopied. */
+function runFile(run: PageRun): AsyncBuffer {
+  const { bytes } = run;
+  const byteLength = RUN_OFFSET + bytes.length;
+  return {
+    byteLength,
+    async slice(start, end = byteLength) {
+      const whole = start === RUN_OFFSET && end === byteLength && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+      return whole ? (bytes.buffer as ArrayBuffer) : bytes.slice(start - RUN_OFFSET, end - RUN_OFFSET).buffer;
+    },
+  };
+}
+
+function afterSubtree(schema: FileMetaData['schema'], at: number): number {
+  let next = at + 1;
+  for (let k = 0; k < (schema[at]!.num_children ?? 0); k++) next = afterSubtree(schema, next);
+  return next;
+}
+
+const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+
+/** Rows [start, end) of the file as decoded objects, or why they cannot be. */
+interface RowBatch {
+  start: number;
+  end: number;
+  rows: Record<string, unknown>[] | Error;
+}
+
+/** Reads the next batch while the caller works on this one, so the run never waits on the file. */
+async function* readAhead<T>(source: AsyncIterator<T>): AsyncGenerator<T> {
+  let next = source.next();
+  for (;;) {
+    const r = await next;
+    if (r.done) return;
+    next = source.next();
+    yield r.value;
+  }
+}
+
 interface OpenedParquet {
-  file: AsyncBuffer;
+  file: FileRanges;
   metadata: FileMetaData;
 }
 
 async function openParquet(abs: string): Promise<OpenedParquet | { problem: string }> {
-  let file: AsyncBuffer;
+  let file: FileRanges;
   try {
-    file = await asyncBufferFromFile(abs);
+    file = await openFileRanges(abs);
   } catch (e) {
     return { problem: `cannot read Parquet file (${(e as Error).message})` };
   }
   try {
-    return { file, metadata: await parquetMetadataAsync(file) };
+    return { file, metadata: await parquetMetadataAsync(file.asyncBuffer) };
   } catch (e) {
+    await file.close();
     return { problem: `not a readable Parquet file (${(e as Error).message})` };
   }
 }
@@ -108,7 +210,9 @@ async function openParquet(abs: string): Promise<OpenedParquet | { problem: stri
 /** Rows in the file, from its footer (undefined when it cannot be read: it becomes an error row later). */
 export async function parquetRowCount(file: string): Promise<number | undefined> {
   const opened = await openParquet(path.resolve(file));
-  return 'problem' in opened ? undefined : Number(opened.metadata.num_rows);
+  if ('problem' in opened) return undefined;
+  await opened.file.close();
+  return Number(opened.metadata.num_rows);
 }
 
 /**
@@ -121,24 +225,64 @@ export async function* readParquet(file: string, o: ReadOptions, only?: Readonly
   const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
   const opened = await openParquet(abs);
   if ('problem' in opened) return yield fileProblem(opened.problem);
-  const schema = parquetSchema(opened.metadata);
-  const column = findImageColumn(schema, o.imageColumn);
-  if ('problem' in column) return yield fileProblem(column.problem);
-  if (o.keyColumn !== undefined && !schema.children.some((n) => n.element.name === o.keyColumn && n.children.length === 0)) {
-    return yield fileProblem(`no column ${o.keyColumn} to take keys from (columns: ${schema.children.map((n) => n.element.name).join(', ')}): check --key-column`);
+  try {
+    yield* readRows(opened, abs, stem, o, only, sliceBytes);
+  } finally {
+    await opened.file.close();
   }
-  const columns = o.keyColumn !== undefined && o.keyColumn !== column.name ? [column.name, o.keyColumn] : [column.name];
+}
 
-  const plan = slices(opened.metadata, column.name, sliceBytes).filter(([start, end]) => !only || [...only].some((r) => r >= start && r < end));
-  // The next slice is read while this one's images are extracted, so the run never waits on the file.
-  const readSlice = ([start, end]: [number, number]): Promise<Record<string, unknown>[] | Error> =>
-    parquetReadObjects({ file: opened.file, metadata: opened.metadata, columns, rowStart: start, rowEnd: end, compressors: codecs, useOffsetIndex: true, utf8: false })
-      .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-  let next = plan.length ? readSlice(plan[0]!) : undefined;
-  for (let s = 0; s < plan.length; s++) {
-    const [start, end] = plan[s]!;
-    const rows = await next!;
-    next = s + 1 < plan.length ? readSlice(plan[s + 1]!) : undefined;
+async function* readRows({ file, metadata }: OpenedParquet, abs: string, stem: string, o: ReadOptions, only: ReadonlySet<number> | undefined, sliceBytes: number | undefined): AsyncGenerator<SourceItem> {
+  const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
+  const schema = parquetSchema(metadata);
+  const found = findImageColumn(schema, o.imageColumn);
+  if ('problem' in found) return yield fileProblem(found.problem);
+  const column: ImageColumn = found;
+  const keyColumn = o.keyColumn;
+  if (keyColumn !== undefined && !schema.children.some((n) => n.element.name === keyColumn && n.children.length === 0)) {
+    return yield fileProblem(`no column ${keyColumn} to take keys from (columns: ${schema.children.map((n) => n.element.name).join(', ')}): check --key-column`);
+  }
+  const columns = keyColumn !== undefined && keyColumn !== column.name ? [column.name, keyColumn] : [column.name];
+  const wanted = (start: number, end: number) => !only || [...only].some((r) => r >= start && r < end);
+  const read = (options: { columns: string[]; rowStart: number; rowEnd: number; file?: AsyncBuffer; metadata?: FileMetaData }) =>
+    parquetReadObjects({ file: file.asyncBuffer, metadata, compressors: codecs, useOffsetIndex: true, utf8: false, ...options });
+
+  /** Walked pages of one big chunk, in runs; the keys (when a key column is named) read for the whole group at once. */
+  async function* walk({ start, end, chunk }: { start: number; end: number; chunk: ColumnChunk }): AsyncGenerator<RowBatch> {
+    let keys: Record<string, unknown>[] | undefined;
+    let at = start;
+    try {
+      if (keyColumn !== undefined && keyColumn !== column.name) keys = await read({ columns: [keyColumn], rowStart: start, rowEnd: end });
+      for await (const run of pageRuns(file.readAt, chunk.meta_data!, sliceBytes ?? INDEXED_SLICE_BYTES)) {
+        const first = start + run.firstRow;
+        at = first + run.rows;
+        if (at > end) throw new Error(`the image column's pages hold more rows than its row group (${end - start})`);
+        if (!wanted(first, at)) continue;
+        const rows = await read({ columns: [column.name], rowStart: 0, rowEnd: run.rows, file: runFile(run), metadata: runMetadata(metadata, chunk, run) }).catch(asError);
+        if (keys && !(rows instanceof Error)) rows.forEach((row, k) => (row[keyColumn!] = keys![first - start + k]![keyColumn!]));
+        yield { start: first, end: at, rows };
+      }
+      if (at !== end) throw new Error(`the image column's pages hold ${at - start} of the row group's ${end - start} rows`);
+    } catch (e) {
+      // The chunk cannot be walked on from here: the rows not yet given are error rows.
+      if (at < end) yield { start: at, end, rows: asError(e) };
+    }
+  }
+
+  async function* batches(): AsyncGenerator<RowBatch> {
+    for (const plan of groupPlans(metadata, column.name, sliceBytes)) {
+      if ('walk' in plan) {
+        yield* walk(plan.walk);
+        continue;
+      }
+      for (const [start, end] of plan.slices) {
+        if (!wanted(start, end)) continue;
+        yield { start, end, rows: await read({ columns, rowStart: start, rowEnd: end }).catch(asError) };
+      }
+    }
+  }
+
+  for await (const { start, end, rows } of readAhead(batches())) {
     if (rows instanceof Error) {
       // Rows of a slice that cannot be decoded: one error row each, then the next slice.
       for (let row = start; row < end; row++) {
@@ -152,9 +296,9 @@ export async function* readParquet(file: string, o: ReadOptions, only?: Readonly
       const display = `${abs}:row ${row}`;
       const value = rows[i]![column.name];
       const bytes = column.struct ? (value as { bytes?: unknown } | null)?.bytes : value;
-      const named = o.keyColumn === undefined ? `${stem}/${row}` : keyOfValue(rows[i]![o.keyColumn]);
+      const named = keyColumn === undefined ? `${stem}/${row}` : keyOfValue(rows[i]![keyColumn]);
       if (named === undefined) {
-        yield { problem: { key: `${o.keyPrefix}${stem}/${row}`, display, reason: `column ${o.keyColumn} is null or not text/number in this row: it cannot be a key` } };
+        yield { problem: { key: `${o.keyPrefix}${stem}/${row}`, display, reason: `column ${keyColumn} is null or not text/number in this row: it cannot be a key` } };
         continue;
       }
       const key = `${o.keyPrefix}${named}`;

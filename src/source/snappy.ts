@@ -27,7 +27,8 @@ export function snappyDecompress(input: Uint8Array, outputLength: number): Uint8
     if (b < 0x80) break;
   }
   if (declared !== outputLength) fail(`it holds ${declared} bytes, the page header says ${outputLength}`);
-  const out = new Uint8Array(outputLength);
+  // Every byte is written below (checked at the end), so the buffer need not be zeroed first.
+  const out = Buffer.allocUnsafeSlow(outputLength);
   let at = 0;
   while (pos < input.length) {
     const tag = input[pos++]!;
