@@ -9,7 +9,7 @@
 // extract with a tiny model vs read + sha256 + full-frame decode + the bare model, and
 // --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part.
 //
-//   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only]
+//   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only [--rounds R]]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -137,9 +137,9 @@ async function transformersJs(modelPath, images, side) {
 }
 
 /**
- * The same images from a folder, a tar shard and a Parquet file, extract run on each in turn
- * (folder, tar, Parquet, then the other way round): the containers must be at least as fast as
- * the folder.
+ * The same images from a folder, a tar shard and two Parquet files (the image column uncompressed,
+ * as `datasets` writes it, and snappy, pyarrow's default codec), extract run on each in turn, the
+ * order turned round each round: the containers must be at least as fast as the folder.
  */
 async function containerSources(images, model, flags) {
   const { default: tarStream } = await import('tar-stream');
@@ -151,23 +151,31 @@ async function containerSources(images, model, flags) {
   for (const f of files) pack.entry({ name: f }, fs.readFileSync(path.join(images, f)));
   pack.finalize();
   await written;
-  const parquet = path.join(work, 'images.parquet');
-  parquetWriteFile({ filename: parquet, columnData: [{ name: 'image', data: files.map((f) => new Uint8Array(fs.readFileSync(path.join(images, f)))), type: 'BYTE_ARRAY' }] });
-  const seconds = { folder: 0, tar: 0, parquet: 0 };
-  for (let r = 0; r < ROUNDS; r++) {
-    console.error(`bench: folder / tar / Parquet, round ${r + 1}/${ROUNDS}`);
+  const parquet = (codec) => {
+    const file = path.join(work, `images-${codec.toLowerCase()}.parquet`);
+    parquetWriteFile({ filename: file, codec, columnData: [{ name: 'image', data: files.map((f) => new Uint8Array(fs.readFileSync(path.join(images, f)))), type: 'BYTE_ARRAY' }] });
+    return file;
+  };
+  const inputs = { folder: images, tar, parquet: parquet('UNCOMPRESSED'), parquetSnappy: parquet('SNAPPY') };
+  const seconds = Object.fromEntries(Object.keys(inputs).map((kind) => [kind, 0]));
+  const rounds = Number(arg('--rounds', ROUNDS));
+  for (let r = 0; r < rounds; r++) {
+    console.error(`bench: folder / tar / Parquet / Parquet snappy, round ${r + 1}/${rounds}`);
     // This machine's speed drifts: the order turns round each round, so no source always goes first.
-    const order = [['folder', images], ['tar', tar], ['parquet', parquet]];
+    const order = Object.entries(inputs);
     for (const [kind, input] of r % 2 ? order.reverse() : order) seconds[kind] += runExtract(input, model, flags).seconds;
   }
-  const rate = (kind) => (ROUNDS * files.length) / seconds[kind];
+  const rate = (kind) => (rounds * files.length) / seconds[kind];
   return {
     flags: flags.join(' '),
+    rounds,
     folderImagesPerSecond: rate('folder'),
     tarImagesPerSecond: rate('tar'),
     parquetImagesPerSecond: rate('parquet'),
+    parquetSnappyImagesPerSecond: rate('parquetSnappy'),
     ratioTarVsFolder: seconds.folder / seconds.tar,
     ratioParquetVsFolder: seconds.folder / seconds.parquet,
+    ratioParquetSnappyVsFolder: seconds.folder / seconds.parquetSnappy,
   };
 }
 
@@ -386,5 +394,5 @@ if (!containersOnly) {
   printImageStage(results.imageStage);
 }
 const k = results.containers;
-console.log(`\nsame ${N} images, tiny model (${k.flags}): folder ${rate(k.folderImagesPerSecond)} img/s, tar ${rate(k.tarImagesPerSecond)} img/s (×${k.ratioTarVsFolder.toFixed(2)}), Parquet ${rate(k.parquetImagesPerSecond)} img/s (×${k.ratioParquetVsFolder.toFixed(2)})`);
+console.log(`\nsame ${N} images, tiny model (${k.flags}), ${k.rounds} rounds: folder ${rate(k.folderImagesPerSecond)} img/s, tar ${rate(k.tarImagesPerSecond)} img/s (×${k.ratioTarVsFolder.toFixed(2)}), Parquet ${rate(k.parquetImagesPerSecond)} img/s (×${k.ratioParquetVsFolder.toFixed(2)}), Parquet snappy ${rate(k.parquetSnappyImagesPerSecond)} img/s (×${k.ratioParquetSnappyVsFolder.toFixed(2)})`);
 fs.rmSync(work, { recursive: true, force: true });
