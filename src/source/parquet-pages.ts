@@ -19,7 +19,7 @@ export interface PageRun {
   /** The chunk's row index of the run's first row. */
   firstRow: number;
   rows: number;
-  /** The dictionary page (when the chunk has one) followed by the run's pages, headers included. */
+  /** The run's pages, headers included, after the dictionary page when they are dictionary-encoded. */
   bytes: Uint8Array;
   /** Bytes of `bytes` that are the dictionary page (0 without one). */
   dictionaryBytes: number;
@@ -28,6 +28,9 @@ export interface PageRun {
 const DATA_PAGE = 0;
 const DICTIONARY_PAGE = 2;
 const DATA_PAGE_V2 = 3;
+/** Encodings of a data page whose values are indices into the dictionary page. */
+const PLAIN_DICTIONARY = 2;
+const RLE_DICTIONARY = 8;
 /** A first read for a page header: a few dozen bytes, more with statistics (read again 4x bigger until it fits). */
 const HEADER_READ = 4096;
 
@@ -118,8 +121,6 @@ interface PageHead {
   usesDictionary: boolean;
 }
 
-const PLAIN_DICTIONARY = 2;
-const RLE_DICTIONARY = 8;
 const pageSize = (h: PageHead) => h.headerBytes + h.compressedBytes;
 const isData = (h: PageHead) => h.type === DATA_PAGE || h.type === DATA_PAGE_V2;
 const NOT_DATA: PageHead = { type: -1, headerBytes: 0, compressedBytes: 0, rows: 0, usesDictionary: false };
