@@ -170,8 +170,11 @@ export class RowResampler {
   private readonly out: Float32Array;
   /** Output lines along stored y in the order their taps start (reversed on a mirrored axis). */
   private readonly order: Int32Array;
-  /** Accumulator lines: line order[k] uses slot k mod slots while its taps are open. */
-  private readonly acc: Float32Array;
+  /**
+   * Accumulator lines (line order[k] in slot k mod slots while its taps are open), kept here
+   * between bands; a frame added in one band never needs them outside the kernel.
+   */
+  private acc: Float32Array | undefined;
   private readonly slots: number;
   private readonly lineFloats: number;
   private readonly xWeights: Float32Array;
@@ -193,14 +196,13 @@ export class RowResampler {
     this.rowBytes = stored.width * 3;
     // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
     this.lineFloats = align16(this.rowBytes + 1);
-    this.acc = new Float32Array(this.slots * this.lineFloats);
     this.xWeights = new Float32Array(tx.weights);
     this.yWeights = new Float32Array(ty.weights);
     this.normVectors = normVectors(norm);
     this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
     const xOut = tx.start.length;
     // The y pass reads up to 15 bytes past the last row of a chunk.
-    const sizes = [this.chunkRows * this.rowBytes + 16, this.acc.byteLength, 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
     this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
   }
@@ -219,7 +221,7 @@ export class RowResampler {
     m.f32.set(this.xWeights, at.xWeights / 4);
     m.f32.set(this.yWeights, at.yWeights / 4);
     m.f32.set(this.normVectors, at.norm / 4);
-    m.f32.set(this.acc, at.acc / 4);
+    if (this.acc) m.f32.set(this.acc, at.acc / 4);
     const lineBytes = this.lineFloats * 4;
     for (let r = 0; r < count; r += this.chunkRows) {
       const n = Math.min(this.chunkRows, count - r);
@@ -239,8 +241,10 @@ export class RowResampler {
         this.open = k + 1;
       }
     }
-    this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
     this.next += count;
+    if (this.next === this.stored.height) return;
+    this.acc ??= new Float32Array(this.slots * this.lineFloats);
+    this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
   }
 
   /** Output line `i` along stored y (three planes along stored x) to where the upright image has it. */
