@@ -13,7 +13,7 @@ declare const WebAssembly: {
 
 interface Exports {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number): void;
+  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: number): void;
   horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: number, dst: number): void;
 }
 
@@ -39,9 +39,9 @@ export class ResampleKernel {
     return this.views;
   }
 
-  /** resample.wat's `vertical`: acc += Σ_j weights[j] · rows[j·rowBytes + x], x < bytes (offsets in bytes). */
-  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number): void {
-    this.wasm.vertical(rows, rowBytes, taps, weights, acc, bytes);
+  /** resample.wat's `vertical`: acc (from 0 when `fresh`) += Σ_j weights[j] · rows[j·rowBytes + x], x < bytes (offsets in bytes). */
+  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: boolean): void {
+    this.wasm.vertical(rows, rowBytes, taps, weights, acc, bytes, fresh ? 1 : 0);
   }
 
   /**

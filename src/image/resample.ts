@@ -233,8 +233,7 @@ export class RowResampler {
         const e = s + ty.size[i]!;
         const from = Math.max(s, c0);
         const slot = at.acc + (k % this.slots) * lineBytes;
-        if (from === s) m.f32.fill(0, slot / 4, slot / 4 + this.lineFloats);
-        kernel.vertical(at.rows + (from - c0) * rowBytes, rowBytes, Math.min(e, c1) - from, at.yWeights + (i * ty.stride + from - s) * 4, slot, rowBytes);
+        kernel.vertical(at.rows + (from - c0) * rowBytes, rowBytes, Math.min(e, c1) - from, at.yWeights + (i * ty.stride + from - s) * 4, slot, rowBytes, from === s);
         if (e > c1) continue;
         kernel.horizontal(slot, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
         this.place(i, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));

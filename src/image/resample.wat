@@ -5,12 +5,12 @@
   (memory (export "memory") 1)
 
   ;; Along stored y: acc[x] += Σ_j weights[j] · rows[j·rowBytes + x] for x below `bytes` rounded up
-  ;; to 16 (so rows need 15 readable bytes past their end, acc whole vectors). Rows are 8-bit
-  ;; samples (RGB interleaved, any channel), acc float32 aligned to 16. Taps are added in order
-  ;; into one sum per sample, so splitting them over calls gives the same float32 sums.
+  ;; to 16 (so rows need 15 readable bytes past their end, acc whole vectors), from acc = 0 when
+  ;; `fresh`. Rows are 8-bit samples (RGB interleaved, any channel), acc float32 aligned to 16. Taps
+  ;; are added in order into one sum per sample, so splitting them over calls gives the same sums.
   (func (export "vertical")
     (param $rows i32) (param $rowBytes i32) (param $taps i32) (param $weights i32)
-    (param $acc i32) (param $bytes i32)
+    (param $acc i32) (param $bytes i32) (param $fresh i32)
     (local $x i32) (local $p i32) (local $w i32) (local $end i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
     (local $k v128) (local $v v128) (local $h v128)
@@ -18,10 +18,17 @@
     (block $done
       (loop $columns
         (br_if $done (i32.ge_u (local.get $x) (local.get $bytes)))
-        (local.set $a0 (v128.load offset=0 (local.get $acc)))
-        (local.set $a1 (v128.load offset=16 (local.get $acc)))
-        (local.set $a2 (v128.load offset=32 (local.get $acc)))
-        (local.set $a3 (v128.load offset=48 (local.get $acc)))
+        (if (local.get $fresh)
+          (then
+            (local.set $a0 (v128.const f32x4 0 0 0 0))
+            (local.set $a1 (v128.const f32x4 0 0 0 0))
+            (local.set $a2 (v128.const f32x4 0 0 0 0))
+            (local.set $a3 (v128.const f32x4 0 0 0 0)))
+          (else
+            (local.set $a0 (v128.load offset=0 (local.get $acc)))
+            (local.set $a1 (v128.load offset=16 (local.get $acc)))
+            (local.set $a2 (v128.load offset=32 (local.get $acc)))
+            (local.set $a3 (v128.load offset=48 (local.get $acc)))))
         (local.set $p (i32.add (local.get $rows) (local.get $x)))
         (local.set $w (local.get $weights))
         (block $tapsDone
