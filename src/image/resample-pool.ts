@@ -6,7 +6,9 @@
  * that go back and forth (transferred; new buffers for every band would pile up in the worker
  * until its next garbage collection, measured +130 MB on a 54 MP frame). The worker resamples each
  * band as it arrives, so a frame in flight costs itself plus two bands. The output comes back
- * transferred.
+ * transferred. Band buffers are kept for the next frames too (small frames travel whole in one):
+ * fresh memory costs a page fault per 4 KiB on first touch, which on the 2-core VM was 8 ms a MiB,
+ * 60 ms of a 12 MP frame's two bands.
  */
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../core/worker-script.js';
@@ -25,6 +27,7 @@ export interface ResampleJob {
   norm: Normalisation;
 }
 
+/** A whole frame's `rgb` is a view of a band buffer, which comes back (`band`) before the pixels. */
 export type ResampleRequest =
   | ({ type: 'whole'; id: number } & ResampleJob)
   | ({ type: 'begin'; id: number } & Omit<ResampleJob, 'rgb'>)
@@ -36,6 +39,8 @@ export type ResampleReply = { id: number; pixels: Float32Array } | { id: number;
 /** About 4 MiB of rows per message: the only copy of a frame, and small next to it. */
 export const BAND_BYTES = 4 * 2 ** 20;
 const BANDS_IN_FLIGHT = 2;
+/** Band buffers a worker keeps between frames: enough for two frames in flight. */
+const SPARE_BANDS = 2 * BANDS_IN_FLIGHT;
 
 class ResampleWorker {
   queued = 0;
@@ -44,6 +49,8 @@ class ResampleWorker {
   private failure: Error | undefined;
   /** Band buffers back from the worker, per frame, and the sender waiting for one. */
   private readonly returned = new Map<number, { buffers: ArrayBuffer[]; wake?: () => void }>();
+  /** Band buffers of frames done, for the next frames. */
+  private readonly spare: ArrayBuffer[] = [];
   private readonly worker = new Worker(workerScript('image/resample-worker-entry.js'));
 
   constructor() {
@@ -77,8 +84,16 @@ class ResampleWorker {
     void this.send(id, job, bandBytes);
     return result.finally(() => {
       this.queued--;
+      // Every band came back before the pixels (the worker answers in order).
+      for (const b of this.returned.get(id)?.buffers ?? []) if (this.spare.length < SPARE_BANDS) this.spare.push(b);
       this.returned.delete(id);
     });
+  }
+
+  /** A band buffer of at least `bytes`: a spare one, or a new one that fits a band of any frame. */
+  private bandBuffer(bytes: number, bandBytes: number): ArrayBuffer {
+    const k = this.spare.findIndex((b) => b.byteLength >= bytes);
+    return k >= 0 ? this.spare.splice(k, 1)[0]! : new ArrayBuffer(Math.max(bytes, bandBytes));
   }
 
   private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
@@ -86,16 +101,18 @@ class ResampleWorker {
     const rowBytes = job.stored.width * 3;
     // Whole groups of four rows per band, as the resampler filters them.
     const step = Math.min(rgb.length, Math.max(4, Math.floor(bandBytes / rowBytes / 4) * 4) * rowBytes);
+    const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: [] };
+    this.returned.set(id, back);
     if (step === rgb.length) {
       // One band (small images): one message there and one back, as few hops as possible.
-      const whole = new Uint8Array(rgb);
+      const whole = new Uint8Array(this.bandBuffer(step, bandBytes), 0, step);
+      whole.set(rgb);
       this.post({ type: 'whole', id, ...rest, rgb: whole }, [whole.buffer as ArrayBuffer]);
       return;
     }
     this.post({ type: 'begin', id, ...rest });
     const bands = Math.ceil(rgb.length / step);
-    const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: Array.from({ length: Math.min(bands, BANDS_IN_FLIGHT) }, () => new ArrayBuffer(step)) };
-    this.returned.set(id, back);
+    for (let k = 0; k < Math.min(bands, BANDS_IN_FLIGHT); k++) back.buffers.push(this.bandBuffer(step, bandBytes));
     for (let at = 0; at < rgb.length; at += step) {
       while (back.buffers.length === 0 && !this.failure) await new Promise<void>((wake) => (back.wake = wake));
       if (this.failure) return;

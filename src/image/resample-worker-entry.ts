@@ -15,7 +15,12 @@ function giveBack(id: number, band: Uint8Array): void {
 port.on('message', (req: ResampleRequest) => {
   try {
     if (req.type === 'whole') {
-      const pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
+      let pixels: Float32Array;
+      try {
+        pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
+      } finally {
+        giveBack(req.id, req.rgb);
+      }
       port.postMessage({ id: req.id, pixels } satisfies ResampleReply, [pixels.buffer as ArrayBuffer]);
     } else if (req.type === 'begin') open.set(req.id, new RowResampler(req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm));
     else {

@@ -1,25 +1,29 @@
 /**
  * Resize + normalise as Hugging Face's processors do it (torch's antialiased interpolate,
- * half-pixel centres), straight from the 8-bit frame as decoded, in typed-array code:
+ * half-pixel centres), straight from the 8-bit frame as decoded, in a WebAssembly SIMD kernel
+ * (resample.wat) driven from here:
  *
  * - per output position, the source taps and their weights are computed once per (size, filter):
  *   the same kernels, support and renormalisation over the taps inside the image as torch's
  *   antialiased path (`_compute_index_ranges_weights`: triangle for bilinear, Keys a = -0.5 for
  *   bicubic, support widened by the scale when shrinking);
- * - one pass over the source rows filters each row along stored x into a small float row and adds
- *   it, weighted, into the output lines whose taps include it: the output is the only buffer the
- *   size of an image, so memory is the 8-bit source plus the output, never a float frame;
+ * - one pass over the source rows adds each, weighted, into the float32 lines (along stored y)
+ *   whose taps include it, 16 bytes at a time; a line whose taps are all in is filtered along
+ *   stored x into the output: the output is the only buffer the size of an image, so memory is the
+ *   8-bit source plus the output and a few lines, never a float frame;
  * - EXIF orientation is folded in (orientation.ts): the frame is read as stored and each pass
  *   writes to the upright position, so no rotated copy is made;
- * - the last step over the (small) output rescales and normalises, for DINOv2 after clamping and
+ * - each output pixel is rescaled and normalised as it is written, for DINOv2 after clamping and
  *   rounding half to even to 8 bits (its processor resizes the 8-bit image).
  *
- * The ONNX Resize graph (preprocess.ts) is the same arithmetic; tests hold the two together and
- * both against Hugging Face (docs/pixel-parity.md).
+ * The ONNX Resize graph (test/helpers/resize-graph.ts) and the scalar float64 code this replaced
+ * (test/helpers/resample-f64.ts) are the same arithmetic; tests hold this to both and to Hugging
+ * Face (docs/pixel-parity.md).
  */
 import type { ModelInfo, Resample } from '../model/info.js';
 import type { Size } from './buckets.js';
 import type { AxisMap } from './orientation.js';
+import { resampleKernel } from './resample-kernel.js';
 
 /** Taps of one axis: output i reads `size[i]` source positions from `start[i]`, weights at i·stride. */
 export interface AxisTaps {
@@ -134,86 +138,163 @@ export function planResample(stored: Size, out: Size, map: AxisMap, filter: Resa
   };
 }
 
-/**
- * For each stored row, the output lines (along stored y) it feeds and with which weight, in
- * source-row order: the inverse of the y taps, so each row is filtered along x once.
- */
-function rowFeeds(t: AxisTaps, rows: number): { first: Int32Array; line: Int32Array; weight: Float64Array } {
-  const first = new Int32Array(rows + 1);
-  for (let i = 0; i < t.start.length; i++) for (let j = 0; j < t.size[i]!; j++) first[t.start[i]! + j + 1]!++;
-  for (let r = 0; r < rows; r++) first[r + 1]! += first[r]!;
-  const fill = first.slice(0, rows);
-  const line = new Int32Array(first[rows]!);
-  const weight = new Float64Array(first[rows]!);
-  for (let i = 0; i < t.start.length; i++) {
-    for (let j = 0; j < t.size[i]!; j++) {
-      const k = fill[t.start[i]! + j]!++;
-      line[k] = i;
-      weight[k] = t.weights[i * t.stride + j]!;
-    }
-  }
-  return { first, line, weight };
+/** Rows copied into the kernel's memory at a time (at least one row): small enough to stay in cache. */
+const CHUNK_BYTES = 256 * 1024;
+
+/** Byte offsets (16-aligned) of one frame's data in the kernel's memory while it adds a band. */
+interface Layout {
+  rows: number;
+  acc: number;
+  line: number;
+  starts: number;
+  sizes: number;
+  xWeights: number;
+  yWeights: number;
+  norm: number;
+  end: number;
 }
+
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
 /**
  * Resamples an RGB8 frame (HWC, as stored) to normalised float32 [3, H, W], upright, from its rows
  * in order, band by band (`add`), so the whole frame never has to be in one place.
  *
- * Along stored x first, four source rows at a time, into float rows the output's width; each row
- * is added, weighted, into the output lines it feeds. (The other order, full-width float lines
- * along y first, measured 2x slower in V8.) The sums do not depend on how rows are banded.
+ * Along stored y first, in the WebAssembly SIMD kernel (resample-kernel.ts): each output line along
+ * stored y is the weighted sum of its source rows, 16 bytes of a row at a time, into a float32
+ * line the frame's width; only the lines whose taps are open exist (a few). A finished line is
+ * filtered along x (one vector per RGB pixel) and written where the upright image has it. Sums
+ * are float32, each in tap order, so they do not depend on how rows are banded.
  */
 export class RowResampler {
   private readonly out: Float32Array;
-  private readonly feeds: ReturnType<typeof rowFeeds>;
-  private readonly rows: Float64Array[];
+  /** Output lines along stored y in the order their taps start (reversed on a mirrored axis). */
+  private readonly order: Int32Array;
+  /**
+   * Accumulator lines (line order[k] in slot k mod slots while its taps are open), kept here
+   * between bands; a frame added in one band never needs them outside the kernel.
+   */
+  private acc: Float32Array | undefined;
+  private readonly slots: number;
+  private readonly lineFloats: number;
+  private readonly xWeights: Float32Array;
+  private readonly yWeights: Float32Array;
+  /** Per channel (lanes R, G, B, unused): the scale, then the shift of normalisation. */
+  private readonly normVectors: Float32Array;
+  private readonly layout: Layout;
   private readonly rowBytes: number;
+  private readonly chunkRows: number;
+  /** Rows added so far, and the first line (in `order`) not finished. */
   private next = 0;
+  private open = 0;
 
   constructor(private readonly stored: Size, private readonly plan: ResamplePlan, private readonly norm: Normalisation) {
+    const { alongX: tx, alongY: ty } = plan;
     this.out = new Float32Array(3 * plan.out.width * plan.out.height);
-    this.feeds = rowFeeds(plan.alongY, stored.height);
-    this.rows = Array.from({ length: ROWS_AT_ONCE }, () => new Float64Array(plan.alongX.start.length * 3));
+    this.order = linesInRowOrder(ty);
+    this.slots = mostOpen(ty, stored.height);
     this.rowBytes = stored.width * 3;
+    // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
+    this.lineFloats = align16(this.rowBytes + 1);
+    this.xWeights = new Float32Array(tx.weights);
+    this.yWeights = new Float32Array(ty.weights);
+    this.normVectors = normVectors(norm);
+    this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
+    const xOut = tx.start.length;
+    // The y pass reads up to 15 bytes past the last row of a chunk.
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
+    const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
+    this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
   }
 
   /** The next whole rows of the frame. */
   add(band: Uint8Array): void {
     const count = band.length / this.rowBytes;
     if (!Number.isInteger(count) || this.next + count > this.stored.height) throw new Error(`a band of ${band.length} bytes does not fit the ${this.stored.width}x${this.stored.height} frame at row ${this.next}`);
-    const { alongX: tx, transposed, out: size } = this.plan;
-    const { out, feeds, rows, rowBytes } = this;
-    const plane = size.width * size.height;
-    // Where output (along x: a, along y: b) lands: upright (x, y) = (a, b), or (b, a) when transposed.
-    const stepA = transposed ? size.width : 1;
-    const stepB = transposed ? 1 : size.width;
-    for (let r = 0; r < count; r += ROWS_AT_ONCE) {
-      const n = Math.min(ROWS_AT_ONCE, count - r);
-      if (n === ROWS_AT_ONCE) filterFourRows(band, r * rowBytes, rowBytes, tx, rows);
-      else for (let k = 0; k < n; k++) filterFourRows(band, (r + k) * rowBytes, 0, tx, [rows[k]!, rows[k]!, rows[k]!, rows[k]!]);
-      for (let k = 0; k < n; k++) {
-        const row = rows[k]!;
-        const source = this.next + r + k;
-        for (let f = feeds.first[source]!; f < feeds.first[source + 1]!; f++) {
-          const w = feeds.weight[f]!;
-          let o = feeds.line[f]! * stepB;
-          for (let a = 0; a < tx.start.length; a++, o += stepA) {
-            out[o] += w * row[a * 3]!;
-            out[o + plane] += w * row[a * 3 + 1]!;
-            out[o + 2 * plane] += w * row[a * 3 + 2]!;
-          }
-        }
+    const { alongX: tx, alongY: ty } = this.plan;
+    const { layout: at, rowBytes, order } = this;
+    const kernel = resampleKernel();
+    const m = kernel.reserve(at.end);
+    // The kernel's memory is shared by every frame this thread has open: this frame's state goes in and comes back out.
+    m.i32.set(tx.start, at.starts / 4);
+    m.i32.set(tx.size, at.sizes / 4);
+    m.f32.set(this.xWeights, at.xWeights / 4);
+    m.f32.set(this.yWeights, at.yWeights / 4);
+    m.f32.set(this.normVectors, at.norm / 4);
+    if (this.acc) m.f32.set(this.acc, at.acc / 4);
+    const lineBytes = this.lineFloats * 4;
+    for (let r = 0; r < count; r += this.chunkRows) {
+      const n = Math.min(this.chunkRows, count - r);
+      m.u8.set(band.subarray(r * rowBytes, (r + n) * rowBytes), at.rows);
+      const [c0, c1] = [this.next + r, this.next + r + n];
+      for (let k = this.open; k < order.length && ty.start[order[k]!]! < c1; k++) {
+        const i = order[k]!;
+        const s = ty.start[i]!;
+        const e = s + ty.size[i]!;
+        const from = Math.max(s, c0);
+        const slot = at.acc + (k % this.slots) * lineBytes;
+        kernel.vertical(at.rows + (from - c0) * rowBytes, rowBytes, Math.min(e, c1) - from, at.yWeights + (i * ty.stride + from - s) * 4, slot, rowBytes, from === s);
+        if (e > c1) continue;
+        kernel.horizontal(slot, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
+        this.place(i, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
+        this.open = k + 1;
       }
     }
     this.next += count;
+    if (this.next === this.stored.height) return;
+    this.acc ??= new Float32Array(this.slots * this.lineFloats);
+    this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
+  }
+
+  /** Output line `i` along stored y (three planes along stored x) to where the upright image has it. */
+  private place(i: number, line: Float32Array): void {
+    const { out, plan } = this;
+    const { width, height } = plan.out;
+    const plane = width * height;
+    const n = line.length / 3;
+    for (let c = 0; c < 3; c++) {
+      const from = line.subarray(c * n, (c + 1) * n);
+      if (!plan.transposed) out.set(from, c * plane + i * width);
+      else for (let a = 0, o = c * plane + i; a < n; a++, o += width) out[o] = from[a]!;
+    }
   }
 
   /** The normalised output, once every row has come. */
   finish(): Float32Array {
     if (this.next !== this.stored.height) throw new Error(`${this.next} of ${this.stored.height} rows resampled`);
-    normalise(this.out, this.plan.out.width * this.plan.out.height, this.norm);
     return this.out;
   }
+}
+
+/**
+ * x·(1/(255·std)) − mean/std per channel, in float32 steps as the ONNX graph folded it (the kernel
+ * does the clamp and rounding first for DINOv2).
+ */
+function normVectors(norm: Normalisation): Float32Array {
+  const v = new Float32Array(8);
+  for (let c = 0; c < 3; c++) {
+    v[c] = 1 / (255 * norm.std[c]!);
+    v[4 + c] = -norm.mean[c]! / norm.std[c]!;
+  }
+  return v;
+}
+
+/** Line indices by where their taps start and end: stored row order. */
+function linesInRowOrder(t: AxisTaps): Int32Array {
+  const end = (i: number) => t.start[i]! + t.size[i]!;
+  return Int32Array.from(t.start.keys()).sort((a, b) => t.start[a]! - t.start[b]! || end(a) - end(b));
+}
+
+/** The most lines whose taps hold any one row: the accumulator lines a frame needs at once. */
+function mostOpen(t: AxisTaps, rows: number): number {
+  const delta = new Int32Array(rows + 1);
+  for (let i = 0; i < t.start.length; i++) {
+    delta[t.start[i]!]!++;
+    delta[t.start[i]! + t.size[i]!]!--;
+  }
+  let open = 0, most = 1;
+  for (let r = 0; r < rows; r++) most = Math.max(most, (open += delta[r]!));
+  return most;
 }
 
 /** The whole frame at once (`rgb` may be a view). */
@@ -221,57 +302,4 @@ export function resample(rgb: Uint8Array, stored: Size, plan: ResamplePlan, norm
   const r = new RowResampler(stored, plan, norm);
   r.add(rgb);
   return r.finish();
-}
-
-/** Source rows filtered along x per call: one weight load serves four rows (measured 1.45x faster than one row at a time in V8). */
-const ROWS_AT_ONCE = 4;
-
-/**
- * Four source rows (RGB8 from `base`, `rowBytes` apart) filtered along x into `rows` (RGB float per
- * output). With `rowBytes` 0 the same row is filtered four times into the same buffer (the tail).
- */
-function filterFourRows(rgb: Uint8Array, base: number, rowBytes: number, tx: AxisTaps, rows: readonly Float64Array[]): void {
-  const { start, size, weights, stride } = tx;
-  const [q0, q1, q2, q3] = rows as [Float64Array, Float64Array, Float64Array, Float64Array];
-  for (let a = 0; a < start.length; a++) {
-    let w = a * stride;
-    const end = w + size[a]!;
-    let p = base + start[a]! * 3;
-    let r0 = 0, g0 = 0, b0 = 0, r1 = 0, g1 = 0, b1 = 0, r2 = 0, g2 = 0, b2 = 0, r3 = 0, g3 = 0, b3 = 0;
-    for (; w < end; w++, p += 3) {
-      const k = weights[w]!;
-      r0 += k * rgb[p]!; g0 += k * rgb[p + 1]!; b0 += k * rgb[p + 2]!;
-      const p1 = p + rowBytes;
-      r1 += k * rgb[p1]!; g1 += k * rgb[p1 + 1]!; b1 += k * rgb[p1 + 2]!;
-      const p2 = p1 + rowBytes;
-      r2 += k * rgb[p2]!; g2 += k * rgb[p2 + 1]!; b2 += k * rgb[p2 + 2]!;
-      const p3 = p2 + rowBytes;
-      r3 += k * rgb[p3]!; g3 += k * rgb[p3 + 1]!; b3 += k * rgb[p3 + 2]!;
-    }
-    const o = a * 3;
-    q0[o] = r0; q0[o + 1] = g0; q0[o + 2] = b0;
-    q1[o] = r1; q1[o + 1] = g1; q1[o + 2] = b1;
-    q2[o] = r2; q2[o + 1] = g2; q2[o + 2] = b2;
-    q3[o] = r3; q3[o + 1] = g3; q3[o + 2] = b3;
-  }
-}
-
-/** Round half to even, as torch.round and ONNX Round do. */
-export function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** x·(1/(255·std)) − mean/std per channel, in float32 steps as the graph folds it. */
-function normalise(out: Float32Array, plane: number, norm: Normalisation): void {
-  for (let c = 0; c < 3; c++) {
-    const scale = Math.fround(1 / (255 * norm.std[c]!));
-    const shift = Math.fround(-norm.mean[c]! / norm.std[c]!);
-    const end = (c + 1) * plane;
-    if (norm.eightBit) {
-      for (let o = c * plane; o < end; o++) out[o] = Math.fround(roundHalfEven(Math.min(255, Math.max(0, out[o]!))) * scale) + shift;
-    } else {
-      for (let o = c * plane; o < end; o++) out[o] = Math.fround(out[o]! * scale) + shift;
-    }
-  }
 }

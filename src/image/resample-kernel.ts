@@ -1,0 +1,64 @@
+/**
+ * The resampler's WebAssembly SIMD kernel (resample.wat, assembled into resample-wasm.ts): one
+ * instance and one memory per thread, compiled on first use. Node ≥ 20 always has SIMD128, so
+ * there is no scalar path; relaxed SIMD (fused multiply-add) is not used, it is not everywhere.
+ */
+import { RESAMPLE_WASM } from './resample-wasm.js';
+
+/** The part of the WebAssembly API used here: this project's lib (ES2022, Node types) does not declare it. */
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: object };
+};
+
+interface Exports {
+  memory: { buffer: ArrayBuffer; grow(pages: number): number };
+  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: number): void;
+  horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: number, dst: number): void;
+}
+
+/** Views of the kernel's memory, valid until the next `reserve` (growing replaces the buffer). */
+export interface KernelMemory {
+  u8: Uint8Array;
+  i32: Int32Array;
+  f32: Float32Array;
+}
+
+export class ResampleKernel {
+  private views: KernelMemory | undefined;
+
+  constructor(private readonly wasm: Exports) {}
+
+  /** At least `bytes` of memory, from offset 0. */
+  reserve(bytes: number): KernelMemory {
+    const { memory } = this.wasm;
+    const missing = bytes - memory.buffer.byteLength;
+    if (missing > 0) memory.grow(Math.ceil(missing / 65536));
+    const b = memory.buffer;
+    if (this.views?.u8.buffer !== b) this.views = { u8: new Uint8Array(b), i32: new Int32Array(b), f32: new Float32Array(b) };
+    return this.views;
+  }
+
+  /** resample.wat's `vertical`: acc (from 0 when `fresh`) += Σ_j weights[j] · rows[j·rowBytes + x], x < bytes (offsets in bytes). */
+  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: boolean): void {
+    this.wasm.vertical(rows, rowBytes, taps, weights, acc, bytes, fresh ? 1 : 0);
+  }
+
+  /**
+   * resample.wat's `horizontal`: one RGB float line filtered and normalised (`norm`: scale and shift
+   * vectors; `eightBit`: clamp and round first) into three planes of `outs` floats at `dst`.
+   */
+  horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: boolean, dst: number): void {
+    this.wasm.horizontal(line, outs, starts, sizes, weights, stride, norm, eightBit ? 1 : 0, dst);
+  }
+}
+
+let kernel: ResampleKernel | undefined;
+
+export function resampleKernel(): ResampleKernel {
+  if (!kernel) {
+    const module = new WebAssembly.Module(Buffer.from(RESAMPLE_WASM, 'base64'));
+    kernel = new ResampleKernel(new WebAssembly.Instance(module).exports as unknown as Exports);
+  }
+  return kernel;
+}

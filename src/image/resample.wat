@@ -1,0 +1,104 @@
+;; The two passes of resample.ts's filter in WebAssembly SIMD128 (no relaxed SIMD), float32.
+;; scripts/build-wasm.mjs assembles this file into resample-wasm.ts; resample.ts lays out the
+;; memory (source rows, accumulator lines, taps) and calls the two functions.
+(module
+  (memory (export "memory") 1)
+
+  ;; Along stored y: acc[x] += Σ_j weights[j] · rows[j·rowBytes + x] for x below `bytes` rounded up
+  ;; to 16 (so rows need 15 readable bytes past their end, acc whole vectors), from acc = 0 when
+  ;; `fresh`. Rows are 8-bit samples (RGB interleaved, any channel), acc float32 aligned to 16. Taps
+  ;; are added in order into one sum per sample, so splitting them over calls gives the same sums.
+  (func (export "vertical")
+    (param $rows i32) (param $rowBytes i32) (param $taps i32) (param $weights i32)
+    (param $acc i32) (param $bytes i32) (param $fresh i32)
+    (local $x i32) (local $p i32) (local $w i32) (local $end i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $k v128) (local $v v128) (local $h v128)
+    (local.set $end (i32.add (local.get $weights) (i32.shl (local.get $taps) (i32.const 2))))
+    (block $done
+      (loop $columns
+        (br_if $done (i32.ge_u (local.get $x) (local.get $bytes)))
+        (if (local.get $fresh)
+          (then
+            (local.set $a0 (v128.const f32x4 0 0 0 0))
+            (local.set $a1 (v128.const f32x4 0 0 0 0))
+            (local.set $a2 (v128.const f32x4 0 0 0 0))
+            (local.set $a3 (v128.const f32x4 0 0 0 0)))
+          (else
+            (local.set $a0 (v128.load offset=0 (local.get $acc)))
+            (local.set $a1 (v128.load offset=16 (local.get $acc)))
+            (local.set $a2 (v128.load offset=32 (local.get $acc)))
+            (local.set $a3 (v128.load offset=48 (local.get $acc)))))
+        (local.set $p (i32.add (local.get $rows) (local.get $x)))
+        (local.set $w (local.get $weights))
+        (block $tapsDone
+          (loop $tap
+            (br_if $tapsDone (i32.ge_u (local.get $w) (local.get $end)))
+            (local.set $k (f32x4.splat (f32.load (local.get $w))))
+            (local.set $v (v128.load (local.get $p)))
+            ;; 16 bytes → 4 × 4 floats (values 0..255, so the signed conversion is exact)
+            (local.set $h (i16x8.extend_low_i8x16_u (local.get $v)))
+            (local.set $a0 (f32x4.add (local.get $a0)
+              (f32x4.mul (local.get $k) (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $h))))))
+            (local.set $a1 (f32x4.add (local.get $a1)
+              (f32x4.mul (local.get $k) (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $h))))))
+            (local.set $h (i16x8.extend_high_i8x16_u (local.get $v)))
+            (local.set $a2 (f32x4.add (local.get $a2)
+              (f32x4.mul (local.get $k) (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $h))))))
+            (local.set $a3 (f32x4.add (local.get $a3)
+              (f32x4.mul (local.get $k) (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $h))))))
+            (local.set $p (i32.add (local.get $p) (local.get $rowBytes)))
+            (local.set $w (i32.add (local.get $w) (i32.const 4)))
+            (br $tap)))
+        (v128.store offset=0 (local.get $acc) (local.get $a0))
+        (v128.store offset=16 (local.get $acc) (local.get $a1))
+        (v128.store offset=32 (local.get $acc) (local.get $a2))
+        (v128.store offset=48 (local.get $acc) (local.get $a3))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 64)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $columns))))
+
+  ;; Along stored x over one finished line (RGB float32 per pixel, one float readable past the
+  ;; last pixel): output a = Σ_j weights[a·stride + j] · line[starts[a] + j] for j < sizes[a], one
+  ;; vector per pixel (lane 3 is the next pixel's red, never stored), then normalised: with
+  ;; `eightBit`, clamped to 0..255 and rounded half to even (f32x4.nearest), then v·scale + shift
+  ;; per channel in float32 (`norm`: the scale vector, then the shift vector). Written as three
+  ;; planes of `outs` floats from `dst`: reds, greens, blues.
+  (func (export "horizontal")
+    (param $line i32) (param $outs i32) (param $starts i32) (param $sizes i32)
+    (param $weights i32) (param $stride i32) (param $norm i32) (param $eightBit i32) (param $dst i32)
+    (local $a i32) (local $p i32) (local $w i32) (local $end i32) (local $o i32)
+    (local $sum v128) (local $scale v128) (local $shift v128)
+    (local.set $scale (v128.load offset=0 (local.get $norm)))
+    (local.set $shift (v128.load offset=16 (local.get $norm)))
+    (local.set $stride (i32.shl (local.get $stride) (i32.const 2)))
+    (block $done
+      (loop $outputs
+        (br_if $done (i32.ge_u (local.get $a) (local.get $outs)))
+        (local.set $o (i32.shl (local.get $a) (i32.const 2)))
+        (local.set $p (i32.add (local.get $line)
+          (i32.mul (i32.load (i32.add (local.get $starts) (local.get $o))) (i32.const 12))))
+        (local.set $w (i32.add (local.get $weights) (i32.mul (local.get $a) (local.get $stride))))
+        (local.set $end (i32.add (local.get $w)
+          (i32.shl (i32.load (i32.add (local.get $sizes) (local.get $o))) (i32.const 2))))
+        (local.set $sum (v128.const f32x4 0 0 0 0))
+        (block $tapsDone
+          (loop $tap
+            (br_if $tapsDone (i32.ge_u (local.get $w) (local.get $end)))
+            (local.set $sum (f32x4.add (local.get $sum)
+              (f32x4.mul (f32x4.splat (f32.load (local.get $w))) (v128.load (local.get $p)))))
+            (local.set $p (i32.add (local.get $p) (i32.const 12)))
+            (local.set $w (i32.add (local.get $w) (i32.const 4)))
+            (br $tap)))
+        (if (local.get $eightBit)
+          (then (local.set $sum (f32x4.nearest (f32x4.min (f32x4.splat (f32.const 255))
+            (f32x4.max (v128.const f32x4 0 0 0 0) (local.get $sum)))))))
+        (local.set $sum (f32x4.add (f32x4.mul (local.get $sum) (local.get $scale)) (local.get $shift)))
+        (local.set $o (i32.add (local.get $dst) (local.get $o)))
+        (f32.store (local.get $o) (f32x4.extract_lane 0 (local.get $sum)))
+        (local.set $o (i32.add (local.get $o) (i32.shl (local.get $outs) (i32.const 2))))
+        (f32.store (local.get $o) (f32x4.extract_lane 1 (local.get $sum)))
+        (local.set $o (i32.add (local.get $o) (i32.shl (local.get $outs) (i32.const 2))))
+        (f32.store (local.get $o) (f32x4.extract_lane 2 (local.get $sum)))
+        (local.set $a (i32.add (local.get $a) (i32.const 1)))
+        (br $outputs)))))
