@@ -82,6 +82,15 @@ function batchTensor(planes: readonly Float32Array[]): Float32Array {
   return input;
 }
 
+/**
+ * The next call's input, its planes taken off `planes`: made outside the caller's frame so that
+ * the copied planes are garbage while the model runs, not held by the awaiting function.
+ */
+function nextFeeds(planes: Float32Array[], batchSize: number, height: number, width: number): Record<string, WireTensor> {
+  const chunk = planes.splice(0, batchSize);
+  return { [MODEL_INPUT]: { type: 'float32', data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
+}
+
 export class ModelScheduler {
   private readonly batcher: Batcher<PendingImage>;
   /** Full batches not yet handed to the model, in the order they filled. */
@@ -129,11 +138,7 @@ export class ModelScheduler {
   private async runModel(planes: Float32Array[], height: number, width: number): Promise<Array<Record<string, WireTensor>>> {
     try {
       const answers = [];
-      while (planes.length) {
-        const chunk = planes.splice(0, this.o.batchSize);
-        const feeds = { [MODEL_INPUT]: { type: 'float32' as const, data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
-        answers.push(await this.o.model.run(feeds, tokenOutputs(this.o.info)));
-      }
+      while (planes.length) answers.push(await this.o.model.run(nextFeeds(planes, this.o.batchSize, height, width), tokenOutputs(this.o.info)));
       return answers;
     } finally {
       this.atModel--;
