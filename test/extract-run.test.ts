@@ -19,18 +19,23 @@ import { tempDir } from './helpers/temp.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * A model that takes `ms` per batch and answers, for each image, tokens whose every value is the
+ * A model that takes `ms` per batch (`serial`: one batch at a time, in order, as the ORT worker runs them) and answers, for each image, tokens whose every value is the
  * image's id (the first pixel its preparer wrote): rows can be traced back to their images.
  */
-function scriptedModel(ms: number) {
+function scriptedModel(ms: number, serial = false) {
   const batches: Array<{ size: number; shape: string; startedAfterPrepared: number }> = [];
   let prepared = 0;
+  let handed = 0;
+  let previous: Promise<unknown> = Promise.resolve();
   const model: ModelRunner = {
     async run(feeds) {
       const x = feeds.pixel_values!;
       const [n, , h, w] = x.dims as [number, number, number, number];
       batches.push({ size: n, shape: `${w}x${h}`, startedAfterPrepared: prepared });
-      await sleep(ms);
+      handed += n;
+      const turn = serial ? previous.then(() => sleep(ms)) : sleep(ms);
+      previous = turn;
+      await turn;
       const tokens = 1 + NUM_REGISTERS + (h / MODEL.patchSize) * (w / MODEL.patchSize);
       const out = new Float32Array(n * tokens * HIDDEN);
       const plane = 3 * h * w;
@@ -38,10 +43,11 @@ function scriptedModel(ms: number) {
       return { last_hidden_state: { type: 'float32', data: out, dims: [n, tokens, HIDDEN] } satisfies WireTensor };
     },
   };
-  return { model, batches, countPrepared: () => void prepared++ };
+  /** Images prepared and not yet handed to the model, counting the one just prepared. */
+  return { model, batches, countPrepared: () => ++prepared - handed };
 }
 
-async function extractWith(images: number, bucketOf: (k: number) => [number, number], modelMs: number, prepareMs: number) {
+async function extractWith(images: number, bucketOf: (k: number) => [number, number], modelMs: number, prepareMs: number, serial = false) {
   const dir = tempDir();
   const files = path.join(dir, 'files');
   fs.mkdirSync(files);
@@ -57,17 +63,22 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
   fs.mkdirSync(out);
   const state = await CacheState.open(out, '0');
   const sink = new ShardSink({ state, partId: '0', format: 'parquet', meta: shardMeta('float32', false) });
-  const fake = scriptedModel(modelMs);
+  const fake = scriptedModel(modelMs, serial);
+  let preparing = 0;
+  /** Most images prepared at once after the start (the model has had three batches), and most prepared ahead of it. */
+  const most = { preparing: 0, ahead: 0 };
   const stats = await runExtraction({
     sources: (async function* () { yield* sources; })(),
     partId: '0',
     model: fake.model,
     info: MODEL,
     prepare: async (bytes): Promise<PreparedPixels> => {
+      if (++preparing && fake.batches.length >= 3) most.preparing = Math.max(most.preparing, preparing);
       await sleep(prepareMs);
+      preparing--;
       const k = Number(/image (\d+)/.exec(bytes.toString())![1]);
       const [w, h] = bucketOf(k);
-      fake.countPrepared();
+      most.ahead = Math.max(most.ahead, fake.countPrepared());
       return { width: w, height: h, bucketWidth: w, bucketHeight: h, crop: { x: 0, y: 0, w, h }, pixels: new Float32Array(3 * w * h).fill(k + 1) };
     },
     state, sink, errors: await ErrorsLog.open(out, '0'), keepRegisters: false, batchSize: 4, imageBytes: 3 * 64 * 64 * 4, decodeConcurrency: 4,
@@ -76,7 +87,7 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
   const shards = await sink.close();
   const rows = [];
   for (const s of shards) rows.push(...(await readFeatureRows(path.join(out, s.file))));
-  return { stats, batches: fake.batches, rows, ids };
+  return { stats, batches: fake.batches, rows, ids, most };
 }
 
 test('the model never waits for a batch to fill; once it is the bottleneck, batches are full', async () => {
@@ -104,4 +115,15 @@ test('with many buckets and a slow model, images are batched per bucket and none
   const perShape = new Map<string, number>();
   for (const b of batches) perShape.set(b.shape, (perShape.get(b.shape) ?? 0) + b.size);
   assert.deepEqual([...perShape.values()], [10, 10, 10]);
+});
+
+test('while the model is the slow stage, images are prepared one at a time and at most a batch ahead', async () => {
+  // Preparing (10 ms an image) is far faster than the model (150 ms a batch of 4): without a bound
+  // every decoder would work and prepared tensors would fill every image slot.
+  const { stats, batches, most } = await extractWith(24, () => [32, 32], 150, 10, true);
+  assert.equal(stats.extracted, 24);
+  assert.equal(batches.reduce((a, b) => a + b.size, 0), 24);
+  assert.ok(batches.slice(1, -1).every((b) => b.size === 4), `and batches stay full: ${batches.map((b) => b.size)}`);
+  assert.equal(most.preparing, 1, 'once the model holds its queue, one image is prepared at a time');
+  assert.ok(most.ahead <= 4, `at most one batch waits for the model: ${most.ahead}`);
 });

@@ -14,6 +14,7 @@ import type { ModelInfo } from '../model/info.js';
 import { describeOrigin, sameOrigin, type SourceImage, type SourceItem } from '../source/types.js';
 import { ImageFailure, type PreparedPixels } from './prepare.js';
 import type { Progress } from './progress.js';
+import { Lookahead } from './lookahead.js';
 import { RowWriter } from './row-writer.js';
 import { ModelScheduler, type ModelRunner } from './scheduler.js';
 import { Semaphore } from './semaphore.js';
@@ -49,9 +50,11 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const failure = new FirstError();
   const sizes = queueSizes(o.batchSize, o.decodeConcurrency, o.imageBytes);
   const slots = new Semaphore(sizes.imageSlots);
+  const lookahead = new Lookahead(o.batchSize, () => scheduler.queue);
   const writer = new RowWriter({ state: o.state, partId: o.partId, sink: o.sink, tally });
   const scheduler = new ModelScheduler({
     model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, pool: o.pool, failure,
+    onQueueChange: () => lookahead.changed(),
     onRows: (batch, rows) => writer.write(batch, rows).finally(() => slots.release(batch.length)),
     onBatchFailed: async (batch, reason) => {
       for (const p of batch) await tally.failed(p.key, p.display, 'infer', reason);
@@ -82,12 +85,15 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     }
     if (cached) writer.markStale(image.key);
     let prepared: PreparedPixels;
+    await lookahead.enter();
     try {
       prepared = await o.prepare(bytes, image);
     } catch (e) {
       slots.release(1);
       if (!(e instanceof ImageFailure)) throw e;
       return tally.failed(image.key, image.display, e.stage, e.message);
+    } finally {
+      lookahead.leave();
     }
     scheduler.add({ ...prepared, key: image.key, sha256, display: image.display, origin: image.origin, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` });
   };

@@ -2,10 +2,13 @@
  * The stage that feeds the model: prepared images are grouped into batches per bucket, batches go
  * to the model so that it never waits, and each answer is split into rows for the writer.
  *
- * The model holds at most MODEL_QUEUE_DEPTH batches. When it holds fewer and no batch is full, the
- * fullest partial batch goes at once rather than waiting to fill: when decoding keeps up, batches
- * are full anyway; when it does not, waiting would only idle the model. Full batches wait their
- * turn as their images' pixels, so a batch tensor exists only for the batches at the model.
+ * The model holds at most MODEL_QUEUE_DEPTH batches. Full batches go whenever it has room. A
+ * partial batch goes only to an idle model, at once rather than waiting to fill: when decoding
+ * keeps up, batches are full anyway; when it does not, waiting would only idle the model. While
+ * the model is busy a partial batch keeps filling, since the image stage prepares only as far ahead
+ * as the model needs (lookahead.ts) and a batch queued early would go part-empty for nothing. Full
+ * batches wait their turn as their images' pixels, so a batch tensor exists only for the batches
+ * at the model.
  */
 import type { FeatureRow } from '../shard/schema.js';
 import type { Origin } from '../source/types.js';
@@ -16,6 +19,7 @@ import { poolPatches } from '../model/pool.js';
 import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split.js';
 import { Batcher } from './batcher.js';
 import type { PreparedPixels } from './prepare.js';
+import type { ModelQueueState } from './lookahead.js';
 import { MODEL_QUEUE_DEPTH } from './sizing.js';
 import { FatalError, TaskGroup, type FirstError } from './tasks.js';
 
@@ -50,6 +54,8 @@ export interface SchedulerOptions {
   /** The model failed on this batch (not on its contract): each image is a failure, the run goes on. */
   onBatchFailed(batch: PendingImage[], reason: string): Promise<void>;
   failure: FirstError;
+  /** Called whenever batches reach the model or leave it (the image stage paces itself on it: lookahead.ts). */
+  onQueueChange?: () => void;
 }
 
 const NO_PIXELS = new Float32Array(0);
@@ -76,6 +82,15 @@ function batchTensor(planes: readonly Float32Array[]): Float32Array {
   return input;
 }
 
+/**
+ * The next call's input, its planes taken off `planes`: made outside the caller's frame so that
+ * the copied planes are garbage while the model runs, not held by the awaiting function.
+ */
+function nextFeeds(planes: Float32Array[], batchSize: number, height: number, width: number): Record<string, WireTensor> {
+  const chunk = planes.splice(0, batchSize);
+  return { [MODEL_INPUT]: { type: 'float32', data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
+}
+
 export class ModelScheduler {
   private readonly batcher: Batcher<PendingImage>;
   /** Full batches not yet handed to the model, in the order they filled. */
@@ -100,14 +115,19 @@ export class ModelScheduler {
     await this.inferring.settle();
   }
 
-  /** Tops the model's queue up: full batches first, then the fullest partial one. */
+  get queue(): ModelQueueState {
+    return { full: this.atModel >= MODEL_QUEUE_DEPTH, waiting: this.batcher.size + this.ready.reduce((n, b) => n + b.length, 0) };
+  }
+
+  /** Tops the model's queue up: full batches first, then, when the model is idle, the fullest partial one. */
   private feed(): void {
     while (!this.o.failure.failed && this.atModel < MODEL_QUEUE_DEPTH) {
-      const batch = this.ready.shift() ?? this.batcher.takeFullest();
-      if (!batch) return;
+      const batch = this.ready.shift() ?? (this.atModel === 0 ? this.batcher.takeFullest() : undefined);
+      if (!batch) break;
       this.atModel++; // counted before infer's first await, so this loop sees it
       this.inferring.add(this.infer(batch));
     }
+    this.o.onQueueChange?.();
   }
 
   /**
@@ -118,11 +138,7 @@ export class ModelScheduler {
   private async runModel(planes: Float32Array[], height: number, width: number): Promise<Array<Record<string, WireTensor>>> {
     try {
       const answers = [];
-      while (planes.length) {
-        const chunk = planes.splice(0, this.o.batchSize);
-        const feeds = { [MODEL_INPUT]: { type: 'float32' as const, data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
-        answers.push(await this.o.model.run(feeds, tokenOutputs(this.o.info)));
-      }
+      while (planes.length) answers.push(await this.o.model.run(nextFeeds(planes, this.o.batchSize, height, width), tokenOutputs(this.o.info)));
       return answers;
     } finally {
       this.atModel--;
