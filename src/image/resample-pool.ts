@@ -99,7 +99,7 @@ class ResampleWorker {
   private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
     const { rgb, ...rest } = job;
     const rowBytes = job.stored.width * 3;
-    // Whole groups of four rows per band, as the resampler filters them.
+    // Whole rows per band (in fours; the sums do not depend on where a band ends).
     const step = Math.min(rgb.length, Math.max(4, Math.floor(bandBytes / rowBytes / 4) * 4) * rowBytes);
     const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: [] };
     this.returned.set(id, back);
