@@ -16,7 +16,9 @@ port.on('message', (req: ResampleRequest) => {
   try {
     if (req.type === 'whole') {
       const pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
-      port.postMessage({ id: req.id, pixels } satisfies ResampleReply, [pixels.buffer as ArrayBuffer]);
+      // The rows' buffer goes back with the pixels, to carry a later frame.
+      const band = req.rgb.buffer as ArrayBuffer;
+      port.postMessage({ id: req.id, pixels, band } satisfies ResampleReply, [pixels.buffer as ArrayBuffer, band]);
     } else if (req.type === 'begin') open.set(req.id, new RowResampler(req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm));
     else {
       const r = open.get(req.id);
