@@ -160,3 +160,23 @@ test('the pool sends a frame in bands of whole rows and gives the pixels resampl
     }
   }
 });
+
+test('row buffers kept from earlier frames carry later ones, larger or smaller, one after another and at once', async () => {
+  const norm = normalisationOf(DINOV3);
+  const out = { width: 28, height: 20 };
+  const sizes = [{ width: 120, height: 90 }, { width: 30, height: 22 }, { width: 64, height: 100 }, { width: 31, height: 9 }];
+  const jobs = sizes.map((size, k) => {
+    const frame = structuredRgb(size.width, size.height, k + 2);
+    return { size, frame, want: resample(frame, size, planResample(size, out, axisMap(k + 1), 'bicubic'), norm) };
+  });
+  // 2000 bytes: the larger frames go in bands, the smaller ones whole, all through the same buffers.
+  const pool = new ResamplePool(1, 2000);
+  try {
+    const run = (j: (typeof jobs)[number], k: number) => pool.run({ rgb: j.frame, stored: j.size, out, axes: axisMap(k + 1), filter: 'bicubic', norm });
+    for (const [k, j] of jobs.entries()) assert.deepEqual(await run(j, k), j.want, `frame ${k} alone`);
+    const together = await Promise.all([...jobs, ...jobs].map((j, k) => run(j, k % jobs.length)));
+    together.forEach((got, k) => assert.deepEqual(got, jobs[k % jobs.length]!.want, `frame ${k % jobs.length} among others`));
+  } finally {
+    await pool.close();
+  }
+});

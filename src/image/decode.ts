@@ -10,6 +10,7 @@
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { CropBox, Size } from './buckets.js';
+import { readJpegHeader } from './jpeg-header.js';
 import { axisMap, storedBox, type AxisMap } from './orientation.js';
 import { withOwnErrors } from './vips-alone.js';
 
@@ -74,9 +75,15 @@ function withWarning(message: string, warnings: readonly string[]): string {
   return detail ? `${message} (${detail})` : message;
 }
 
-/** Reads only the header: format, upright size, orientation. */
+const JPEG_SPACES = { 1: 'b-w', 3: 'srgb', 4: 'cmyk' } as const;
+
+/** Reads only the header: format, upright size, orientation (a plain JPEG's from its markers, jpeg-header.ts). */
 export async function readHeader(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'>): Promise<ImageHeader> {
   if (bytes.length === 0) throw new ImageError('read', 'empty file (0 bytes)');
+  const jpeg = readJpegHeader(bytes);
+  if (jpeg) {
+    return headerOf({ width: jpeg.width, height: jpeg.height, format: 'jpeg', orientation: jpeg.orientation, space: JPEG_SPACES[jpeg.components], hasAlpha: false }, opts);
+  }
   let meta: Metadata;
   try {
     meta = await withOwnErrors(() => sharp(bytes, { limitInputPixels: false }).metadata());
@@ -86,16 +93,20 @@ export async function readHeader(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPi
   const { width, height } = meta;
   if (!width || !height) throw new ImageError('decode', `no image size in the header (${meta.format ?? 'unknown format'})`);
   // For animations sharp reports the height of all frames stacked; one frame is what we decode.
-  const frameHeight = meta.pageHeight ?? height;
-  if (width * frameHeight > opts.maxPixels) {
-    throw new ImageError('decode', `${width}x${frameHeight} = ${width * frameHeight} pixels is over the limit of ${opts.maxPixels} (--max-pixels); not decoded`);
-  }
-  const orientation = meta.orientation ?? 1;
-  const swap = orientation >= 5 && orientation <= 8;
-  return {
-    width: swap ? frameHeight : width, height: swap ? width : frameHeight, format: meta.format ?? 'unknown', orientation,
+  return headerOf({
+    width, height: meta.pageHeight ?? height, format: meta.format ?? 'unknown', orientation: meta.orientation ?? 1,
     space: meta.space ?? 'srgb', hasAlpha: meta.hasAlpha === true,
-  };
+  }, opts);
+}
+
+/** The header of a frame `width` x `height` as stored: the pixel limit checked, the size made upright. */
+function headerOf(stored: ImageHeader, opts: Pick<DecodeOptions, 'maxPixels'>): ImageHeader {
+  const { width, height, orientation } = stored;
+  if (width * height > opts.maxPixels) {
+    throw new ImageError('decode', `${width}x${height} = ${width * height} pixels is over the limit of ${opts.maxPixels} (--max-pixels); not decoded`);
+  }
+  const swap = orientation >= 5 && orientation <= 8;
+  return { ...stored, width: swap ? height : width, height: swap ? width : height };
 }
 
 export type Rgb = readonly [number, number, number];

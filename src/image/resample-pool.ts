@@ -2,13 +2,11 @@
  * Worker threads that run the resampler (resample.ts), so the main thread keeps reading, decoding
  * and writing. sharp's output lives outside V8's heap and cannot be transferred (postMessage
  * copies it whole, measured: a 162 MB frame took the process from 277 to 585 MiB), so a frame goes
- * to its worker in bands of rows of about BAND_BYTES, copied into one of BANDS_IN_FLIGHT buffers
+ * to its worker in bands of rows of about BAND_BYTES (a small frame in one), copied into buffers
  * that go back and forth (transferred; new buffers for every band would pile up in the worker
- * until its next garbage collection, measured +130 MB on a 54 MP frame). The worker resamples each
- * band as it arrives, so a frame in flight costs itself plus two bands. The output comes back
- * transferred. Band buffers are kept for the next frames too (small frames travel whole in one):
- * fresh memory costs a page fault per 4 KiB on first touch, which on the 2-core VM was 8 ms a MiB,
- * 60 ms of a 12 MP frame's two bands.
+ * until its next garbage collection, measured +130 MB on a 54 MP frame) and are kept for the next
+ * frames (SPARE_BUFFERS). The worker resamples each band as it arrives, so a frame in flight costs
+ * itself plus two bands. The output comes back transferred.
  */
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../core/worker-script.js';
@@ -27,38 +25,47 @@ export interface ResampleJob {
   norm: Normalisation;
 }
 
-/** A whole frame's `rgb` is a view of a band buffer, which comes back (`band`) before the pixels. */
 export type ResampleRequest =
   | ({ type: 'whole'; id: number } & ResampleJob)
   | ({ type: 'begin'; id: number } & Omit<ResampleJob, 'rgb'>)
   | { type: 'rows'; id: number; band: Uint8Array }
   | { type: 'end'; id: number };
-/** `band`: a band resampled, its buffer sent back to carry the next rows. */
-export type ResampleReply = { id: number; pixels: Float32Array } | { id: number; error: string } | { id: number; band: ArrayBuffer };
+/**
+ * `band`: a buffer of rows given back (a band resampled, or with `pixels` the whole frame's), to
+ * carry the next rows.
+ */
+export type ResampleReply = { id: number; pixels: Float32Array; band?: ArrayBuffer } | { id: number; error: string } | { id: number; band: ArrayBuffer };
 
 /** About 4 MiB of rows per message: the only copy of a frame, and small next to it. */
 export const BAND_BYTES = 4 * 2 ** 20;
+/** Bands of one frame at the worker at once. */
 const BANDS_IN_FLIGHT = 2;
-/** Band buffers a worker keeps between frames: enough for two frames in flight. */
-const SPARE_BANDS = 2 * BANDS_IN_FLIGHT;
+/**
+ * Row buffers a worker keeps between frames. A fresh buffer costs its pages' first touch, which on
+ * a VM was more than the copy itself (about 1.5 ms for a 500x375 frame, as long as its decode) and
+ * was paid on every small image until the allocator's threshold adapted; kept buffers are touched
+ * once. Pages a small frame never reached stay untouched, so they cost address space, not memory.
+ */
+const SPARE_BUFFERS = 4;
 
 class ResampleWorker {
   queued = 0;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (p: Float32Array) => void; reject: (e: Error) => void }>();
   private failure: Error | undefined;
-  /** Band buffers back from the worker, per frame, and the sender waiting for one. */
-  private readonly returned = new Map<number, { buffers: ArrayBuffer[]; wake?: () => void }>();
-  /** Band buffers of frames done, for the next frames. */
+  /** Row buffers back from the worker, ready for the next rows of any frame. */
   private readonly spare: ArrayBuffer[] = [];
+  /** Per frame sent in bands: its bands at the worker, and its sender waiting for one to come back. */
+  private readonly inFlight = new Map<number, { bands: number; wake?: () => void }>();
   private readonly worker = new Worker(workerScript('image/resample-worker-entry.js'));
 
   constructor() {
     this.worker.on('message', (reply: ResampleReply) => {
-      if ('band' in reply) {
-        const r = this.returned.get(reply.id);
-        r?.buffers.push(reply.band);
-        r?.wake?.();
+      if ('band' in reply && reply.band) this.giveBack(reply.band);
+      if (!('pixels' in reply) && !('error' in reply)) {
+        const f = this.inFlight.get(reply.id);
+        if (f) f.bands--;
+        f?.wake?.();
         return;
       }
       const p = this.pending.get(reply.id);
@@ -70,7 +77,7 @@ class ResampleWorker {
       this.failure = e;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
-      for (const r of this.returned.values()) r.wake?.();
+      for (const f of this.inFlight.values()) f.wake?.();
     };
     this.worker.on('error', failAll);
     this.worker.on('exit', (code) => failAll(new Error(`resample worker exited (code ${code})`)));
@@ -84,42 +91,42 @@ class ResampleWorker {
     void this.send(id, job, bandBytes);
     return result.finally(() => {
       this.queued--;
-      // Every band came back before the pixels (the worker answers in order).
-      for (const b of this.returned.get(id)?.buffers ?? []) if (this.spare.length < SPARE_BANDS) this.spare.push(b);
-      this.returned.delete(id);
+      this.inFlight.delete(id);
     });
   }
 
-  /** A band buffer of at least `bytes`: a spare one, or a new one that fits a band of any frame. */
-  private bandBuffer(bytes: number, bandBytes: number): ArrayBuffer {
+  /** A kept buffer of at least `bytes` (they are all bandBytes long unless four rows need more), or a new one. */
+  private take(bytes: number, bandBytes: number): ArrayBuffer {
     const k = this.spare.findIndex((b) => b.byteLength >= bytes);
     return k >= 0 ? this.spare.splice(k, 1)[0]! : new ArrayBuffer(Math.max(bytes, bandBytes));
+  }
+
+  private giveBack(buffer: ArrayBuffer): void {
+    if (this.spare.length < SPARE_BUFFERS) this.spare.push(buffer);
   }
 
   private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
     const { rgb, ...rest } = job;
     const rowBytes = job.stored.width * 3;
-    // Whole rows per band (in fours; the sums do not depend on where a band ends).
+    // Whole groups of four rows per band, as the resampler filters them.
     const step = Math.min(rgb.length, Math.max(4, Math.floor(bandBytes / rowBytes / 4) * 4) * rowBytes);
-    const back: { buffers: ArrayBuffer[]; wake?: () => void } = { buffers: [] };
-    this.returned.set(id, back);
     if (step === rgb.length) {
       // One band (small images): one message there and one back, as few hops as possible.
-      const whole = new Uint8Array(this.bandBuffer(step, bandBytes), 0, step);
+      const whole = new Uint8Array(this.take(step, bandBytes), 0, step);
       whole.set(rgb);
       this.post({ type: 'whole', id, ...rest, rgb: whole }, [whole.buffer as ArrayBuffer]);
       return;
     }
     this.post({ type: 'begin', id, ...rest });
-    const bands = Math.ceil(rgb.length / step);
-    for (let k = 0; k < Math.min(bands, BANDS_IN_FLIGHT); k++) back.buffers.push(this.bandBuffer(step, bandBytes));
+    const frame: { bands: number; wake?: () => void } = { bands: 0 };
+    this.inFlight.set(id, frame);
     for (let at = 0; at < rgb.length; at += step) {
-      while (back.buffers.length === 0 && !this.failure) await new Promise<void>((wake) => (back.wake = wake));
+      while (frame.bands >= BANDS_IN_FLIGHT && !this.failure) await new Promise<void>((wake) => (frame.wake = wake));
       if (this.failure) return;
-      const buffer = back.buffers.pop()!;
-      const band = new Uint8Array(buffer, 0, Math.min(step, rgb.length - at));
+      const band = new Uint8Array(this.take(step, bandBytes), 0, Math.min(step, rgb.length - at));
       band.set(rgb.subarray(at, at + band.length));
-      this.post({ type: 'rows', id, band }, [buffer]);
+      frame.bands++;
+      this.post({ type: 'rows', id, band }, [band.buffer as ArrayBuffer]);
     }
     this.post({ type: 'end', id });
   }

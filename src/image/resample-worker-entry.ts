@@ -15,13 +15,10 @@ function giveBack(id: number, band: Uint8Array): void {
 port.on('message', (req: ResampleRequest) => {
   try {
     if (req.type === 'whole') {
-      let pixels: Float32Array;
-      try {
-        pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
-      } finally {
-        giveBack(req.id, req.rgb);
-      }
-      port.postMessage({ id: req.id, pixels } satisfies ResampleReply, [pixels.buffer as ArrayBuffer]);
+      const pixels = resample(req.rgb, req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm);
+      // The rows' buffer goes back with the pixels, to carry a later frame.
+      const band = req.rgb.buffer as ArrayBuffer;
+      port.postMessage({ id: req.id, pixels, band } satisfies ResampleReply, [pixels.buffer as ArrayBuffer, band]);
     } else if (req.type === 'begin') open.set(req.id, new RowResampler(req.stored, planResample(req.stored, req.out, req.axes, req.filter), req.norm));
     else {
       const r = open.get(req.id);

@@ -3,6 +3,7 @@
  * safely: a link back into its own ancestry is a loop and is reported, a dangling link is
  * reported, neither stops the walk.
  */
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../core/errors.js';
@@ -33,23 +34,27 @@ export async function* walkDirectory(root: string, keyPrefix = ''): AsyncGenerat
 
 async function* walk(dir: Buffer, keyParts: string[], ancestry: string[], keyPrefix: string): AsyncGenerator<SourceItem> {
   const here = keyParts.join('/') || '.';
-  let entries: { name: Buffer }[];
+  let entries: Dirent<Buffer>[];
   try {
-    entries = (await fs.readdir(dir, { encoding: 'buffer' })).map((name) => ({ name }));
+    entries = await fs.readdir(dir, { encoding: 'buffer', withFileTypes: true });
   } catch (e) {
     yield { problem: { key: `${keyPrefix}${here}`, display: dir.toString(), reason: `cannot list directory (${errnoReason(e)})` } };
     return;
   }
   entries.sort((a, b) => Buffer.compare(a.name, b.name));
-  for (const { name } of entries) {
+  for (const entry of entries) {
+    const { name } = entry;
     const full = Buffer.concat([dir, SEP, name]);
     const { text } = decodeName(name);
     const parts = [...keyParts, text];
     const key = parts.join('/');
     const display = full.toString();
-    let st;
+    // A plain file is known from its directory entry, without a stat (a thread-pool round trip,
+    // 40-150 µs of CPU an image on a VM); symlinks, and entries the file system gives no type for,
+    // are stat'ed to follow them.
+    let st: Pick<Dirent, 'isFile' | 'isDirectory'> = entry;
     try {
-      st = await fs.stat(full); // follows symlinks
+      if (!entry.isFile()) st = await fs.stat(full); // follows symlinks
     } catch (e) {
       const isLink = await fs.lstat(full).then((l) => l.isSymbolicLink(), () => false);
       if (isLink || hasImageExtension(text)) {
