@@ -41,10 +41,6 @@ export class Lookahead {
     for (const resolve of woken) resolve();
   }
 
-  get inProgress(): number {
-    return this.preparing;
-  }
-
   private admits(): boolean {
     const q = this.queue();
     return !q.full || (this.preparing === 0 && q.waiting < this.batchSize);
