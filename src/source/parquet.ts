@@ -222,18 +222,19 @@ export async function parquetRowCount(file: string): Promise<number | undefined>
 export async function* readParquet(file: string, o: ReadOptions, only?: ReadonlySet<number>, sliceBytes?: number): AsyncGenerator<SourceItem> {
   const abs = path.resolve(file);
   const stem = path.basename(abs).replace(/\.parquet$/i, '');
-  const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
+  const fileProblem: FileProblem = (reason) => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
   const opened = await openParquet(abs);
   if ('problem' in opened) return yield fileProblem(opened.problem);
   try {
-    yield* readRows(opened, abs, stem, o, only, sliceBytes);
+    yield* readRows(opened, abs, stem, fileProblem, o, only, sliceBytes);
   } finally {
     await opened.file.close();
   }
 }
 
-async function* readRows({ file, metadata }: OpenedParquet, abs: string, stem: string, o: ReadOptions, only: ReadonlySet<number> | undefined, sliceBytes: number | undefined): AsyncGenerator<SourceItem> {
-  const fileProblem = (reason: string): SourceItem => ({ problem: { key: `${o.keyPrefix}${stem}`, display: abs, reason } });
+type FileProblem = (reason: string) => SourceItem;
+
+async function* readRows({ file, metadata }: OpenedParquet, abs: string, stem: string, fileProblem: FileProblem, o: ReadOptions, only: ReadonlySet<number> | undefined, sliceBytes: number | undefined): AsyncGenerator<SourceItem> {
   const schema = parquetSchema(metadata);
   const found = findImageColumn(schema, o.imageColumn);
   if ('problem' in found) return yield fileProblem(found.problem);
