@@ -17,6 +17,14 @@ test('a session in a worker thread answers concurrent requests in order', async 
   const runs = [1, 2, 3].map((k) => w.run({ x: { type: 'float32', data: Float32Array.from([k, -k]), dims: [2] } }));
   const outs = await Promise.all(runs);
   assert.deepEqual(outs.map((o) => Array.from(o.y!.data as Float32Array)), [[2, -2], [4, -4], [6, -6]]);
+  // An input it owns whole is moved to the worker and comes back with the answer, as it went.
+  const input = Float32Array.from([5, 6, 7]);
+  const back: ArrayBuffer[][] = [];
+  const out = await w.run({ x: { type: 'float32', data: input, dims: [3] } }, undefined, (buffers) => back.push(buffers));
+  assert.deepEqual(Array.from(out.y!.data as Float32Array), [10, 12, 14]);
+  assert.equal(input.length, 0, 'transferred, not copied');
+  assert.equal(back.length, 1);
+  assert.deepEqual(back[0]!.map((b) => Array.from(new Float32Array(b))), [[5, 6, 7]]);
   await w.close();
 });
 

@@ -57,12 +57,12 @@ function scriptedModel(ms: number, opts: { failOn?: number; extraTokens?: number
   return { model, seen };
 }
 
-function scheduler(model: ModelRunner, batchSize: number) {
+function scheduler(model: ModelRunner, batchSize: number, recycle?: (plane: Float32Array) => void) {
   const rows: FeatureRow[] = [];
   const failed: Array<{ keys: string[]; reason: string }> = [];
   const failure = new FirstError();
   const s = new ModelScheduler({
-    model, info: MODEL, batchSize, maxWaiting: batchSize * 4, keepRegisters: true, failure,
+    model, info: MODEL, batchSize, maxWaiting: batchSize * 4, keepRegisters: true, failure, recycle,
     onRows: async (_batch, r) => void rows.push(...r),
     onBatchFailed: async (batch, reason) => void failed.push({ keys: batch.map((p) => p.key), reason }),
   });
@@ -105,6 +105,37 @@ test('scheduler: flipped copies go to the model with their images, at most batch
       assert.equal(r.flip, false);
       assert.ok(r.patches.every((v) => v === id) && r.mirrored!.patches.every((v) => v === 100 + id) && r.mirrored!.cls.every((v) => v === 100 + id), r.key);
       assert.ok(r.mirrored!.registers!.every((v) => v === 100 + id));
+    }
+  }
+});
+
+test('scheduler: planes go back for reuse once copied into a batch, single planes once the model gives them back; batch tensors are reused', async () => {
+  for (const batchSize of [1, 3]) {
+    const { model, seen } = scriptedModel(2);
+    const inputs: ArrayBufferLike[] = [];
+    // The model gives its input back, as an OrtWorker does.
+    const givingBack: ModelRunner = {
+      async run(feeds, outputs, inputsBack) {
+        const answer = await model.run(feeds, outputs);
+        inputs.push(feeds.pixel_values!.data.buffer);
+        inputsBack?.([feeds.pixel_values!.data.buffer as ArrayBuffer]);
+        return answer;
+      },
+    };
+    const recycled: Float32Array[] = [];
+    // A later image's pixels overwrite a plane given back: the batch must already hold its copy.
+    const { s, rows, failure } = scheduler(givingBack, batchSize, (plane) => recycled.push(plane.fill(-1)));
+    for (let id = 1; id <= 12; id++) s.add(pending(id));
+    await s.finish();
+    assert.equal(failure.failed, false);
+    assert.equal(rows.length, 12);
+    for (const r of rows) assert.ok(r.patches.every((v) => v === Number(r.key.slice(3))), `${r.key}, batch ${batchSize}`);
+    assert.equal(recycled.length, 12, `every plane given back once, batch ${batchSize}`);
+    assert.ok(recycled.every((p) => p.length === 3 * 32 * 32));
+    const full = seen.batches.map((ids, k) => ({ ids, buffer: inputs[k] })).filter((b) => b.ids.length === batchSize);
+    if (batchSize > 1) {
+      assert.ok(full.length >= 3, JSON.stringify(seen.batches));
+      assert.ok(new Set(full.map((b) => b.buffer)).size < full.length, 'a batch tensor given back carried a later batch');
     }
   }
 });

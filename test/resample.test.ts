@@ -180,3 +180,36 @@ test('row buffers kept from earlier frames carry later ones, larger or smaller, 
     await pool.close();
   }
 });
+
+test('an output buffer kept from an earlier frame is written whole, whatever it held; a wrong-sized one is refused', async () => {
+  const norm = normalisationOf(DINOV3);
+  const size = { width: 90, height: 70 };
+  const out = { width: 28, height: 20 };
+  for (const [k, filter] of (['bilinear', 'bicubic'] as const).entries()) {
+    const frame = structuredRgb(size.width, size.height, k + 3);
+    // EXIF 8 (transposed and flipped): the output lines land out of row order.
+    const plan = planResample(size, out, axisMap(8), filter);
+    const want = resample(frame, size, plan, norm);
+    const dirty = new Float32Array(want.length).fill(Number.NaN);
+    assert.deepEqual(resample(frame, size, plan, norm, dirty), want, filter);
+    assert.throws(() => resample(frame, size, plan, norm, new Float32Array(want.length - 1)), /output buffer holds 1679 floats, the plan makes 1680/);
+  }
+  // Through the pool: planes given back (here spoilt first) carry the next frames' pixels.
+  const frame = structuredRgb(size.width, size.height, 9);
+  const want = resample(frame, size, planResample(size, out, axisMap(1), 'bilinear'), norm);
+  const pool = new ResamplePool(2, 2000);
+  try {
+    for (let k = 0; k < 6; k++) {
+      const got = await pool.run({ rgb: frame, stored: size, out, axes: axisMap(1), filter: 'bilinear', norm });
+      assert.deepEqual(got, want, `frame ${k}`);
+      got.fill(Number.NaN);
+      pool.recycle(got);
+      assert.equal(got.length, 0, 'the plane went to a worker');
+    }
+    const view = new Float32Array(8).subarray(2);
+    pool.recycle(view);
+    assert.equal(view.length, 6, 'a view is left where it is');
+  } finally {
+    await pool.close();
+  }
+});

@@ -6,9 +6,11 @@
  * that go back and forth (transferred; new buffers for every band would pile up in the worker
  * until its next garbage collection, measured +130 MB on a 54 MP frame) and are kept for the next
  * frames (SPARE_BUFFERS). The worker resamples each band as it arrives, so a frame in flight costs
- * itself plus two bands. The output comes back transferred.
+ * itself plus two bands. The output comes back transferred, and goes back to a worker once the
+ * caller is done with it (`recycle`), to hold a later frame's output.
  */
 import { Worker } from 'node:worker_threads';
+import { ownsBuffer } from '../core/buffer-stock.js';
 import { workerScript } from '../core/worker-script.js';
 import type { Resample } from '../model/info.js';
 import type { Size } from './buckets.js';
@@ -29,7 +31,8 @@ export type ResampleRequest =
   | ({ type: 'whole'; id: number } & ResampleJob)
   | ({ type: 'begin'; id: number } & Omit<ResampleJob, 'rgb'>)
   | { type: 'rows'; id: number; band: Uint8Array }
-  | { type: 'end'; id: number };
+  | { type: 'end'; id: number }
+  | { type: 'spare'; buffer: ArrayBuffer };
 /**
  * `band`: a buffer of rows given back (a band resampled, or with `pixels` the whole frame's), to
  * carry the next rows.
@@ -47,6 +50,12 @@ const BANDS_IN_FLIGHT = 2;
  * once. Pages a small frame never reached stay untouched, so they cost address space, not memory.
  */
 const SPARE_BUFFERS = 4;
+/**
+ * Output planes a worker keeps once the main thread gives them back (see core/buffer-stock.ts for
+ * what a fresh one costs): enough for a batch's share at ImageNet sizes, two at 1024².
+ */
+export const SPARE_OUTPUTS = 4;
+export const SPARE_OUTPUT_BYTES = 32 * 2 ** 20;
 
 class ResampleWorker {
   queued = 0;
@@ -135,6 +144,11 @@ class ResampleWorker {
     this.worker.postMessage(request, transfer);
   }
 
+  /** An output plane back, for the worker's next frames. */
+  returnOutput(plane: Float32Array): void {
+    if (!this.failure) this.post({ type: 'spare', buffer: plane.buffer as ArrayBuffer }, [plane.buffer as ArrayBuffer]);
+  }
+
   async close(): Promise<void> {
     this.worker.removeAllListeners('exit');
     await this.worker.terminate();
@@ -143,6 +157,7 @@ class ResampleWorker {
 
 export class ResamplePool {
   private readonly workers: ResampleWorker[];
+  private nextBack = 0;
 
   constructor(count: number, private readonly bandBytes = BAND_BYTES) {
     this.workers = Array.from({ length: Math.max(1, count) }, () => new ResampleWorker());
@@ -152,6 +167,16 @@ export class ResamplePool {
   run(job: ResampleJob): Promise<Float32Array> {
     const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
     return worker.run(job, this.bandBytes);
+  }
+
+  /**
+   * Pixels the caller is done with (copied into a batch, or back from the model), to be a later
+   * frame's output; the workers take turns, as they take frames. A view into a larger buffer is
+   * left to the garbage collector.
+   */
+  recycle(plane: Float32Array): void {
+    if (!ownsBuffer(plane)) return;
+    this.workers[this.nextBack++ % this.workers.length]!.returnOutput(plane);
   }
 
   async close(): Promise<void> {

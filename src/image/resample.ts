@@ -188,9 +188,12 @@ export class RowResampler {
   private next = 0;
   private open = 0;
 
-  constructor(private readonly stored: Size, private readonly plan: ResamplePlan, private readonly norm: Normalisation) {
+  /** `out`: where the output goes (every value is written, so a reused buffer needs no clearing). */
+  constructor(private readonly stored: Size, private readonly plan: ResamplePlan, private readonly norm: Normalisation, out?: Float32Array) {
     const { alongX: tx, alongY: ty } = plan;
-    this.out = new Float32Array(3 * plan.out.width * plan.out.height);
+    const length = outputLength(plan);
+    if (out && out.length !== length) throw new Error(`output buffer holds ${out.length} floats, the plan makes ${length}`);
+    this.out = out ?? new Float32Array(length);
     this.order = linesInRowOrder(ty);
     this.slots = mostOpen(ty, stored.height);
     this.rowBytes = stored.width * 3;
@@ -297,9 +300,14 @@ function mostOpen(t: AxisTaps, rows: number): number {
   return most;
 }
 
-/** The whole frame at once (`rgb` may be a view). */
-export function resample(rgb: Uint8Array, stored: Size, plan: ResamplePlan, norm: Normalisation): Float32Array {
-  const r = new RowResampler(stored, plan, norm);
+/** Floats in a plan's output: three planes of the bucket. */
+export function outputLength(plan: ResamplePlan): number {
+  return 3 * plan.out.width * plan.out.height;
+}
+
+/** The whole frame at once (`rgb` may be a view), into `out` if given. */
+export function resample(rgb: Uint8Array, stored: Size, plan: ResamplePlan, norm: Normalisation, out?: Float32Array): Float32Array {
+  const r = new RowResampler(stored, plan, norm, out);
   r.add(rgb);
   return r.finish();
 }

@@ -4,6 +4,7 @@
  * decoding, writing and drawing progress meanwhile.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { ownsBuffer } from '../core/buffer-stock.js';
 import ort from './ort.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse, WireTensor } from './ort-worker-protocol.js';
 
@@ -37,7 +38,9 @@ try {
         transfer.push(data.buffer as ArrayBuffer);
         t.dispose?.();
       }
-      post({ type: 'result', id: req.id, outputs }, transfer);
+      // The inputs go back too: the caller refills them for its next batch (core/buffer-stock.ts).
+      const inputs = Object.values(req.feeds).map((t) => t.data).filter(ownsBuffer).map((d) => d.buffer as ArrayBuffer);
+      post({ type: 'result', id: req.id, outputs, inputs }, [...transfer, ...inputs]);
     } catch (e) {
       post({ type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e) });
     }

@@ -20,5 +20,6 @@ export type WorkerRequest =
 export type WorkerResponse =
   | { type: 'ready'; inputNames: string[]; outputNames: string[] }
   | { type: 'failed'; message: string }
-  | { type: 'result'; id: number; outputs: Record<string, WireTensor> }
+  /** `inputs`: the feeds' buffers, transferred back once the session is done with them, for reuse. */
+  | { type: 'result'; id: number; outputs: Record<string, WireTensor>; inputs: ArrayBuffer[] }
   | { type: 'error'; id: number; message: string };

@@ -3,6 +3,7 @@
  * Requests are answered in order; input buffers are transferred, not copied.
  */
 import { Worker } from 'node:worker_threads';
+import { ownsBuffer } from '../core/buffer-stock.js';
 import { workerScript } from '../core/worker-script.js';
 import type { WireTensor, WorkerInit, WorkerResponse } from './ort-worker-protocol.js';
 
@@ -10,11 +11,14 @@ export type { WireTensor } from './ort-worker-protocol.js';
 
 export class SessionStartError extends Error {}
 
+/** Takes a run's input buffers back once the session is done with them. */
+export type InputsBack = (buffers: ArrayBuffer[]) => void;
+
 export class OrtWorker {
   readonly inputNames: string[];
   readonly outputNames: string[];
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (o: Record<string, WireTensor>) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (o: Record<string, WireTensor>) => void; reject: (e: Error) => void; inputsBack?: InputsBack }>();
   private failure: Error | undefined;
 
   private constructor(private readonly worker: Worker, ready: { inputNames: string[]; outputNames: string[] }) {
@@ -24,7 +28,10 @@ export class OrtWorker {
       if (msg.type === 'result' || msg.type === 'error') {
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
-        if (msg.type === 'result') p?.resolve(msg.outputs);
+        if (msg.type === 'result') {
+          p?.inputsBack?.(msg.inputs);
+          p?.resolve(msg.outputs);
+        }
         else p?.reject(new Error(msg.message));
       }
     });
@@ -55,16 +62,17 @@ export class OrtWorker {
     });
   }
 
-  /** Runs the session; feeds that own their whole buffer are transferred (unusable afterwards). */
-  run(feeds: Record<string, WireTensor>, outputs?: string[]): Promise<Record<string, WireTensor>> {
+  /**
+   * Runs the session; feeds that own their whole buffer are transferred (unusable afterwards) and
+   * come back to `inputsBack` with the answer.
+   */
+  run(feeds: Record<string, WireTensor>, outputs?: string[], inputsBack?: InputsBack): Promise<Record<string, WireTensor>> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     // Only buffers a feed owns whole are moved; views into shared memory (Node's Buffer pool) are copied.
-    const transfer = Object.values(feeds)
-      .filter((t) => t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength)
-      .map((t) => t.data.buffer as ArrayBuffer);
+    const transfer = Object.values(feeds).map((t) => t.data).filter(ownsBuffer).map((d) => d.buffer as ArrayBuffer);
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, inputsBack });
       this.worker.postMessage({ type: 'run', id, feeds, outputs }, transfer);
     });
   }

@@ -29,6 +29,8 @@ export interface ExtractRunOptions {
   model: ModelRunner;
   info: ModelInfo;
   prepare: (bytes: Buffer, image: SourceImage) => Promise<PreparedPixels>;
+  /** Takes pixels back once the model is done with them (ImagePreparer.recycle). */
+  recycle?: (plane: Float32Array) => void;
   state: CacheState;
   sink: ShardSink;
   errors: ErrorsLog;
@@ -53,7 +55,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const lookahead = new Lookahead(o.batchSize, () => scheduler.queue);
   const writer = new RowWriter({ state: o.state, partId: o.partId, sink: o.sink, tally });
   const scheduler = new ModelScheduler({
-    model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, pool: o.pool, failure,
+    model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, pool: o.pool, failure, recycle: o.recycle,
     onQueueChange: () => lookahead.changed(),
     onRows: (batch, rows) => writer.write(batch, rows).finally(() => slots.release(batch.length)),
     onBatchFailed: async (batch, reason) => {

@@ -227,6 +227,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
       stats = await runExtraction({
         sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key), onTar: (_, reading) => tarReads.push(reading) }), partId, model, info,
         prepare: (bytes, image) => preparer.prepare(bytes, planOf(crops, image.key)),
+        recycle: (plane) => preparer.recycle(plane),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, pool: r.pool, batchSize: batch.size,
         // An image with its flipped copy (--flip) holds two tensors.
         imageBytes: (r.stored.flip ? 2 : 1) * Math.max(...buckets.map((b) => 3 * b.width * b.height * Float32Array.BYTES_PER_ELEMENT)),

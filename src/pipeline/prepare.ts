@@ -51,6 +51,8 @@ export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undef
 export interface ImagePreparer {
   /** One image, planned by `choose` (its bucket, crop and orientation) or else by dinofeat's rule. */
   prepare(bytes: Buffer, choose?: ChoosePlan): Promise<PreparedPixels>;
+  /** Pixels the caller is done with, to be reused for a later image's (their contents will change). */
+  recycle(plane: Float32Array): void;
   close(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
         throw e;
       }
     },
+    recycle: (plane) => pool.recycle(plane),
     close: () => pool.close(),
   };
 }

@@ -12,9 +12,10 @@
  */
 import type { FeatureRow } from '../shard/schema.js';
 import type { Origin } from '../source/types.js';
+import { BufferStock } from '../core/buffer-stock.js';
 import { MODEL_INPUT, tokenOutputs } from '../model/contract.js';
 import type { ModelInfo } from '../model/info.js';
-import type { WireTensor } from '../model/ort-worker.js';
+import type { InputsBack, WireTensor } from '../model/ort-worker.js';
 import { poolPatches } from '../model/pool.js';
 import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split.js';
 import { Batcher } from './batcher.js';
@@ -25,7 +26,8 @@ import { FatalError, TaskGroup, type FirstError } from './tasks.js';
 
 /** What the run needs of a model session (an OrtWorker in extract, a scripted model in tests). */
 export interface ModelRunner {
-  run(feeds: Record<string, WireTensor>, outputs?: string[]): Promise<Record<string, WireTensor>>;
+  /** `inputsBack` takes the feeds' buffers once the model is done with them (an OrtWorker gives them back). */
+  run(feeds: Record<string, WireTensor>, outputs?: string[], inputsBack?: InputsBack): Promise<Record<string, WireTensor>>;
 }
 
 /** One image on its way to the model, with the provenance its row will carry. */
@@ -54,6 +56,8 @@ export interface SchedulerOptions {
   /** The model failed on this batch (not on its contract): each image is a failure, the run goes on. */
   onBatchFailed(batch: PendingImage[], reason: string): Promise<void>;
   failure: FirstError;
+  /** Takes pixels the model no longer needs, to be reused for later images (ImagePreparer.recycle). */
+  recycle?: (plane: Float32Array) => void;
   /** Called whenever batches reach the model or leave it (the image stage paces itself on it: lookahead.ts). */
   onQueueChange?: () => void;
 }
@@ -73,22 +77,17 @@ function takePlanes(batch: PendingImage[]): Float32Array[] {
   });
 }
 
-/** Planes as one input tensor, built when the model is about to take it; a single plane goes uncopied. */
-function batchTensor(planes: readonly Float32Array[]): Float32Array {
-  if (planes.length === 1) return planes[0]!;
-  const size = planes[0]!.length;
-  const input = new Float32Array(size * planes.length);
-  planes.forEach((plane, b) => input.set(plane, b * size));
-  return input;
-}
-
 /**
- * The next call's input, its planes taken off `planes`: made outside the caller's frame so that
- * the copied planes are garbage while the model runs, not held by the awaiting function.
+ * Batch tensors kept for the next batches: one may be at the model and one queued
+ * (MODEL_QUEUE_DEPTH), so as many come back. Bounded in bytes like the model queue itself.
  */
-function nextFeeds(planes: Float32Array[], batchSize: number, height: number, width: number): Record<string, WireTensor> {
-  const chunk = planes.splice(0, batchSize);
-  return { [MODEL_INPUT]: { type: 'float32', data: batchTensor(chunk), dims: [chunk.length, 3, height, width] } };
+const KEPT_BATCHES = MODEL_QUEUE_DEPTH;
+const KEPT_BATCH_BYTES = 256 * 2 ** 20;
+
+/** One model call's input, and where its buffer goes once the model gives it back. */
+interface NextCall {
+  feeds: Record<string, WireTensor>;
+  inputsBack: InputsBack;
 }
 
 export class ModelScheduler {
@@ -97,6 +96,7 @@ export class ModelScheduler {
   private readonly ready: PendingImage[][] = [];
   private atModel = 0;
   private readonly inferring: TaskGroup;
+  private readonly batchBuffers = new BufferStock(KEPT_BATCHES, KEPT_BATCH_BYTES);
 
   constructor(private readonly o: SchedulerOptions) {
     this.batcher = new Batcher<PendingImage>(o.batchSize, o.maxWaiting);
@@ -138,12 +138,38 @@ export class ModelScheduler {
   private async runModel(planes: Float32Array[], height: number, width: number): Promise<Array<Record<string, WireTensor>>> {
     try {
       const answers = [];
-      while (planes.length) answers.push(await this.o.model.run(nextFeeds(planes, this.o.batchSize, height, width), tokenOutputs(this.o.info)));
+      while (planes.length) {
+        const call = this.nextCall(planes, height, width);
+        answers.push(await this.o.model.run(call.feeds, tokenOutputs(this.o.info), call.inputsBack));
+      }
       return answers;
     } finally {
       this.atModel--;
       this.feed();
     }
+  }
+
+  /**
+   * The next call's input, its planes taken off `planes`: a single plane goes as it is; several are
+   * copied into a kept batch tensor and go back at once to be later images' pixels. Made outside
+   * the caller's frame, so that no copied plane is held by the awaiting function.
+   */
+  private nextCall(planes: Float32Array[], height: number, width: number): NextCall {
+    const chunk = planes.splice(0, this.o.batchSize);
+    const recycle = this.o.recycle ?? (() => undefined);
+    let data: Float32Array;
+    let inputsBack: InputsBack;
+    if (chunk.length === 1) {
+      data = chunk[0]!;
+      inputsBack = (buffers) => buffers.forEach((b) => recycle(new Float32Array(b)));
+    } else {
+      const size = chunk[0]!.length;
+      data = new Float32Array(this.batchBuffers.take(size * chunk.length * Float32Array.BYTES_PER_ELEMENT));
+      chunk.forEach((plane, b) => data.set(plane, b * size));
+      chunk.forEach(recycle);
+      inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
+    }
+    return { feeds: { [MODEL_INPUT]: { type: 'float32', data, dims: [chunk.length, 3, height, width] } }, inputsBack };
   }
 
   private async infer(batch: PendingImage[]): Promise<void> {
