@@ -7,7 +7,8 @@
 //
 // The image stage is also measured against the decode floor (the work any exact pipeline does):
 // extract with a tiny model vs read + sha256 + full-frame decode + the bare model, and
-// --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part.
+// --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part. These rows
+// and the container row are steady state: runs over N and 2N images, differenced (steadyPerImage).
 //
 //   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only [--rounds R]]
 import { execFileSync } from 'node:child_process';
@@ -45,7 +46,7 @@ const { sessionOptions } = await import(dist('model/devices.js'));
 const SIZES = [[1600, 1200], [1200, 1600], [1024, 1024], [1920, 1080], [800, 1200], [2000, 1333], [640, 960], [1400, 900]];
 
 /** Mixed sizes, both orientations, photo-like content (smooth gradients + noise + shapes). */
-async function makeImages(dir, count, sizes = SIZES) {
+async function makeImages(dir, count, sizes = SIZES, prefix = 'img') {
   fs.mkdirSync(dir, { recursive: true });
   for (let k = 0; k < count; k++) {
     const [w, h] = sizes[k % sizes.length];
@@ -54,7 +55,7 @@ async function makeImages(dir, count, sizes = SIZES) {
     await sharp(noise, { raw: { width: w, height: h, channels: 3 } })
       .composite([{ input: Buffer.from(svg) }])
       .jpeg({ quality: 90 })
-      .toFile(path.join(dir, `img-${String(k).padStart(4, '0')}.jpg`));
+      .toFile(path.join(dir, `${prefix}-${String(k).padStart(4, '0')}.jpg`));
   }
 }
 
@@ -63,6 +64,17 @@ function linkImages(dir, into, count) {
   fs.mkdirSync(into, { recursive: true });
   const files = fs.readdirSync(dir).sort();
   for (let k = 0; k < count; k++) fs.linkSync(path.join(dir, files[k % files.length]), path.join(into, `r${Math.floor(k / files.length)}-${files[k % files.length]}`));
+}
+
+/**
+ * Steady state, start-up differenced away: a measurement runs over N images and over 2N (the same
+ * N and N more like them), in turns, and the time per image is the difference of the two sums
+ * over the N images more. One run alone also pays for starting its workers, compiling, and the
+ * first touch of its buffers, which a run over millions of images pays once.
+ */
+function steadyPerImage(secondsN, seconds2N, n) {
+  const sum = (xs) => xs.reduce((a, x) => a + x, 0);
+  return (sum(seconds2N) - sum(secondsN)) / (secondsN.length * n);
 }
 
 /** One `dinofeat extract` run, as a user runs it; rate and peak RSS from its own summary. */
@@ -139,43 +151,59 @@ async function transformersJs(modelPath, images, side) {
 /**
  * The same images from a folder, a tar shard and two Parquet files (the image column uncompressed,
  * as `datasets` writes it, and snappy, pyarrow's default codec), extract run on each in turn, the
- * order turned round each round: the containers must be at least as fast as the folder.
+ * order turned round each round; each source over N images and over 2N (`more` added), so the
+ * time per image is steady state: the containers must be at least as fast as the folder.
  */
-async function containerSources(images, model, flags) {
+async function containerSources(images, more, model, flags) {
   const { default: tarStream } = await import('tar-stream');
   const { parquetWriteFile } = await import('hyparquet-writer');
-  const files = fs.readdirSync(images).sort();
-  const tar = path.join(work, 'shard.tar');
-  const pack = tarStream.pack();
-  const written = new Promise((resolve, reject) => pack.pipe(fs.createWriteStream(tar)).on('finish', resolve).on('error', reject));
-  for (const f of files) pack.entry({ name: f }, fs.readFileSync(path.join(images, f)));
-  pack.finalize();
-  await written;
-  const parquet = (codec) => {
-    const file = path.join(work, `images-${codec.toLowerCase()}.parquet`);
-    parquetWriteFile({ filename: file, codec, columnData: [{ name: 'image', data: files.map((f) => new Uint8Array(fs.readFileSync(path.join(images, f)))), type: 'BYTE_ARRAY' }] });
-    return file;
-  };
-  const inputs = { folder: images, tar, parquet: parquet('UNCOMPRESSED'), parquetSnappy: parquet('SNAPPY') };
-  const seconds = Object.fromEntries(Object.keys(inputs).map((kind) => [kind, 0]));
+  const sets = { one: [images], two: [images, more] };
+  const filesOf = (dirs) => dirs.flatMap((d) => fs.readdirSync(d).sort().map((f) => path.join(d, f)));
+  const n = filesOf(sets.one).length;
+  const inputs = {};
+  for (const [size, dirs] of Object.entries(sets)) {
+    const files = filesOf(dirs);
+    const folder = path.join(work, `folder-${size}`);
+    fs.mkdirSync(folder);
+    for (const f of files) fs.linkSync(f, path.join(folder, path.basename(f)));
+    const tar = path.join(work, `shard-${size}.tar`);
+    const pack = tarStream.pack();
+    const written = new Promise((resolve, reject) => pack.pipe(fs.createWriteStream(tar)).on('finish', resolve).on('error', reject));
+    for (const f of files) pack.entry({ name: path.basename(f) }, fs.readFileSync(f));
+    pack.finalize();
+    await written;
+    const parquet = (codec) => {
+      const file = path.join(work, `images-${size}-${codec.toLowerCase()}.parquet`);
+      parquetWriteFile({ filename: file, codec, columnData: [{ name: 'image', data: files.map((f) => new Uint8Array(fs.readFileSync(f))), type: 'BYTE_ARRAY' }] });
+      return file;
+    };
+    inputs[size] = { folder, tar, parquet: parquet('UNCOMPRESSED'), parquetSnappy: parquet('SNAPPY') };
+  }
+  const kinds = Object.keys(inputs.one);
+  const seconds = Object.fromEntries(kinds.map((kind) => [kind, { one: [], two: [] }]));
   const rounds = Number(arg('--rounds', ROUNDS));
   for (let r = 0; r < rounds; r++) {
-    console.error(`bench: folder / tar / Parquet / Parquet snappy, round ${r + 1}/${rounds}`);
+    console.error(`bench: folder / tar / Parquet / Parquet snappy, ${n} and ${2 * n} images each, round ${r + 1}/${rounds}`);
     // This machine's speed drifts: the order turns round each round, so no source always goes first.
-    const order = Object.entries(inputs);
-    for (const [kind, input] of r % 2 ? order.reverse() : order) seconds[kind] += runExtract(input, model, flags).seconds;
+    const order = r % 2 ? [...kinds].reverse() : kinds;
+    for (const kind of order) {
+      for (const size of r % 2 ? ['two', 'one'] : ['one', 'two']) seconds[kind][size].push(runExtract(inputs[size][kind], model, flags).seconds);
+    }
   }
-  const rate = (kind) => (rounds * files.length) / seconds[kind];
+  const perImage = Object.fromEntries(kinds.map((kind) => [kind, steadyPerImage(seconds[kind].one, seconds[kind].two, n)]));
   return {
     flags: flags.join(' '),
     rounds,
-    folderImagesPerSecond: rate('folder'),
-    tarImagesPerSecond: rate('tar'),
-    parquetImagesPerSecond: rate('parquet'),
-    parquetSnappyImagesPerSecond: rate('parquetSnappy'),
-    ratioTarVsFolder: seconds.folder / seconds.tar,
-    ratioParquetVsFolder: seconds.folder / seconds.parquet,
-    ratioParquetSnappyVsFolder: seconds.folder / seconds.parquetSnappy,
+    images: [n, 2 * n],
+    folderImagesPerSecond: 1 / perImage.folder,
+    tarImagesPerSecond: 1 / perImage.tar,
+    parquetImagesPerSecond: 1 / perImage.parquet,
+    parquetSnappyImagesPerSecond: 1 / perImage.parquetSnappy,
+    ratioTarVsFolder: perImage.folder / perImage.tar,
+    ratioParquetVsFolder: perImage.folder / perImage.parquet,
+    ratioParquetSnappyVsFolder: perImage.folder / perImage.parquetSnappy,
+    /** Whole runs over 2N images, start-up included, as a user timing one short run sees them. */
+    wholeRunRatioVsFolder: Object.fromEntries(kinds.map((kind) => [kind, seconds.folder.two.reduce((a, x) => a + x) / seconds[kind].two.reduce((a, x) => a + x)])),
   };
 }
 
@@ -216,37 +244,45 @@ async function decodeFloor(dir, model, bucket, shrinkTo) {
 }
 
 /**
- * extract's time per image in steady state: its own timing (first image read to last row
- * written, so model loading is left out). Differencing runs over N and 2N images gave negative
- * times on this shared 2-core machine, whose load swings more than a run lasts.
+ * Floor and extract in turns, each over N images and over 2N, compared in steady state
+ * (steadyPerImage); extract's times are its own (first image read to last row written, so model
+ * loading is left out), the floor's are taken in this process.
  */
-function steadyExtract(dir, model, flags) {
-  const r = runExtract(dir, model, flags);
-  return { secondsPerImage: r.seconds / r.images, peakRssMiB: r.peakRssMiB };
-}
-
-/** Floor and extract in turns (floor, extract, floor, extract), compared on their sums. */
-async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = 2 } = {}) {
-  const one = path.join(work, name);
-  await makeImages(one, count, sizes);
+async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = quick ? 1 : 3 } = {}) {
+  const two = path.join(work, `${name}-2n`);
+  const one = path.join(work, `${name}-n`);
+  await makeImages(two, 2 * count, sizes);
+  linkImages(two, one, count);
   const model = ensureModel('tiny');
   const flags = ['--bucket', `${bucket[0]}x${bucket[1]}`, ...(fast ? ['--decode', 'fast'] : [])];
-  let floor = 0, extract = 0, peak = 0;
-  const perRound = [];
+  const floor = { one: [], two: [] }, extract = { one: [], two: [] };
+  // Unrecorded first runs: this process's first decodes (sharp's start, its heap's first pages) and
+  // the first extract after the images were written would otherwise count in one side only.
+  await decodeFloor(one, model, bucket, fast ? bucket : undefined);
+  let peak = runExtract(one, model, flags).peakRssMiB;
   for (let r = 0; r < rounds; r++) {
-    console.error(`bench: image stage, ${name}${fast ? ' --decode fast' : ''}, round ${r + 1}/${rounds}`);
-    const f = (await decodeFloor(one, model, bucket, fast ? bucket : undefined)) / count;
-    const e = steadyExtract(one, model, flags);
-    floor += f;
-    extract += e.secondsPerImage;
-    peak = Math.max(peak, e.peakRssMiB);
-    perRound.push(f / e.secondsPerImage);
+    console.error(`bench: image stage, ${name}${fast ? ' --decode fast' : ''}, ${count} and ${2 * count} images, round ${r + 1}/${rounds}`);
+    for (const [size, dir] of r % 2 ? [['two', two], ['one', one]] : [['one', one], ['two', two]]) {
+      floor[size].push(await decodeFloor(dir, model, bucket, fast ? bucket : undefined));
+      const e = runExtract(dir, model, flags);
+      extract[size].push(e.seconds);
+      peak = Math.max(peak, e.peakRssMiB);
+    }
   }
   fs.rmSync(one, { recursive: true, force: true });
+  fs.rmSync(two, { recursive: true, force: true });
+  const floorPerImage = steadyPerImage(floor.one, floor.two, count);
+  const extractPerImage = steadyPerImage(extract.one, extract.two, count);
+  const sum = (xs) => xs.reduce((a, x) => a + x, 0);
   return {
-    workload: `${count} ${name} JPEGs (${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
+    workload: `${count} and ${2 * count} ${name} JPEGs (${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
     floor: fast ? "sharp's shrink-on-load resize to the bucket + bare model" : 'full-frame decode + bare model',
-    floorImagesPerSecond: rounds / floor, extractImagesPerSecond: rounds / extract, ratio: floor / extract, ratioPerRound: perRound, extractPeakRssMiB: peak,
+    floorImagesPerSecond: 1 / floorPerImage, extractImagesPerSecond: 1 / extractPerImage, ratio: floorPerImage / extractPerImage,
+    /** Per round, the same difference. */
+    ratioPerRound: floor.one.map((_, r) => (floor.two[r] - floor.one[r]) / (extract.two[r] - extract.one[r])),
+    /** Whole runs over 2N images, start-up included. */
+    wholeRunRatio: sum(floor.two) / sum(extract.two),
+    extractPeakRssMiB: peak,
   };
 }
 
@@ -272,10 +308,10 @@ async function imageStageBench() {
 }
 
 function printImageStage(r) {
-  console.log('\n| image stage (tiny model) | floor img/s | extract img/s | ratio (per round) | extract peak RSS |');
-  console.log('|---|---|---|---|---|');
+  console.log('\n| image stage (tiny model) | floor img/s | extract img/s | steady ratio (per round) | whole runs of 2N, start-up included | extract peak RSS |');
+  console.log('|---|---|---|---|---|---|');
   for (const row of r.rows) {
-    console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.extractPeakRssMiB} MiB |`);
+    console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.wholeRunRatio.toFixed(2)} | ${row.extractPeakRssMiB} MiB |`);
   }
   console.log(`\npeak RSS of extract over one ${r.large.image}: ${r.large.peakRssMiB} MiB`);
 }
@@ -359,7 +395,9 @@ const rssAt = (count) => results.memory.points.find((p) => p.images === count)?.
 const [m1, m4] = MEMORY_SIZES.slice(-2);
 results.memory.ratioLast4xVs1x = containersOnly ? undefined : rssAt(m4) / rssAt(m1);
 
-results.containers = await containerSources(images, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
+const moreImages = path.join(work, 'more-images');
+await makeImages(moreImages, N, SIZES, 'more');
+results.containers = await containerSources(images, moreImages, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
 
 // Host rows (scripts/bench-host.mjs): main-thread CPU per image, --batch-size auto against 4 for
 // each config above, and peak memory over the bare model at 1024² on camera-sized JPEGs.
@@ -394,5 +432,6 @@ if (!containersOnly) {
   printImageStage(results.imageStage);
 }
 const k = results.containers;
-console.log(`\nsame ${N} images, tiny model (${k.flags}), ${k.rounds} rounds: folder ${rate(k.folderImagesPerSecond)} img/s, tar ${rate(k.tarImagesPerSecond)} img/s (×${k.ratioTarVsFolder.toFixed(2)}), Parquet ${rate(k.parquetImagesPerSecond)} img/s (×${k.ratioParquetVsFolder.toFixed(2)}), Parquet snappy ${rate(k.parquetSnappyImagesPerSecond)} img/s (×${k.ratioParquetSnappyVsFolder.toFixed(2)})`);
+const whole = Object.entries(k.wholeRunRatioVsFolder).filter(([kind]) => kind !== 'folder').map(([kind, x]) => `${kind} ×${x.toFixed(2)}`).join(', ');
+console.log(`\nsame images from a folder and from containers, tiny model (${k.flags}), ${k.images.join(' and ')} images, ${k.rounds} rounds, steady state: folder ${rate(k.folderImagesPerSecond)} img/s, tar ${rate(k.tarImagesPerSecond)} img/s (×${k.ratioTarVsFolder.toFixed(2)}), Parquet ${rate(k.parquetImagesPerSecond)} img/s (×${k.ratioParquetVsFolder.toFixed(2)}), Parquet snappy ${rate(k.parquetSnappyImagesPerSecond)} img/s (×${k.ratioParquetSnappyVsFolder.toFixed(2)}); whole runs of ${k.images[1]}, start-up included: ${whole}`);
 fs.rmSync(work, { recursive: true, force: true });
