@@ -33,6 +33,7 @@ test('buffer stock: at most maxBuffers and maxBytes are kept, the oldest dropped
   stock.give(new ArrayBuffer(101));
   stock.give(new ArrayBuffer(0));
   assert.equal(stock.size, 0);
+  assert.deepEqual([stock.keeps(100), stock.keeps(101), stock.keeps(0)], [true, false, false]);
 });
 
 test('ownsBuffer: only a view over its whole, not yet transferred, unshared buffer', () => {

@@ -12,7 +12,7 @@ import { cropBox, type Bucket, type ResizeMode, type Size } from '../src/image/b
 import { decodeRgb, decodeStored, readHeader, type DecodeOptions } from '../src/image/decode.js';
 import { axisMap } from '../src/image/orientation.js';
 import { axisTaps, mirrored, normalisationOf, planResample, resample } from '../src/image/resample.js';
-import { ResamplePool } from '../src/image/resample-pool.js';
+import { ResamplePool, SPARE_OUTPUT_BYTES } from '../src/image/resample-pool.js';
 import { structuredRgb } from './fixtures/images.js';
 import { buildPreprocessModel } from './helpers/resize-graph.js';
 
@@ -209,6 +209,9 @@ test('an output buffer kept from an earlier frame is written whole, whatever it 
     const view = new Float32Array(8).subarray(2);
     pool.recycle(view);
     assert.equal(view.length, 6, 'a view is left where it is');
+    const big = new Float32Array(SPARE_OUTPUT_BYTES / 4 + 1);
+    pool.recycle(big);
+    assert.equal(big.length, SPARE_OUTPUT_BYTES / 4 + 1, 'a plane too big to be kept is not sent');
   } finally {
     await pool.close();
   }

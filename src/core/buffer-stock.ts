@@ -22,9 +22,14 @@ export class BufferStock {
     return this.kept.splice(k, 1)[0]!;
   }
 
+  /** Whether a buffer of `byteLength` would be kept (so one too big need not be handed back at all). */
+  keeps(byteLength: number): boolean {
+    return byteLength > 0 && byteLength <= this.maxBytes;
+  }
+
   /** Keeps `buffer` for a later take; a detached (transferred) or empty buffer is ignored. */
   give(buffer: ArrayBuffer): void {
-    if (buffer.byteLength === 0 || buffer.byteLength > this.maxBytes) return;
+    if (!this.keeps(buffer.byteLength)) return;
     this.kept.push(buffer);
     this.bytes += buffer.byteLength;
     while (this.kept.length > this.maxBuffers || this.bytes > this.maxBytes) this.bytes -= this.kept.shift()!.byteLength;

@@ -52,10 +52,12 @@ const BANDS_IN_FLIGHT = 2;
 const SPARE_BUFFERS = 4;
 /**
  * Output planes a worker keeps once the main thread gives them back (see core/buffer-stock.ts for
- * what a fresh one costs): enough for a batch's share at ImageNet sizes, two at 1024².
+ * what a fresh one costs): a batch's share at ImageNet sizes. Planes over 8 MiB (buckets over
+ * about 0.7 MP) are not kept: at 1024² keeping them raised peak memory (see the scheduler's
+ * KEPT_BATCH_BYTES) for a gain small next to such an image's decode.
  */
 export const SPARE_OUTPUTS = 4;
-export const SPARE_OUTPUT_BYTES = 32 * 2 ** 20;
+export const SPARE_OUTPUT_BYTES = 8 * 2 ** 20;
 
 class ResampleWorker {
   queued = 0;
@@ -171,11 +173,11 @@ export class ResamplePool {
 
   /**
    * Pixels the caller is done with (copied into a batch, or back from the model), to be a later
-   * frame's output; the workers take turns, as they take frames. A view into a larger buffer is
-   * left to the garbage collector.
+   * frame's output; the workers take turns, as they take frames. A view into a larger buffer, or
+   * a plane too big to be kept, is left to the garbage collector.
    */
   recycle(plane: Float32Array): void {
-    if (!ownsBuffer(plane)) return;
+    if (!ownsBuffer(plane) || plane.byteLength > SPARE_OUTPUT_BYTES) return;
     this.workers[this.nextBack++ % this.workers.length]!.returnOutput(plane);
   }
 

@@ -39,7 +39,7 @@ try {
         t.dispose?.();
       }
       // The inputs go back too: the caller refills them for its next batch (core/buffer-stock.ts).
-      const inputs = Object.values(req.feeds).map((t) => t.data).filter(ownsBuffer).map((d) => d.buffer as ArrayBuffer);
+      const inputs = req.returnInputs ? Object.values(req.feeds).map((t) => t.data).filter(ownsBuffer).map((d) => d.buffer as ArrayBuffer) : [];
       post({ type: 'result', id: req.id, outputs, inputs }, [...transfer, ...inputs]);
     } catch (e) {
       post({ type: 'error', id: req.id, message: e instanceof Error ? e.message : String(e) });

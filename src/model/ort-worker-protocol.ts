@@ -14,7 +14,8 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest =
-  | { type: 'run'; id: number; feeds: Record<string, WireTensor>; outputs?: string[] }
+  /** `returnInputs`: send the feeds' buffers back with the result. */
+  | { type: 'run'; id: number; feeds: Record<string, WireTensor>; outputs?: string[]; returnInputs: boolean }
   | { type: 'close' };
 
 export type WorkerResponse =

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { ownsBuffer } from '../core/buffer-stock.js';
 import { workerScript } from '../core/worker-script.js';
-import type { WireTensor, WorkerInit, WorkerResponse } from './ort-worker-protocol.js';
+import type { WireTensor, WorkerInit, WorkerRequest, WorkerResponse } from './ort-worker-protocol.js';
 
 export type { WireTensor } from './ort-worker-protocol.js';
 
@@ -63,8 +63,8 @@ export class OrtWorker {
   }
 
   /**
-   * Runs the session; feeds that own their whole buffer are transferred (unusable afterwards) and
-   * come back to `inputsBack` with the answer.
+   * Runs the session; feeds that own their whole buffer are transferred (unusable afterwards) and,
+   * when `inputsBack` is given, come back to it with the answer.
    */
   run(feeds: Record<string, WireTensor>, outputs?: string[], inputsBack?: InputsBack): Promise<Record<string, WireTensor>> {
     if (this.failure) return Promise.reject(this.failure);
@@ -73,7 +73,7 @@ export class OrtWorker {
     const transfer = Object.values(feeds).map((t) => t.data).filter(ownsBuffer).map((d) => d.buffer as ArrayBuffer);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, inputsBack });
-      this.worker.postMessage({ type: 'run', id, feeds, outputs }, transfer);
+      this.worker.postMessage({ type: 'run', id, feeds, outputs, returnInputs: inputsBack !== undefined } satisfies WorkerRequest, transfer);
     });
   }
 

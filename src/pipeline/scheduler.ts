@@ -78,16 +78,18 @@ function takePlanes(batch: PendingImage[]): Float32Array[] {
 }
 
 /**
- * Batch tensors kept for the next batches: one may be at the model and one queued
- * (MODEL_QUEUE_DEPTH), so as many come back. Bounded in bytes like the model queue itself.
+ * A batch tensor kept for the next batch: one comes back as the model answers and the next batch
+ * takes it at once. Only small ones: at 1024² (a 50 MB batch of four) a kept tensor and planes
+ * raised extract's peak over the bare model by 40–130 MiB in the bench's memory row, while a fresh
+ * one's pages cost little next to that image's decode and model.
  */
-const KEPT_BATCHES = MODEL_QUEUE_DEPTH;
-const KEPT_BATCH_BYTES = 256 * 2 ** 20;
+const KEPT_BATCHES = 1;
+const KEPT_BATCH_BYTES = 32 * 2 ** 20;
 
 /** One model call's input, and where its buffer goes once the model gives it back. */
 interface NextCall {
   feeds: Record<string, WireTensor>;
-  inputsBack: InputsBack;
+  inputsBack?: InputsBack;
 }
 
 export class ModelScheduler {
@@ -158,16 +160,17 @@ export class ModelScheduler {
     const chunk = planes.splice(0, this.o.batchSize);
     const recycle = this.o.recycle ?? (() => undefined);
     let data: Float32Array;
-    let inputsBack: InputsBack;
+    let inputsBack: InputsBack | undefined;
     if (chunk.length === 1) {
       data = chunk[0]!;
       inputsBack = (buffers) => buffers.forEach((b) => recycle(new Float32Array(b)));
     } else {
       const size = chunk[0]!.length;
-      data = new Float32Array(this.batchBuffers.take(size * chunk.length * Float32Array.BYTES_PER_ELEMENT));
+      const bytes = size * chunk.length * Float32Array.BYTES_PER_ELEMENT;
+      data = new Float32Array(this.batchBuffers.take(bytes));
       chunk.forEach((plane, b) => data.set(plane, b * size));
       chunk.forEach(recycle);
-      inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
+      if (this.batchBuffers.keeps(bytes)) inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
     }
     return { feeds: { [MODEL_INPUT]: { type: 'float32', data, dims: [chunk.length, 3, height, width] } }, inputsBack };
   }
