@@ -158,18 +158,18 @@ export class ModelScheduler {
    */
   private nextCall(planes: Float32Array[], height: number, width: number): NextCall {
     const chunk = planes.splice(0, this.o.batchSize);
-    const recycle = this.o.recycle ?? (() => undefined);
+    const { recycle } = this.o;
     let data: Float32Array;
     let inputsBack: InputsBack | undefined;
     if (chunk.length === 1) {
       data = chunk[0]!;
-      inputsBack = (buffers) => buffers.forEach((b) => recycle(new Float32Array(b)));
+      if (recycle) inputsBack = (buffers) => buffers.forEach((b) => recycle(new Float32Array(b)));
     } else {
       const size = chunk[0]!.length;
       const bytes = size * chunk.length * Float32Array.BYTES_PER_ELEMENT;
       data = new Float32Array(this.batchBuffers.take(bytes));
       chunk.forEach((plane, b) => data.set(plane, b * size));
-      chunk.forEach(recycle);
+      if (recycle) chunk.forEach(recycle);
       if (this.batchBuffers.keeps(bytes)) inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
     }
     return { feeds: { [MODEL_INPUT]: { type: 'float32', data, dims: [chunk.length, 3, height, width] } }, inputsBack };
