@@ -10,7 +10,7 @@
  * caller is done with it (`recycle`), to hold a later frame's output.
  */
 import { Worker } from 'node:worker_threads';
-import { ownsBuffer } from '../core/buffer-stock.js';
+import { BufferStock, ownsBuffer } from '../core/buffer-stock.js';
 import { workerScript } from '../core/worker-script.js';
 import type { Resample } from '../model/info.js';
 import type { Size } from './buckets.js';
@@ -64,8 +64,8 @@ class ResampleWorker {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (p: Float32Array) => void; reject: (e: Error) => void }>();
   private failure: Error | undefined;
-  /** Row buffers back from the worker, ready for the next rows of any frame. */
-  private readonly spare: ArrayBuffer[] = [];
+  /** Row buffers back from the worker, ready for the next rows of any frame (bounded by count, as before). */
+  private readonly spare = new BufferStock(SPARE_BUFFERS, Number.POSITIVE_INFINITY);
   /** Per frame sent in bands: its bands at the worker, and its sender waiting for one to come back. */
   private readonly inFlight = new Map<number, { bands: number; wake?: () => void }>();
   private readonly worker = new Worker(workerScript('image/resample-worker-entry.js'));
@@ -106,14 +106,13 @@ class ResampleWorker {
     });
   }
 
-  /** A kept buffer of at least `bytes` (they are all bandBytes long unless four rows need more), or a new one. */
+  /** A row buffer for `bytes`: bandBytes long (kept or new), unless four rows need more. */
   private take(bytes: number, bandBytes: number): ArrayBuffer {
-    const k = this.spare.findIndex((b) => b.byteLength >= bytes);
-    return k >= 0 ? this.spare.splice(k, 1)[0]! : new ArrayBuffer(Math.max(bytes, bandBytes));
+    return this.spare.take(Math.max(bytes, bandBytes));
   }
 
   private giveBack(buffer: ArrayBuffer): void {
-    if (this.spare.length < SPARE_BUFFERS) this.spare.push(buffer);
+    this.spare.give(buffer);
   }
 
   private async send(id: number, job: ResampleJob, bandBytes: number): Promise<void> {
