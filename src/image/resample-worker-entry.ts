@@ -9,7 +9,7 @@ const port = parentPort!;
 const outputs = new BufferStock(SPARE_OUTPUTS, SPARE_OUTPUT_BYTES);
 
 function outputFor(plan: ResamplePlan): Float32Array {
-  return new Float32Array(outputs.take(outputLength(plan) * 4));
+  return new Float32Array(outputs.take(outputLength(plan) * Float32Array.BYTES_PER_ELEMENT));
 }
 /** Frames begun and not ended; a failed one keeps its error until its end reports it. */
 const open = new Map<number, RowResampler | Error>();

@@ -31,8 +31,7 @@ export class OrtWorker {
         if (msg.type === 'result') {
           p?.inputsBack?.(msg.inputs);
           p?.resolve(msg.outputs);
-        }
-        else p?.reject(new Error(msg.message));
+        } else p?.reject(new Error(msg.message));
       }
     });
     const failAll = (e: Error) => {
