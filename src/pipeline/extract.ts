@@ -4,6 +4,7 @@
  * the cache summarised. What it returns is what the command prints.
  */
 import { UserError } from '../core/errors.js';
+import { onStopSignal } from '../core/stop-signals.js';
 import { cacheIdentity, shardMetaOf, type CacheIdentity, type StoredForm } from '../cache/identity.js';
 import type { CacheState } from '../cache/manifest.js';
 import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
@@ -81,7 +82,7 @@ export interface BatchChoice {
 /** Stops the run after the work in flight on the first SIGINT/SIGTERM; the second leaves at once. */
 function listenForStop(): { requested: () => boolean; close: () => void } {
   let requested = false;
-  const onSignal = (signal: NodeJS.Signals) => {
+  const close = onStopSignal(['SIGINT', 'SIGTERM'], (signal) => {
     if (requested) {
       // Leave now (the journal keeps the cache consistent), by the signal itself: process.exit()
       // would tear down sharp's and ONNX Runtime's threads mid-call and can abort.
@@ -91,13 +92,7 @@ function listenForStop(): { requested: () => boolean; close: () => void } {
     }
     requested = true;
     process.stderr.write(`\ndinofeat: ${signal}: finishing the images in flight and closing the shard (again to quit at once)\n`);
-  };
-  const close = () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  });
   return { requested: () => requested, close };
 }
 
