@@ -70,6 +70,38 @@ describe('cache lock', () => {
     await lock.release();
   });
 
+  it('a writer whose launcher is gone is waited for, and its lock taken over once it ends; a zombie counts as gone', async () => {
+    const hostname = (await import('node:os')).hostname();
+    const launcher = spawn(process.execPath, ['-e', '']);
+    await new Promise((r) => launcher.once('exit', r));
+    // The writer: alive for another 600 ms, as one whose launcher was just killed is for a moment.
+    const writer = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 600)']);
+    const file = path.join(dir, 'locks', 'part-4.lock');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify({ pid: launcher.pid, writer: { pid: writer.pid }, hostname, startedAt: '2020-01-01T00:00:00.000Z' }));
+    let writerEnded = false;
+    writer.once('exit', () => (writerEnded = true));
+    const lock = await acquireLock(dir, '4');
+    assert.ok(writerEnded, 'not taken while the writer still ran');
+    assert.match(lock.note ?? '', new RegExp(`took over the lock of pid ${launcher.pid} .*: pid ${launcher.pid} is no longer running`));
+    await lock.release();
+
+    // Ended but never reaped: its parent became a `sleep`, which never waits for children (a zombie).
+    const parent = spawn('sh', ['-c', 'sleep 0.01 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const zombie = Number(await new Promise<string>((r) => parent.stdout!.once('data', (d: Buffer) => r(d.toString()))));
+    const state = () => fs.readFileSync(`/proc/${zombie}/stat`, 'utf8').split(') ')[1]![0];
+    for (let t = 0; t < 400 && state() !== 'Z'; t++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(state(), 'Z');
+    fs.writeFileSync(file, JSON.stringify({ pid: zombie, hostname, startedAt: '2020-01-01T00:00:00.000Z' }));
+    try {
+      const again = await acquireLock(dir, '4');
+      assert.match(again.note ?? '', new RegExp(`pid ${zombie} is no longer running`));
+      await again.release();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
   it('does not release a lock that someone else took over', async () => {
     const lock = await acquireLock(dir, '3');
     fs.writeFileSync(lock.path, JSON.stringify({ pid: 1, hostname: 'elsewhere', startedAt: 'x' }));

@@ -11,9 +11,13 @@ import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { LOCKS_DIR, PART_LOCK_NAME, cacheLockPath, lockPath } from './layout.js';
 import { rethrowIoError } from '../core/durable-fs.js';
+import { launcherPid } from '../core/launcher.js';
 
 export interface LockHolder {
+  /** The process users see: this run's, or its launcher's when the run is the launcher's child (core/launcher.ts). */
   pid: number;
+  /** The process that writes, when it is not `pid` (a launcher's child), with its kernel start time. */
+  writer?: { pid: number; procStart?: string };
   hostname: string;
   /** ISO time the holder took the lock. */
   startedAt: string;
@@ -28,16 +32,23 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
-/** /proc/<pid>/stat field 22; undefined where there is no procfs. */
-async function processStartTime(pid: number | 'self'): Promise<string | undefined> {
+/** /proc/<pid>/stat fields 3 (state) and 22 (start time); undefined where there is no procfs. */
+async function processStat(pid: number | 'self'): Promise<{ state: string; start: string | undefined } | undefined> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) is in parentheses and may contain spaces: count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, start: fields[19] };
   } catch {
     return undefined;
   }
 }
+
+async function processStartTime(pid: number | 'self'): Promise<string | undefined> {
+  return (await processStat(pid))?.start;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Whether process `pid` exists on this host. */
 export function pidAlive(pid: number): boolean {
@@ -50,12 +61,31 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Why process `pid` (started at `procStart`) is gone, or undefined when it may still be running. */
+async function goneReason(pid: number, procStart: string | undefined): Promise<string | undefined> {
+  if (!pidAlive(pid)) return `pid ${pid} is no longer running`;
+  const now = await processStat(pid);
+  // Killed, but not yet reaped by its parent (or, orphaned, by an init that may never reap it).
+  if (now?.state === 'Z') return `pid ${pid} is no longer running`;
+  if (procStart && now?.start && now.start !== procStart) return `pid ${pid} now belongs to another process`;
+  return undefined;
+}
+
+/**
+ * A writer whose launcher is gone kills itself at once (cli/allocator-launch.ts): it is waited
+ * for, for at most this long, before its lock counts as live.
+ */
+const ENDING_WRITER_WAIT_MS = 10_000;
+
 /** Why the holder is gone, or undefined when it may still be running. */
 async function staleReason(holder: LockHolder): Promise<string | undefined> {
   if (holder.hostname !== os.hostname()) return undefined;
-  if (!pidAlive(holder.pid)) return `pid ${holder.pid} is no longer running`;
-  const now = await processStartTime(holder.pid);
-  if (holder.procStart && now && now !== holder.procStart) return `pid ${holder.pid} now belongs to another process`;
+  const gone = await goneReason(holder.pid, holder.procStart);
+  if (!gone || !holder.writer) return gone;
+  const { pid, procStart } = holder.writer;
+  for (const until = Date.now() + ENDING_WRITER_WAIT_MS; Date.now() < until; await sleep(20)) {
+    if (await goneReason(pid, procStart)) return gone;
+  }
   return undefined;
 }
 
@@ -68,8 +98,6 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
     return undefined; // empty or torn: its creator died between creating and writing it
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Only one process at a time may judge and remove a stale lock, or two could each remove the other's new one. */
 async function withTakeoverMutex<T>(file: string, fn: () => Promise<T>): Promise<T | undefined> {
@@ -145,11 +173,13 @@ async function acquireLockFile(dir: string, file: string, waitMs: number): Promi
   } catch (e) {
     rethrowIoError(e, path.dirname(file));
   }
+  const launcher = launcherPid();
   const me: LockHolder = {
-    pid: process.pid,
+    pid: launcher ?? process.pid,
+    ...(launcher !== undefined && { writer: { pid: process.pid, procStart: await processStartTime('self') } }),
     hostname: os.hostname(),
     startedAt: new Date().toISOString(),
-    procStart: await processStartTime('self'),
+    procStart: await processStartTime(launcher ?? 'self'),
   };
   const waitUntil = Date.now() + waitMs;
   const notes: string[] = [];
