@@ -12,6 +12,7 @@ import path from 'node:path';
 import { readShardRows } from './fixtures/cache-reads.js';
 import { workspaceBefore } from './fixtures/workspace.js';
 import { runCli, startCli } from './helpers/cli.js';
+import { signalRun } from './helpers/run-processes.js';
 import type { Started } from './helpers/process.js';
 
 const IMAGES = 300;
@@ -40,7 +41,7 @@ async function pauseMidWay(out: string, run: Started): Promise<void> {
   const journal = path.join(out, 'manifest', 'part-0.jsonl');
   while (!ended && !(lockHolder(out)?.pid === run.child.pid && fs.existsSync(journal))) await sleep(2);
   assert.ok(!ended, 'the first run is still going');
-  run.child.kill('SIGSTOP');
+  signalRun(lockFile(out), run, 'SIGSTOP');
 }
 
 test('a second run on a busy --out refuses with the pid; a SIGKILLed holder\'s lock is taken over', async () => {
@@ -56,7 +57,7 @@ test('a second run on a busy --out refuses with the pid; a SIGKILLed holder\'s l
   assert.equal(second.stdout, '');
   assert.equal(lockHolder(out)?.pid, first.child.pid, 'the refusal left the lock alone');
 
-  first.child.kill('SIGKILL');
+  signalRun(lockFile(out), first, 'SIGKILL');
   assert.equal((await first.done).signal, 'SIGKILL');
   assert.equal(lockHolder(out)?.pid, first.child.pid, 'a killed run leaves its lock behind');
 

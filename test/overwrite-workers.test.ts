@@ -16,6 +16,7 @@ import { readShardRows, snapshot, summaryCounts } from './fixtures/cache-reads.j
 import { makeTinyModel } from './fixtures/tiny-model.js';
 import { workspaceBefore } from './fixtures/workspace.js';
 import { runCli, startCli } from './helpers/cli.js';
+import { signalRun } from './helpers/run-processes.js';
 
 const IMAGES = 120;
 /** Model A (the tiny model) and IMAGES images, made before the tests run. */
@@ -113,13 +114,22 @@ test('--overwrite never clears under a run of the old settings that is still wri
   const modelB = (await makeTinyModel(ws.dir, TINY_TEST_MODEL.seed + 1)).onnx;
   const out = path.join(ws.dir, 'live-old');
   const old = startCli([...args(ws.model, out), ...workers(2, 1), '--quiet']);
-  t.after(() => old.child.kill('SIGKILL')); // a stopped run left behind would keep the test process waiting
+  const oldLock = path.join(out, 'locks', 'part-1_of_2.lock');
+  // A stopped run left behind would keep the test process waiting.
+  t.after(() => {
+    if (old.child.exitCode !== null || old.child.signalCode !== null) return;
+    try {
+      signalRun(oldLock, old, 'SIGKILL');
+    } catch {
+      old.child.kill('SIGKILL'); // it had no lock yet
+    }
+  });
   let ended = false;
   void old.done.then(() => (ended = true));
   // Stopped once it has committed a shard: a run mid-way that stays mid-way however fast this machine is.
   while (!ended && !fs.existsSync(path.join(out, 'manifest', 'part-1_of_2.jsonl'))) await sleep(2);
   assert.ok(!ended, 'the old run is still going');
-  old.child.kill('SIGSTOP');
+  signalRun(oldLock, old, 'SIGSTOP');
   const before = snapshot(out);
 
   const refused = await runCli([...args(modelB, out), '--overwrite']);
@@ -131,7 +141,7 @@ test('--overwrite never clears under a run of the old settings that is still wri
   assert.deepEqual(after, before, 'nothing of the live run was touched');
 
   // Once it is gone (killed), its lock is stale and the clear goes ahead.
-  old.child.kill('SIGKILL');
+  signalRun(oldLock, old, 'SIGKILL');
   assert.equal((await old.done).signal, 'SIGKILL');
   const cleared = await runCli([...args(modelB, out), '--overwrite']);
   assert.equal(cleared.code, 0, cleared.stderr);

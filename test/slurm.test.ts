@@ -118,6 +118,7 @@ test('slurm-array.sh: a 4-task array with one task SIGKILLed and resubmitted sto
   await cluster.kill(job, victim);
   // Before the array ends: a process that outlived its task would go on writing its part.
   await waitFor(`the killed task's dinofeat (pid ${holder.pid}) to be gone`, 30_000, () => !pidAlive(holder.pid));
+  if (holder.writer) await waitFor(`its extract process (pid ${holder.writer.pid}) to be gone`, 30_000, () => !pidAlive(holder.writer!.pid));
   await waitFor('the array to end', 300_000, async () => !(await cluster.queued()));
 
   const states = await cluster.states(job);

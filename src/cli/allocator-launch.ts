@@ -1,0 +1,106 @@
+/**
+ * `dinofeat extract` on Linux with glibc runs in a child process started with allocator settings,
+ * because glibc reads them only when a process starts. With its defaults, glibc gives the memory of
+ * freed decoded frames back to the kernel and faults it in again for the next ones (a fresh page
+ * cost about 1 ms a MiB on the 2-core VM): measured there, 60 camera-sized JPEGs went from 23.5 to
+ * 27.6–30.1 img/s and 512 photo-sized ones from a tar shard from 97–98 to 113–114 img/s, with lower
+ * peaks (docs/speed.md, glibc's allocator). Variables the user set win, and none are set then.
+ *
+ * The launcher stays the process users see: it relays SIGINT, SIGTERM and SIGHUP (core/stop-signals.ts
+ * counts a relayed signal and its direct twin once), ends as its child ended (the same exit code,
+ * or the same signal), and the child kills itself the moment the launcher is gone (kill -9), so a
+ * killed launcher never leaves a writer behind.
+ */
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import { isRelayedSignal, launcherPid, LAUNCHER_PID_ENV, type RelayedSignal } from '../core/launcher.js';
+import { relayedSignal, STOP_SIGNALS, type StopSignal } from '../core/stop-signals.js';
+
+/** Variables that tune glibc's allocator: any of them set by the user means no relaunch. */
+export const ALLOCATOR_VARIABLES = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES'] as const;
+
+/** Frames up to this size come from the heap, and this much freed memory stays with each heap. */
+const KEPT_BYTES = 64 * 2 ** 20;
+
+export interface Host {
+  platform: NodeJS.Platform;
+  /** glibc's version, or undefined (musl, other systems). */
+  glibc: string | undefined;
+  cores: number;
+}
+
+export function thisHost(): Host {
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return { platform: process.platform, glibc: report.header?.glibcVersionRuntime, cores: os.availableParallelism() };
+}
+
+/**
+ * The settings, where glibc is the allocator and the environment sets none (the user's win).
+ * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 64 MiB
+ * (21 MP of RGB8) on the heap; TRIM_THRESHOLD keeps up to 64 MiB of freed memory per heap; one
+ * arena per core holds the peak (with no limit, 633 MiB on the camera-sized run against 499–531;
+ * one arena for everything slowed small images' decodes, which then queue on its lock).
+ */
+export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<string, string> | undefined {
+  if (host.platform !== 'linux' || host.glibc === undefined) return undefined;
+  if (ALLOCATOR_VARIABLES.some((v) => env[v] !== undefined)) return undefined;
+  return {
+    MALLOC_ARENA_MAX: String(Math.max(2, host.cores)),
+    MALLOC_MMAP_THRESHOLD_: String(KEPT_BYTES),
+    MALLOC_TRIM_THRESHOLD_: String(KEPT_BYTES),
+  };
+}
+
+/**
+ * The allocator settings to relaunch `argv` with, or undefined to run in this process: only
+ * extract (the command that decodes many images), never twice.
+ */
+export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEnv, host: Host): Record<string, string> | undefined {
+  if (argv.slice(2).find((a) => !a.startsWith('-')) !== 'extract' || env[LAUNCHER_PID_ENV] !== undefined) return undefined;
+  return allocatorSettings(env, host);
+}
+
+/**
+ * Runs this command in a child process with the allocator settings when `allocatorRelaunch` says
+ * so, and returns true: this process then only relays signals and ends as the child ends.
+ * Returns false when the command should run here.
+ */
+export function launchWithAllocator(argv: readonly string[]): boolean {
+  const settings = allocatorRelaunch(argv, process.env, thisHost());
+  if (!settings) return false;
+  const child = spawn(process.execPath, [...process.execArgv, ...argv.slice(1)], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...settings, [LAUNCHER_PID_ENV]: String(process.pid) },
+  });
+  const relay = (signal: NodeJS.Signals) => {
+    if (child.connected) child.send({ relay: signal } satisfies RelayedSignal);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, relay);
+  child.on('error', (e) => {
+    process.stderr.write(`dinofeat: could not start the extract process (${e.message}); set GLIBC_TUNABLES= (empty) to run extract in this process\n`);
+    process.exit(1);
+  });
+  child.on('exit', (code, signal) => {
+    for (const s of STOP_SIGNALS) process.off(s, relay);
+    if (signal) {
+      // End by the same signal, so shells and schedulers see what happened to the run.
+      process.kill(process.pid, signal);
+      setImmediate(() => process.exit(128 + (os.constants.signals[signal] ?? 0)));
+      return;
+    }
+    process.exit(code ?? 1);
+  });
+  return true;
+}
+
+/** In the child: take relayed signals, and die with the launcher. Does nothing in other processes. */
+export function adoptLauncher(): void {
+  if (launcherPid() === undefined || !process.channel) return;
+  process.on('message', (m) => {
+    if (isRelayedSignal(m) && (STOP_SIGNALS as readonly string[]).includes(m.relay)) relayedSignal(m.relay as StopSignal);
+  });
+  // The launcher was killed (its end of the channel closed): no writer may outlive it.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+  // The channel must not keep this process alive once its work is done.
+  process.channel.unref();
+}
