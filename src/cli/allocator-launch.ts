@@ -72,8 +72,9 @@ export function launchWithAllocator(argv: readonly string[]): boolean {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...settings, [LAUNCHER_PID_ENV]: String(process.pid) },
   });
-  const relay = (signal: NodeJS.Signals) => {
-    if (child.connected) child.send({ relay: signal } satisfies RelayedSignal);
+  const relay = (signal: StopSignal) => {
+    // A child that is ending has its own signal or none to take (no 'error' event: that is for a failed start).
+    if (child.connected) child.send({ relay: signal } satisfies RelayedSignal, () => {});
   };
   for (const s of STOP_SIGNALS) process.on(s, relay);
   child.on('error', (e) => {
@@ -97,7 +98,7 @@ export function launchWithAllocator(argv: readonly string[]): boolean {
 export function adoptLauncher(): void {
   if (launcherPid() === undefined || !process.channel) return;
   process.on('message', (m) => {
-    if (isRelayedSignal(m) && (STOP_SIGNALS as readonly string[]).includes(m.relay)) relayedSignal(m.relay as StopSignal);
+    if (isRelayedSignal(m)) relayedSignal(m.relay);
   });
   // The launcher was killed (its end of the channel closed): no writer may outlive it.
   process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));

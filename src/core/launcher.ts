@@ -4,6 +4,7 @@
  * a process starts. The launcher is the process users and scripts see: its pid is the one they
  * signal or kill, so the child names it where a pid is shown (the cache lock) and dies with it.
  */
+import { STOP_SIGNALS, type StopSignal } from './stop-signals.js';
 
 /** Set by the launcher in its child's environment: the launcher's pid. */
 export const LAUNCHER_PID_ENV = 'DINOFEAT_LAUNCHER_PID';
@@ -16,9 +17,9 @@ export function launcherPid(): number | undefined {
 
 /** The message that carries a signal the launcher received on to its child. */
 export interface RelayedSignal {
-  relay: NodeJS.Signals;
+  relay: StopSignal;
 }
 
 export function isRelayedSignal(m: unknown): m is RelayedSignal {
-  return typeof m === 'object' && m !== null && typeof (m as RelayedSignal).relay === 'string';
+  return typeof m === 'object' && m !== null && STOP_SIGNALS.includes((m as RelayedSignal).relay);
 }
