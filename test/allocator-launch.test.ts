@@ -16,7 +16,8 @@ import { CLI, startCli } from './helpers/cli.js';
 
 const ws = workspaceBefore(300);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const glibc: Host = { platform: 'linux', glibc: '2.36', cores: 16 };
+const linux: Host = { platform: 'linux', glibc: '2.36', cores: 16 };
+const glibc = () => linux;
 const argv = (...args: string[]) => ['node', 'bin/dinofeat.js', ...args];
 const onGlibc = thisHost().platform === 'linux' && thisHost().glibc !== undefined;
 const skip = onGlibc ? false : 'extract runs in its own process only on Linux with glibc';
@@ -24,12 +25,12 @@ const skip = onGlibc ? false : 'extract runs in its own process only on Linux wi
 test('relaunched: only extract, only on Linux with glibc, never when the user set the allocator or it already was', () => {
   const settings = allocatorRelaunch(argv('extract', 'imgs', '--bucket', '256x256'), {}, glibc);
   assert.deepEqual(settings, { MALLOC_ARENA_MAX: '16', MALLOC_MMAP_THRESHOLD_: String(64 * 2 ** 20), MALLOC_TRIM_THRESHOLD_: String(64 * 2 ** 20) });
-  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, { ...glibc, cores: 1 })?.MALLOC_ARENA_MAX, '2', 'never fewer than two arenas');
+  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, () => ({ ...linux, cores: 1 }))?.MALLOC_ARENA_MAX, '2', 'never fewer than two arenas');
   for (const other of [argv('validate', 'cache'), argv('inspect', 'extract'), argv('--help'), argv()]) {
     assert.equal(allocatorRelaunch(other, {}, glibc), undefined, other.join(' '));
   }
-  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, { ...glibc, glibc: undefined }), undefined, 'musl');
-  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, { ...glibc, platform: 'darwin' }), undefined);
+  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, () => ({ ...linux, glibc: undefined })), undefined, 'musl');
+  assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, () => ({ ...linux, platform: 'darwin' })), undefined);
   for (const name of ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES', LAUNCHER_PID_ENV]) {
     assert.equal(allocatorRelaunch(argv('extract', 'x'), { [name]: '1' }, glibc), undefined, name);
   }

@@ -53,11 +53,12 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
 
 /**
  * The allocator settings to relaunch `argv` with, or undefined to run in this process: only
- * extract (the command that decodes many images), never twice.
+ * extract (the command that decodes many images), never twice. `host` is asked only for extract
+ * (a process report takes milliseconds).
  */
-export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEnv, host: Host): Record<string, string> | undefined {
+export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEnv, host: () => Host): Record<string, string> | undefined {
   if (argv.slice(2).find((a) => !a.startsWith('-')) !== 'extract' || env[LAUNCHER_PID_ENV] !== undefined) return undefined;
-  return allocatorSettings(env, host);
+  return allocatorSettings(env, host());
 }
 
 /**
@@ -66,7 +67,7 @@ export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEn
  * Returns false when the command should run here.
  */
 export function launchWithAllocator(argv: readonly string[]): boolean {
-  const settings = allocatorRelaunch(argv, process.env, thisHost());
+  const settings = allocatorRelaunch(argv, process.env, thisHost);
   if (!settings) return false;
   const child = spawn(process.execPath, [...process.execArgv, ...argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
