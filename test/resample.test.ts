@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import ort from '../src/model/ort.js';
 import type { ModelInfo } from '../src/model/info.js';
-import { cropBox, type Bucket, type ResizeMode, type Size } from '../src/image/buckets.js';
-import { decodeRgb, decodeStored, readHeader, type DecodeOptions } from '../src/image/decode.js';
+import { cropBox, type Bucket, type CropBox, type ResizeMode, type Size } from '../src/image/buckets.js';
+import { decodeRgb, decodeStored, ImageError, readHeader, type DecodeOptions } from '../src/image/decode.js';
 import { axisMap } from '../src/image/orientation.js';
 import { axisTaps, mirrored, normalisationOf, planResample, resample } from '../src/image/resample.js';
-import { ResamplePool, SPARE_OUTPUT_BYTES } from '../src/image/resample-pool.js';
+import { ImagePool, SPARE_OUTPUT_BYTES } from '../src/image/image-pool.js';
 import { structuredRgb } from './fixtures/images.js';
 import { buildPreprocessModel } from './helpers/resize-graph.js';
 
@@ -142,40 +142,57 @@ test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resa
   }
 });
 
-test('the pool sends a frame in bands of whole rows and gives the pixels resample gives, EXIF 6 folded in', async () => {
-  const size = { width: 120, height: 90 };
+/** A PNG of `size` with EXIF `orientation`, its header, and what decoding and resampling it here gives. */
+async function fileAndWant(size: Size, orientation: number, seed: number, out: Size, filter: 'bilinear' | 'bicubic', box?: (h: Size) => CropBox) {
+  const bytes = await sharp(structuredRgb(size.width, size.height, seed), { raw: { ...size, channels: 3 } }).withMetadata({ orientation }).png().toBuffer();
+  const header = await readHeader(bytes, OPTS);
+  const crop = box?.(header) ?? { x: 0, y: 0, w: header.width, h: header.height };
+  const stored = await decodeStored(bytes, crop, header, OPTS);
+  const want = resample(stored.data, stored, planResample(stored, out, stored.axes, filter), normalisationOf(DINOV3));
+  return { job: { bytes, header, box: crop, decode: OPTS, out, filter, norm: normalisationOf(DINOV3) }, want };
+}
+
+test('a worker decodes the file and gives the pixels decode and resample give here: EXIF 6 folded in, a crop box, the bytes left as they were', async () => {
   const out = { width: 56, height: 42 };
-  const norm = normalisationOf(DINOV3);
-  const frame = structuredRgb(size.width, size.height, 1);
-  const want = resample(frame, size, planResample(size, out, axisMap(6), 'bilinear'), norm);
-  // 1000 bytes: 4 rows a band (23 bands, the last of 2 rows); 1 MB: the whole frame at once.
-  for (const bandBytes of [1000, 1_000_000]) {
-    const pool = new ResamplePool(2, bandBytes);
-    try {
-      const got = await pool.run({ rgb: frame, stored: size, out, axes: axisMap(6), filter: 'bilinear', norm });
-      assert.deepEqual(got, want, `bands of ${bandBytes} bytes`);
-      assert.equal(frame.length, size.width * size.height * 3, 'the frame is left as it was');
-    } finally {
-      await pool.close();
+  const pool = new ImagePool(2);
+  try {
+    for (const box of [undefined, (h: Size) => ({ x: 7, y: 3, w: h.width - 20, h: h.height - 9 })]) {
+      const { job, want } = await fileAndWant({ width: 120, height: 90 }, 6, 1, out, 'bilinear', box);
+      const before = Buffer.from(job.bytes);
+      assert.deepEqual(await pool.run(job), want, box ? 'crop box' : 'whole frame');
+      assert.deepEqual(job.bytes, before, 'the caller keeps its bytes');
     }
+  } finally {
+    await pool.close();
   }
 });
 
-test('row buffers kept from earlier frames carry later ones, larger or smaller, one after another and at once', async () => {
-  const norm = normalisationOf(DINOV3);
+test('input buffers kept from earlier files carry later ones, larger or smaller, one after another and at once; a view into a larger buffer sends only its bytes', async () => {
   const out = { width: 28, height: 20 };
-  const sizes = [{ width: 120, height: 90 }, { width: 30, height: 22 }, { width: 64, height: 100 }, { width: 31, height: 9 }];
-  const jobs = sizes.map((size, k) => {
-    const frame = structuredRgb(size.width, size.height, k + 2);
-    return { size, frame, want: resample(frame, size, planResample(size, out, axisMap(k + 1), 'bicubic'), norm) };
-  });
-  // 2000 bytes: the larger frames go in bands, the smaller ones whole, all through the same buffers.
-  const pool = new ResamplePool(1, 2000);
+  const sizes = [{ width: 120, height: 90 }, { width: 30, height: 22 }, { width: 640, height: 300 }, { width: 31, height: 9 }];
+  const jobs = await Promise.all(sizes.map((size, k) => fileAndWant(size, k + 1, k + 2, out, 'bicubic')));
+  const pool = new ImagePool(1);
   try {
-    const run = (j: (typeof jobs)[number], k: number) => pool.run({ rgb: j.frame, stored: j.size, out, axes: axisMap(k + 1), filter: 'bicubic', norm });
-    for (const [k, j] of jobs.entries()) assert.deepEqual(await run(j, k), j.want, `frame ${k} alone`);
-    const together = await Promise.all([...jobs, ...jobs].map((j, k) => run(j, k % jobs.length)));
-    together.forEach((got, k) => assert.deepEqual(got, jobs[k % jobs.length]!.want, `frame ${k % jobs.length} among others`));
+    for (const [k, j] of jobs.entries()) assert.deepEqual(await pool.run(j.job), j.want, `file ${k} alone`);
+    const together = await Promise.all([...jobs, ...jobs].map((j) => pool.run(j.job)));
+    together.forEach((got, k) => assert.deepEqual(got, jobs[k % jobs.length]!.want, `file ${k % jobs.length} among others`));
+    // A member of a larger read (as a tar chunk holds it): the file's bytes only, between others'.
+    const [j] = jobs;
+    const chunk = Buffer.concat([Buffer.alloc(1000, 7), j!.job.bytes, Buffer.alloc(5000, 9)]);
+    assert.deepEqual(await pool.run({ ...j!.job, bytes: chunk.subarray(1000, 1000 + j!.job.bytes.length) }), j!.want, 'a view');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a file the worker cannot decode fails as an image (libvips says why), and the worker goes on with the next', async () => {
+  const out = { width: 28, height: 20 };
+  const { job, want } = await fileAndWant({ width: 64, height: 48 }, 1, 5, out, 'bilinear');
+  const pool = new ImagePool(1);
+  try {
+    const truncated = job.bytes.subarray(0, job.bytes.length - 200);
+    await assert.rejects(pool.run({ ...job, bytes: truncated }), (e: unknown) => e instanceof ImageError && e.stage === 'decode' && /png|read|end|truncat/i.test(e.message));
+    assert.deepEqual(await pool.run(job), want, 'the next file');
   } finally {
     await pool.close();
   }
@@ -194,13 +211,12 @@ test('an output buffer kept from an earlier frame is written whole, whatever it 
     assert.deepEqual(resample(frame, size, plan, norm, dirty), want, filter);
     assert.throws(() => resample(frame, size, plan, norm, new Float32Array(want.length - 1)), /output buffer holds 1679 floats, the plan makes 1680/);
   }
-  // Through the pool: planes given back (here spoilt first) carry the next frames' pixels.
-  const frame = structuredRgb(size.width, size.height, 9);
-  const want = resample(frame, size, planResample(size, out, axisMap(1), 'bilinear'), norm);
-  const pool = new ResamplePool(2, 2000);
+  // Through the pool: planes given back (here spoilt first) carry the next images' pixels.
+  const { job, want } = await fileAndWant(size, 1, 9, out, 'bilinear');
+  const pool = new ImagePool(2);
   try {
     for (let k = 0; k < 6; k++) {
-      const got = await pool.run({ rgb: frame, stored: size, out, axes: axisMap(1), filter: 'bilinear', norm });
+      const got = await pool.run(job);
       assert.deepEqual(got, want, `frame ${k}`);
       got.fill(Number.NaN);
       pool.recycle(got);

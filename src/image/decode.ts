@@ -109,6 +109,12 @@ function headerOf(stored: ImageHeader, opts: Pick<DecodeOptions, 'maxPixels'>): 
   return { ...stored, width: swap ? height : width, height: swap ? width : height };
 }
 
+/**
+ * How a decode is run against the other libvips work of the process (vips-alone.ts): withOwnErrors
+ * where this thread sees all of it; `attempt => attempt()` in a worker whose caller guards the job.
+ */
+export type Guard = <T>(attempt: () => Promise<T>) => Promise<T>;
+
 export type Rgb = readonly [number, number, number];
 
 const backgrounds = new Map<string, Promise<Rgb>>();
@@ -181,7 +187,7 @@ export interface StoredFrame extends DecodedImage {
  *
  * `shrunk` (upright size, from fastDecodeSize): the whole frame is decoded at that smaller size.
  */
-export function decodeStored(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions, shrunk?: Size): Promise<StoredFrame> {
+export function decodeStored(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions, shrunk?: Size, guard: Guard = withOwnErrors): Promise<StoredFrame> {
   const axes = axisMap(upright.orientation);
   const box = storedBox(crop, upright, axes);
   const stored = axes.transposed ? { width: upright.height, height: upright.width } : upright;
@@ -192,7 +198,7 @@ export function decodeStored(bytes: Buffer, crop: CropBox, upright: ImageHeader,
       return img.resize(width, height, { fit: 'fill', fastShrinkOnLoad: true });
     }
     return isWhole(box, stored) ? img : img.extract({ left: box.x, top: box.y, width: box.w, height: box.h });
-  }).then((frame) => ({ ...frame, axes }));
+  }, guard).then((frame) => ({ ...frame, axes }));
 }
 
 /**
@@ -213,9 +219,9 @@ function isWhole(box: CropBox, size: Size): boolean {
 }
 
 /** The first frame through `shape` (orientation, crop, size) to RGB8: colour, alpha and errors handled as PIL would. */
-async function decodeFrame(bytes: Buffer, upright: ImageHeader, opts: DecodeOptions, shape: (img: Sharp) => Sharp): Promise<DecodedImage> {
+async function decodeFrame(bytes: Buffer, upright: ImageHeader, opts: DecodeOptions, shape: (img: Sharp) => Sharp, guard: Guard = withOwnErrors): Promise<DecodedImage> {
   const background = await resolveBackground(opts.background);
-  return withOwnErrors(async () => {
+  return guard(async () => {
     const warnings: string[] = [];
     try {
       // failOn 'error' (not sharp's default 'warning'): truncated or corrupt data fails, while the

@@ -1,16 +1,18 @@
 /**
  * The image stage of extract, validate --recompute and inspect: header → bucket → crop box →
  * decode (sharp, the frame as stored) → resize + normalise with EXIF orientation folded in
- * (image/resample.ts, in worker threads of its own). What it did is recorded with the cache by
+ * (image/resample.ts), both in worker threads of their own (image/image-pool.ts), the job as a whole
+ * guarded against other images' libvips errors (image/vips-alone.ts). What it did is recorded with the cache by
  * image/preprocessing-record.ts.
  */
 import type { ModelInfo } from '../model/info.js';
 import { planByRule, type CropBox, type ImagePlan, type Size } from '../image/buckets.js';
-import { decodeStored, fastDecodeSize, ImageError, readHeader } from '../image/decode.js';
+import { withOwnErrors } from '../image/vips-alone.js';
+import { fastDecodeSize, ImageError, readHeader } from '../image/decode.js';
 import type { PrepareSettings } from '../image/prepare-settings.js';
 import { copyBoxOf, orientedPixels } from '../image/mirror.js';
 import { normalisationOf } from '../image/resample.js';
-import { ResamplePool } from '../image/resample-pool.js';
+import { ImagePool } from '../image/image-pool.js';
 import type { ErrorStage } from '../cache/errors-log.js';
 import type { ImageStageCapacity } from './sizing.js';
 import { Semaphore } from './semaphore.js';
@@ -58,7 +60,7 @@ export interface ImagePreparer {
 
 export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, capacity: Partial<ImageStageCapacity> = {}): Promise<ImagePreparer> {
   if (s.buckets.length === 0) throw new Error('no buckets');
-  const pool = new ResamplePool(capacity.workers ?? 1);
+  const pool = new ImagePool(capacity.workers ?? 1);
   const pixels = new Semaphore(capacity.pixelBudget ?? Infinity);
   const norm = normalisationOf(info);
 
@@ -76,10 +78,10 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
           const copyBox = copyBoxOf(crop, header.width, s.crops === undefined);
           /** One upright box decoded (as stored, shrunk on load in fast mode) and resampled to the bucket. */
           const render = async (box: CropBox) => {
-            const frame = await decodeStored(bytes, box, header, s.decode, s.decode.mode === 'fast' ? fastDecodeSize(header, box, bucket) : undefined);
-            return pool.run({
-              rgb: frame.data, stored: { width: frame.width, height: frame.height }, out: { width: bucket.width, height: bucket.height }, axes: frame.axes, filter: info.resample, norm,
-            });
+            const small = s.decode.mode === 'fast' ? fastDecodeSize(header, box, bucket) : undefined;
+            return withOwnErrors(() => pool.run({
+              bytes, header, box, decode: s.decode, ...(small ? { shrunk: small } : {}), out: { width: bucket.width, height: bucket.height }, filter: info.resample, norm,
+            }));
           };
           const views = await orientedPixels(crop, copyBox, bucket, { flip, copy: s.flipCopies === true }, render);
           return {
