@@ -2,7 +2,7 @@
 // peak memory over the bare model at 1024², and --batch-size auto against a fixed batch. Called by
 // scripts/bench.mjs in its run; alone: node scripts/bench-host.mjs [--quick] [--only main|memory|batch]
 // (needs a build). Each function returns plain numbers; printHostRows turns them into the tables.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +13,21 @@ import sharp from 'sharp';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => path.join(root, 'dist', p);
 const cli = path.join(root, 'bin', 'dinofeat.js');
+
+/**
+ * extract sets glibc's allocator for itself (src/cli/allocator-launch.ts), so a bench runs itself
+ * again under the same settings, and the floor and the bare model it compares with get them too.
+ * Returns (when it does not exit) the settings this process runs under, for the report.
+ */
+export async function underExtractAllocator() {
+  const { ALLOCATOR_VARIABLES, allocatorSettings, thisHost } = await import(dist('cli/allocator-launch.js'));
+  const settings = allocatorSettings(process.env, thisHost());
+  if (settings) {
+    const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, ...settings } });
+    process.exit(again.status ?? 1);
+  }
+  return ALLOCATOR_VARIABLES.filter((v) => process.env[v] !== undefined).map((v) => `${v}=${process.env[v]}`).join(' ') || 'defaults';
+}
 
 const { encodeRow } = await import(dist('shard/schema.js'));
 const { ParquetShardEncoder } = await import(dist('shard/parquet-shard.js'));
@@ -204,6 +219,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const [model, side, batch] = process.argv.slice(k + 1);
     await runBarePeak(model, Number(side), Number(batch));
   } else {
+    console.error(`bench-host: allocator ${await underExtractAllocator()}`);
     const quick = process.argv.includes('--quick');
     const o = process.argv.indexOf('--only');
     const only = o > 0 ? process.argv[o + 1] : undefined;

@@ -11,7 +11,7 @@
 // and the container row are steady state: runs over N and 2N images, differenced (steadyPerImage).
 //
 //   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only [--rounds R]]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,15 +34,8 @@ const ROUNDS = quick ? 1 : 2;
 const BATCH = 4;
 /** Image counts for the memory curve (tiny model): the pipeline alone holds ~30 images. */
 const MEMORY_SIZES = quick ? [32, 128] : [32, 128, 512, 2048];
-// extract sets glibc's allocator for itself (src/cli/allocator-launch.ts): the bench runs again
-// under the same settings, so that the floor and the bare model it is compared with get them too.
-const { ALLOCATOR_VARIABLES, allocatorSettings, thisHost } = await import(dist('cli/allocator-launch.js'));
-const allocator = allocatorSettings(process.env, thisHost());
-if (allocator) {
-  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, ...allocator } });
-  process.exit(again.status ?? 1);
-}
-const allocatorInUse = ALLOCATOR_VARIABLES.filter((v) => process.env[v] !== undefined).map((v) => `${v}=${process.env[v]}`).join(' ') || 'defaults';
+const host = await import('./bench-host.mjs');
+const allocatorInUse = await host.underExtractAllocator();
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dinofeat-bench-'));
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
@@ -410,7 +403,6 @@ results.containers = await containerSources(images, moreImages, tiny, ['--bucket
 
 // Host rows (scripts/bench-host.mjs): main-thread CPU per image, --batch-size auto against 4 for
 // each config above, and peak memory over the bare model at 1024² on camera-sized JPEGs.
-const host = await import('./bench-host.mjs');
 if (!containersOnly) {
   results.host = { mainThread: await host.mainThreadBudget({ quick }), batch: {} };
   for (const c of configs) {

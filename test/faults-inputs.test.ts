@@ -11,6 +11,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeRgb, ImageError, readHeader, DEFAULT_MAX_PIXELS } from '../src/image/decode.js';
+import { resolveBuckets } from '../src/image/buckets.js';
+import { loadModelInfo } from '../src/model/load-info.js';
+import { createImagePreparer, ImageFailure } from '../src/pipeline/prepare.js';
 import { buildBadCorpus, type CorpusCase } from './fixtures/bad-corpus.js';
 import { readErrorsFile, readShardRows, summaryCounts } from './fixtures/cache-reads.js';
 import { makeTinyModel } from './fixtures/tiny-model.js';
@@ -123,5 +126,26 @@ test('a broken image\'s reason is its own, also when several fail at the same ti
       if (!c) return void (await decoding);
       await assert.rejects(decoding, (e: unknown) => e instanceof ImageError && isFailure(c) && c.expect.reason.test(e.message), `${c.key}, round ${round}`);
     }));
+  }
+});
+
+test("a broken image's reason is its own through the image stage too, whose workers decode several at a time", async () => {
+  // The workers' decodes share libvips with each other and with the main thread's header reads;
+  // prepare() guards each job as a whole (vips-alone.ts), so a failure is run again alone.
+  const decode = { maxPixels: DEFAULT_MAX_PIXELS, background: '#ffffff', icc: 'ignore' as const };
+  const info = loadModelInfo(model);
+  const preparer = await createImagePreparer(info, { buckets: resolveBuckets({ bucket: ['64x64'], dinoScale: 1 }, info.patchSize), resize: 'stretch', dinoScale: 1, decode }, { workers: 2 });
+  const broken = cases.filter((c) => isFailure(c) && c.expect.failed === 'decode' && /\.(png|jpg)$/.test(c.key) && c.key !== 'bomb.png' && c.key !== 'text.jpg');
+  const files = [...broken.map((c) => ({ c, bytes: fs.readFileSync(path.join(corpus, c.key)) })), { c: undefined, bytes: fs.readFileSync(path.join(corpus, 'plain.jpg')) }];
+  try {
+    for (let round = 0; round < 25; round++) {
+      await Promise.all(files.map(async ({ c, bytes }) => {
+        const preparing = preparer.prepare(bytes);
+        if (!c) return void (await preparing);
+        await assert.rejects(preparing, (e: unknown) => e instanceof ImageFailure && e.stage === 'decode' && isFailure(c) && c.expect.reason.test(e.message), `${c.key}, round ${round}`);
+      }));
+    }
+  } finally {
+    await preparer.close();
   }
 });
