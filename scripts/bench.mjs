@@ -90,9 +90,11 @@ function runExtract(images, model, flags) {
   }
   const rate = /of (\d+) images in .*\(([\d.]+) img\/s\)/.exec(stdout);
   const rss = /peak memory (\d+) MiB/.exec(stdout);
+  // CPU an image has three figures, the run's total only tenths of a second.
+  const cpuMs = /; CPU [\d.]+ s, ([\d.]+) ms an image/.exec(stdout);
   const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
   fs.rmSync(out, { recursive: true, force: true });
-  return { images: Number(rate[1]), seconds: Number(rate[1]) / Number(rate[2]), peakRssMiB: Number(rss[1]), manifest };
+  return { images: Number(rate[1]), seconds: Number(rate[1]) / Number(rate[2]), cpuSeconds: (Number(cpuMs[1]) * Number(rate[1])) / 1000, peakRssMiB: Number(rss[1]), manifest };
 }
 
 /** The model alone, warm, on pre-made tensors of exactly the bucket shapes extract runs, in full batches. */
@@ -258,6 +260,13 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
   const model = ensureModel('tiny');
   const flags = ['--bucket', `${bucket[0]}x${bucket[1]}`, ...(fast ? ['--decode', 'fast'] : [])];
   const floor = { one: [], two: [] }, extract = { one: [], two: [] };
+  // CPU time of every thread, the same spans: on a host with cores to spare (a GPU host), the rate
+  // the host work allows is cores over CPU an image, so this ratio is the one that carries over.
+  const floorCpu = { one: [], two: [] }, extractCpu = { one: [], two: [] };
+  const cpuSeconds = (since) => {
+    const d = process.cpuUsage(since);
+    return (d.user + d.system) / 1e6;
+  };
   // Unrecorded first runs: this process's first decodes (sharp's start, its heap's first pages) and
   // the first extract after the images were written would otherwise count in one side only.
   await decodeFloor(one, model, bucket, fast ? bucket : undefined);
@@ -265,9 +274,12 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
   for (let r = 0; r < rounds; r++) {
     console.error(`bench: image stage, ${name}${fast ? ' --decode fast' : ''}, ${count} and ${2 * count} images, round ${r + 1}/${rounds}`);
     for (const [size, dir] of r % 2 ? [['two', two], ['one', one]] : [['one', one], ['two', two]]) {
+      const cpuBefore = process.cpuUsage();
       floor[size].push(await decodeFloor(dir, model, bucket, fast ? bucket : undefined));
+      floorCpu[size].push(cpuSeconds(cpuBefore));
       const e = runExtract(dir, model, flags);
       extract[size].push(e.seconds);
+      extractCpu[size].push(e.cpuSeconds);
       peak = Math.max(peak, e.peakRssMiB);
     }
   }
@@ -280,6 +292,9 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
     workload: `${count} and ${2 * count} ${name} JPEGs (${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
     floor: fast ? "sharp's shrink-on-load resize to the bucket + bare model" : 'full-frame decode + bare model',
     floorImagesPerSecond: 1 / floorPerImage, extractImagesPerSecond: 1 / extractPerImage, ratio: floorPerImage / extractPerImage,
+    /** CPU ms an image, steady (the floor's includes the bare model's session, differenced away). */
+    floorCpuMs: 1000 * steadyPerImage(floorCpu.one, floorCpu.two, count),
+    extractCpuMs: 1000 * steadyPerImage(extractCpu.one, extractCpu.two, count),
     /** Per round, the same difference. */
     ratioPerRound: floor.one.map((_, r) => (floor.two[r] - floor.one[r]) / (extract.two[r] - extract.one[r])),
     /** Whole runs over 2N images, start-up included. */
@@ -310,10 +325,11 @@ async function imageStageBench() {
 }
 
 function printImageStage(r) {
-  console.log('\n| image stage (tiny model) | floor img/s | extract img/s | steady ratio (per round) | whole runs of 2N, start-up included | extract peak RSS |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('\n| image stage (tiny model) | floor img/s | extract img/s | steady ratio (per round) | whole runs of 2N, start-up included | CPU ms an image, floor / extract (ratio) | extract peak RSS |');
+  console.log('|---|---|---|---|---|---|---|');
   for (const row of r.rows) {
-    console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.wholeRunRatio.toFixed(2)} | ${row.extractPeakRssMiB} MiB |`);
+    const cpu = `${row.floorCpuMs.toFixed(1)} / ${row.extractCpuMs.toFixed(1)} (${(row.floorCpuMs / row.extractCpuMs).toFixed(2)})`;
+    console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.wholeRunRatio.toFixed(2)} | ${cpu} | ${row.extractPeakRssMiB} MiB |`);
   }
   console.log(`\npeak RSS of extract over one ${r.large.image}: ${r.large.peakRssMiB} MiB`);
 }

@@ -111,6 +111,10 @@ test('summary counts add up: found = extracted + already cached + failed, with a
   const once = await extract([first], out);
   assert.equal(once.code, 1);
   assert.deepEqual(summaryCounts(once.stdout), { extracted: 2, skipped: 0, failed: 1, found: 3 });
+  // The process's CPU over the run, and per extracted image (what sizes a host's cores to its accelerator).
+  const cpu = /; CPU (\d+\.\d) s, ([\d.]+) ms an image\n/.exec(once.stdout);
+  assert.ok(cpu && Number(cpu[1]) > 0, once.stdout);
+  assert.ok(Math.abs(Number(cpu[2]) - (Number(cpu[1]) * 1000) / 2) <= 0.051 * 1000 / 2 + 1, `${cpu[2]} ms an image of ${cpu[1]} s for 2 images`);
 
   const r = await extract([first, second], out);
   assert.equal(r.code, 1);

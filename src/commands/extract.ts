@@ -46,21 +46,22 @@ export interface ExtractOptions extends BucketFlagValues, ReadFlagValues {
 }
 
 /** Three significant figures: 0.734, 12.3, 105 (slow models and fast ones alike). */
-function formatRate(rate: number): string {
+function threeFigures(rate: number): string {
   return rate.toFixed(rate < 1 ? 3 : rate < 10 ? 2 : rate < 100 ? 1 : 0);
 }
 
 /** The run's summary; --quiet drops the progress output, never this. */
 function formatSummary({ stats, out, shardBytes, batch }: ExtractOutcome): string {
   const lines = [
-    `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${formatRate(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
+    `dinofeat extract: ${stats.extracted} extracted, ${stats.skipped} already cached, ${stats.failed} failed${stats.replaced ? `, ${stats.replaced} replaced (source changed)` : ''} of ${stats.found} images in ${formatDuration(stats.seconds)} (${threeFigures(stats.extracted / Math.max(stats.seconds, 1e-9))} img/s)`,
   ];
   const buckets = Object.entries(stats.perBucket).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)); // ties by name: the same line every run
   if (buckets.length) lines.push(`  per bucket: ${buckets.map(([b, n]) => `${b}: ${n}`).join(', ')}`);
   lines.push(`  batch: ${batch.size} image${batch.size > 1 ? 's' : ''} a call (${batch.reason})`);
   const failures = Object.entries(stats.failuresByReason).sort((a, b) => b[1] - a[1]);
   if (failures.length) lines.push(`  failures (see ${path.join(out, 'errors.jsonl')}):`, ...failures.map(([r, n]) => `    ${n} × ${r}`));
-  lines.push(`  cache: ${out} (${(shardBytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(peakMemoryBytes() / 2 ** 20).toFixed(0)} MiB`);
+  const cpuPerImage = stats.extracted ? `, ${threeFigures((stats.cpuSeconds * 1000) / stats.extracted)} ms an image` : '';
+  lines.push(`  cache: ${out} (${(shardBytes / 2 ** 20).toFixed(1)} MiB in shards); peak memory ${(peakMemoryBytes() / 2 ** 20).toFixed(0)} MiB; CPU ${stats.cpuSeconds.toFixed(1)} s${cpuPerImage}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -20,6 +20,12 @@ export interface ExtractStats {
   perBucket: Record<string, number>;
   failuresByReason: Record<string, number>;
   seconds: number;
+  /**
+   * CPU time of this process's threads over the same span (decoding, resampling, the model on a CPU
+   * device, writing): what a host with more cores divides among them, so the CPU an image is what
+   * says how many cores keep an accelerator fed.
+   */
+  cpuSeconds: number;
   stopped: boolean;
 }
 
@@ -34,9 +40,10 @@ export function failureKind(stage: ErrorStage, reason: string): string {
 
 export class RunTally {
   readonly stats: ExtractStats = {
-    found: 0, extracted: 0, skipped: 0, failed: 0, replaced: 0, perBucket: {}, failuresByReason: {}, seconds: 0, stopped: false,
+    found: 0, extracted: 0, skipped: 0, failed: 0, replaced: 0, perBucket: {}, failuresByReason: {}, seconds: 0, cpuSeconds: 0, stopped: false,
   };
   private readonly started = performance.now();
+  private readonly cpuAtStart = process.cpuUsage();
 
   constructor(
     private readonly errors: ErrorsLog,
@@ -91,6 +98,8 @@ export class RunTally {
 
   finish(stopped: boolean): ExtractStats {
     this.stats.seconds = (performance.now() - this.started) / 1000;
+    const cpu = process.cpuUsage(this.cpuAtStart);
+    this.stats.cpuSeconds = (cpu.user + cpu.system) / 1e6;
     this.stats.stopped = stopped;
     return this.stats;
   }
