@@ -1,8 +1,9 @@
 /**
  * How much of the extract run is in flight at once: every sizing rule of the pipeline, in one
- * place. Decoding runs on sharp's (libuv's) threads and the exact resize on worker threads of its
- * own; both must keep ahead of the model on any host, from a 2-core VM running the model on its CPU
- * to a GPU host whose model eats images as fast as 16 cores can decode them. Measured on 2 cores
+ * place. Decoding runs on sharp's (libuv's) threads, started by the image workers that then
+ * resize each frame where it is (image/image-pool.ts); both must keep ahead of the model on any
+ * host, from a 2-core VM running the model on its CPU to a GPU host whose model eats images as
+ * fast as 16 cores can decode them. Measured on 2 cores
  * (docs/speed.md): 4 decodes in flight instead of 2 took the decode-bound rate from 78 to 92 img/s.
  */
 import os from 'node:os';
@@ -13,7 +14,7 @@ export function defaultDecoders(): number {
 }
 
 export interface ImageStageCapacity {
-  /** Resample worker threads. */
+  /** Image worker threads (each starts its images' decodes and resamples their frames). */
   workers: number;
   /**
    * Source pixels being decoded and resized at once. A frame costs 3 bytes a pixel (RGB8 as
