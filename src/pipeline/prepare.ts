@@ -1,9 +1,9 @@
 /**
  * The image stage of extract, validate --recompute and inspect: header → bucket → crop box →
  * decode (sharp, the frame as stored) → resize + normalise with EXIF orientation folded in
- * (image/resample.ts), both in worker threads of their own (image/image-pool.ts), the job as a whole
- * guarded against other images' libvips errors (image/vips-alone.ts). What it did is recorded with the cache by
- * image/preprocessing-record.ts.
+ * (image/resample.ts), both in worker threads of their own (image/image-pool.ts), the job as a
+ * whole guarded against other images' libvips errors (image/vips-alone.ts). What it did is
+ * recorded with the cache by image/preprocessing-record.ts.
  */
 import type { ModelInfo } from '../model/info.js';
 import { planByRule, type CropBox, type ImagePlan, type Size } from '../image/buckets.js';
