@@ -248,9 +248,32 @@ async function decodeFloor(dir, model, bucket, shrinkTo) {
 }
 
 /**
+ * The floor in a process of its own, as extract runs: a full-frame decode's cost here is mostly
+ * writing its frame into memory, which costs far more on pages the kernel must supply, so a floor
+ * run inside this long-lived process depended on what the bench had done before (27.9 ms of CPU an
+ * image in `--image-stage` alone, 44.0 after the bench's other parts: docs/speed.md).
+ * Returns seconds (decode + bare model) and the CPU time of all its threads over the same work.
+ */
+function floorRun(dir, model, bucket, shrinkTo) {
+  const args = [fileURLToPath(import.meta.url), '--floor-run', dir, model, String(bucket[0]), String(bucket[1]), shrinkTo ? 'shrink' : 'full'];
+  return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }));
+}
+
+if (process.argv.includes('--floor-run')) {
+  const [dir, model, w, h, how] = process.argv.slice(process.argv.indexOf('--floor-run') + 1);
+  const bucket = [Number(w), Number(h)];
+  const cpu = process.cpuUsage();
+  const seconds = await decodeFloor(dir, model, bucket, how === 'shrink' ? bucket : undefined);
+  const used = process.cpuUsage(cpu);
+  console.log(JSON.stringify({ seconds, cpuSeconds: (used.user + used.system) / 1e6 }));
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
+
+/**
  * Floor and extract in turns, each over N images and over 2N, compared in steady state
  * (steadyPerImage); extract's times are its own (first image read to last row written, so model
- * loading is left out), the floor's are taken in this process.
+ * loading is left out), the floor's are taken in its own process (floorRun) around the same work.
  */
 async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = quick ? 1 : 3 } = {}) {
   const two = path.join(work, `${name}-2n`);
@@ -263,20 +286,15 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
   // CPU time of every thread, the same spans: on a host with cores to spare (a GPU host), the rate
   // the host work allows is cores over CPU an image, so this ratio is the one that carries over.
   const floorCpu = { one: [], two: [] }, extractCpu = { one: [], two: [] };
-  const cpuSeconds = (since) => {
-    const d = process.cpuUsage(since);
-    return (d.user + d.system) / 1e6;
-  };
-  // Unrecorded first runs: this process's first decodes (sharp's start, its heap's first pages) and
-  // the first extract after the images were written would otherwise count in one side only.
-  await decodeFloor(one, model, bucket, fast ? bucket : undefined);
+  // Unrecorded first runs: the first reads of the images just written would otherwise count in one side only.
+  floorRun(one, model, bucket, fast ? bucket : undefined);
   let peak = runExtract(one, model, flags).peakRssMiB;
   for (let r = 0; r < rounds; r++) {
     console.error(`bench: image stage, ${name}${fast ? ' --decode fast' : ''}, ${count} and ${2 * count} images, round ${r + 1}/${rounds}`);
     for (const [size, dir] of r % 2 ? [['two', two], ['one', one]] : [['one', one], ['two', two]]) {
-      const cpuBefore = process.cpuUsage();
-      floor[size].push(await decodeFloor(dir, model, bucket, fast ? bucket : undefined));
-      floorCpu[size].push(cpuSeconds(cpuBefore));
+      const f = floorRun(dir, model, bucket, fast ? bucket : undefined);
+      floor[size].push(f.seconds);
+      floorCpu[size].push(f.cpuSeconds);
       const e = runExtract(dir, model, flags);
       extract[size].push(e.seconds);
       extractCpu[size].push(e.cpuSeconds);

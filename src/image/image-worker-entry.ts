@@ -20,10 +20,11 @@ function outputFor(plan: ResamplePlan): Float32Array {
  * for memory outside its heap only once that has grown by about 64 MiB, then marks incrementally
  * while more frames arrive: every worker held its own pile of dead frames (60 camera-sized JPEGs,
  * two workers: peak 568–609 MiB). A full collection of this thread's heap (about 6 MB) once the
- * frames it finished add up to COLLECT_AFTER_BYTES: 528–545 MiB, at the same speed (docs/speed.md).
- * `gc` is V8's own, exposed to this thread through a context made after the flag is set.
+ * frames it finished add up to COLLECT_AFTER_BYTES, in turns over four runs each: 64 MiB 521–585
+ * MiB, 32 MiB 481–513 MiB, at the same speed and CPU (docs/speed.md). `gc` is V8's own, exposed
+ * to this thread through a context made after the flag is set.
  */
-const COLLECT_AFTER_BYTES = 64 * 2 ** 20;
+const COLLECT_AFTER_BYTES = 32 * 2 ** 20;
 v8.setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as () => void;
 let finishedBytes = 0;
