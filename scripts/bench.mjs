@@ -9,6 +9,8 @@
 // extract with a tiny model vs read + sha256 + full-frame decode + the bare model, and
 // --decode fast vs sharp's own shrink-on-load path; --image-stage runs only that part. These rows
 // and the container row are steady state: runs over N and 2N images, differenced (steadyPerImage).
+// Like extract, each floor measurement runs in a fresh process (`bench.mjs --floor-run`, floorRun),
+// and both sides report the CPU time of all their threads beside their wall time.
 //
 //   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only [--rounds R]]
 import { execFileSync } from 'node:child_process';
