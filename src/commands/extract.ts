@@ -45,9 +45,9 @@ export interface ExtractOptions extends BucketFlagValues, ReadFlagValues {
   dryRun?: boolean;
 }
 
-/** Three significant figures: 0.734, 12.3, 105 (slow models and fast ones alike). */
-function threeFigures(rate: number): string {
-  return rate.toFixed(rate < 1 ? 3 : rate < 10 ? 2 : rate < 100 ? 1 : 0);
+/** Three significant figures: 0.734, 12.3, 105 (rates of slow models and fast ones alike, CPU ms an image). */
+function threeFigures(value: number): string {
+  return value.toFixed(value < 1 ? 3 : value < 10 ? 2 : value < 100 ? 1 : 0);
 }
 
 /** The run's summary; --quiet drops the progress output, never this. */
