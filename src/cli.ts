@@ -37,7 +37,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--background <colour>', 'colour that transparent pixels are flattened on', '#ffffff')
     .option('--max-pixels <n>', 'refuse images with more pixels than this before decoding them', positiveInt('--max-pixels'))
     .addOption(new Option('--icc <mode>', 'embedded ICC profiles: ignore (as Hugging Face / PIL do) or convert to sRGB').choices(['ignore', 'convert']).default('ignore'))
-    .addOption(new Option('--decode <mode>', 'exact: whole frames, Hugging Face\'s pixels; fast: a JPEG at least twice its bucket\'s size shrinks on load (slightly different pixels, recorded in the cache)').choices(['exact', 'fast']).default('exact'))
+    .addOption(new Option('--decode <mode>', 'exact: whole frames, Hugging Face\'s pixels; fast: a JPEG at least three times its bucket\'s size shrinks on load, as sharp\'s thumbnails do (different pixels, recorded in the cache)').choices(['exact', 'fast']).default('exact'))
     .option('--pool <n>', 'store patches averaged NxN on the grid (for a DiT whose token grid is N times coarser); every bucket grid must divide by N', positiveInt('--pool'))
     .option('-b, --batch-size <n>', 'images per inference batch (per bucket), or auto: as many as fit a token budget per device (about 1000 tokens on cpu, 32768 on a GPU); int8 models run one image at a time, so that an image\'s features do not depend on its batch', positiveIntOrAuto('--batch-size'), 'auto' as number | 'auto');
   runtimeFlags(extractImages)

@@ -189,10 +189,11 @@ test('EXIF orientations 2-8, CMYK, embedded ICC profile (ignored, as PIL does), 
 
 /**
  * --decode fast is not Hugging Face's pixels (README publishes how far): the real photos at 64x64,
- * where every JPEG is at least twice the bucket and shrinks on load (the PNG is decoded whole, as
- * in exact mode, and stays within LIMITS). Measured worst: 1 - cos 1.7e-5 CLS, 1.3e-4 patch mean;
- * bounds 2e-4 and 1e-3 (12x, 8x) catch a broken fast path: an ignored EXIF orientation is at
- * 1.9e-2 and 0.63.
+ * where every JPEG is at least three times the bucket and shrinks on load (libjpeg's DCT scaling
+ * by 1/2 at these sizes; the PNG is decoded whole, as in exact mode, and stays within LIMITS).
+ * Measured worst (chelsea-exif6.jpg): 1 - cos 1.8e-4 CLS, 9.6e-4 patch mean; bounds 4e-4 and
+ * 2e-3 (2.2x, 2.1x). An ignored EXIF orientation is at 1.9e-2 and 0.63. (The rule before
+ * 2026-12-03, twice the bucket, decoded most of these photos whole: 1.7e-5 and 1.3e-4.)
  */
 test('--decode fast: real photos shrunk on load to 64x64, parity reported, the PNG exact', (t) => {
   const of = rows.filter((r) => r.run === 'fast');
@@ -200,7 +201,7 @@ test('--decode fast: real photos shrunk on load to 64x64, parity reported, the P
   assert.equal(of.length, 6);
   for (const r of of) {
     if (r.key.endsWith('.png')) assert.deepEqual(outside(r), [], `${r.key}: ${JSON.stringify(distances(r))}`);
-    else assert.ok(distances(r).cls < 2e-4 && distances(r).patchMean < 1e-3, `${r.key}: ${JSON.stringify(distances(r))}`);
+    else assert.ok(distances(r).cls < 4e-4 && distances(r).patchMean < 2e-3, `${r.key}: ${JSON.stringify(distances(r))}`);
   }
 });
 

@@ -202,16 +202,21 @@ export function decodeStored(bytes: Buffer, crop: CropBox, upright: ImageHeader,
 }
 
 /**
- * --decode fast: the size to decode a JPEG at when its whole frame goes to a bucket at most half
- * its size on both sides: twice the bucket. sharp reaches it with libjpeg's DCT scaling on load
- * (1/2, 1/4 or 1/8, whichever leaves libvips a reduce of more than one) and libvips' lanczos3
- * reduce for the rest, as its own thumbnail path does; the exact filter then halves it. Other
- * images (other formats, crops, small shrinks) are decoded whole: undefined.
+ * --decode fast: the upright size to decode a JPEG's whole frame at, or undefined (other formats,
+ * crops, and shrinks too small for it are decoded whole, as in exact mode). libjpeg scales by 1/s
+ * inside its inverse DCT; s is the largest of 8, 4, 2 that sharp's own shrink-on-load resize to the
+ * bucket would use, i.e. with the shrink at least s + 1 on both sides (sharp halves s when the
+ * shrink's integer part equals it). sharp always follows that scaling with a libvips reduce, so it
+ * is asked for the least one that keeps s: to 1/(s + 1) of the source (a reduce of 1.125, 1.25 or
+ * 1.5 on the scaled frame); the exact filter does the rest. So fast mode decodes as few pixels as
+ * sharp's own thumbnail path, and the model's filter does most of the shrinking.
  */
 export function fastDecodeSize(upright: ImageHeader, crop: CropBox, out: Size): Size | undefined {
   if (upright.format !== 'jpeg' || !isWhole(crop, upright)) return undefined;
-  if (out.width * 2 > upright.width || out.height * 2 > upright.height) return undefined;
-  return { width: out.width * 2, height: out.height * 2 };
+  const shrink = Math.min(upright.width / out.width, upright.height / out.height);
+  const scale = [8, 4, 2].find((s) => shrink >= s + 1);
+  if (scale === undefined) return undefined;
+  return { width: Math.floor(upright.width / (scale + 1)), height: Math.floor(upright.height / (scale + 1)) };
 }
 
 function isWhole(box: CropBox, size: Size): boolean {

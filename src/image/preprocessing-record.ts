@@ -14,6 +14,14 @@ import { CROPS_FORMATS, type CropsFormat, type CropsSource } from './crops-file.
 import type { DecodeMode, IccMode } from './decode.js';
 import type { PrepareSettings } from './prepare-settings.js';
 
+/**
+ * --decode fast as recorded: the rule of decode.ts fastDecodeSize (libjpeg's DCT scaling as sharp's
+ * own shrink-on-load picks it). Development builds of 2026-12-02 recorded 'fast' for another rule
+ * (twice the bucket) whose pixels differ: extract refuses to resume such a cache (its fingerprint
+ * differs) and validate or inspect name its record garbled, rather than mixing the two.
+ */
+const FAST_RECORD = 'fast-dct';
+
 /** The record as written. */
 export interface PreprocessingRecord {
   resize: ResizeMode;
@@ -27,7 +35,7 @@ export interface PreprocessingRecord {
   icc: IccMode;
   orientation: 'exif';
   /** Only when not 'exact' (--decode fast), so the records of exact caches stay as they were. */
-  decode?: 'fast';
+  decode?: typeof FAST_RECORD;
   /** Only with --crops, so that every other cache's record (and fingerprint) stays as it was. */
   crops?: CropsRecord;
   /** --pool: patches averaged N×N on the grid; written only when N > 1, so older records stay as they were. */
@@ -71,7 +79,7 @@ export function describePreprocessing(info: Pick<ModelInfo, 'resample' | 'imageM
     background: s.decode.background,
     icc: s.decode.icc,
     orientation: 'exif',
-    ...(s.decode.mode === 'fast' ? { decode: 'fast' as const } : {}),
+    ...(s.decode.mode === 'fast' ? { decode: FAST_RECORD } : {}),
     ...(s.crops ? { crops: { format: s.crops.format, sha256: s.crops.sha256, fallback: s.crops.fallback, buckets: s.crops.buckets.map(bucketText) } } : {}),
     ...(pool > 1 ? { pool } : {}),
   };
@@ -118,7 +126,7 @@ export function parsePreprocessing(record: object): { value: RecordedPreprocessi
   const icc = want('icc', (v): v is IccMode => v === 'ignore' || v === 'convert');
   const orientation = want('orientation', (v): v is 'exif' => v === 'exif');
   // Absent in records of exact decodes (and of every cache made before --decode existed).
-  const decode = r.decode === undefined ? 'exact' : want('decode', (v): v is 'fast' => v === 'fast');
+  const decode = r.decode === undefined ? 'exact' : want('decode', (v): v is typeof FAST_RECORD => v === FAST_RECORD) === undefined ? undefined : 'fast';
   const crops = r.crops === undefined ? undefined : want('crops', isCropsRecord);
   const pool = r.pool === undefined ? 1 : want('pool', (v): v is number => Number.isInteger(v) && (v as number) > 1);
   if (problems.length) return { problem: `preprocessing record lacks or garbles ${problems.join(', ')}` };
