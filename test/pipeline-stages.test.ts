@@ -32,10 +32,15 @@ function pending(id: number, side = 32): PendingImage {
   };
 }
 
-/** A model taking `ms` a batch that answers each image with tokens equal to its id; it counts how many batches it holds at once. */
-function scriptedModel(ms: number, opts: { failOn?: number; extraTokens?: number } = {}) {
+/**
+ * A model taking `ms` a batch that answers each image with tokens equal to its id; it counts how
+ * many batches it holds at once. `sequential`: calls run one after another, as on the ONNX Runtime
+ * worker (a call sent while another runs waits for it), and it counts the calls sent that way.
+ */
+function scriptedModel(ms: number, opts: { failOn?: number; extraTokens?: number; sequential?: boolean } = {}) {
   let running = 0;
-  const seen = { mostAtOnce: 0, batches: [] as number[][] };
+  let previous: Promise<unknown> = Promise.resolve();
+  const seen = { mostAtOnce: 0, sentWhileBusy: 0, batches: [] as number[][] };
   const model: ModelRunner = {
     async run(feeds) {
       const x = feeds.pixel_values!;
@@ -43,9 +48,12 @@ function scriptedModel(ms: number, opts: { failOn?: number; extraTokens?: number
       const plane = 3 * h * w;
       const ids = Array.from({ length: n }, (_, b) => (x.data as Float32Array)[b * plane]!);
       seen.batches.push(ids);
+      if (running > 0) seen.sentWhileBusy++;
       running++;
       seen.mostAtOnce = Math.max(seen.mostAtOnce, running);
-      await sleep(ms);
+      const turn = opts.sequential ? previous.then(() => sleep(ms)) : sleep(ms);
+      previous = turn;
+      await turn;
       running--;
       if (ids.includes(opts.failOn ?? -1)) throw new Error('out of memory on this batch\nstack...');
       const tokens = 1 + NUM_REGISTERS + (h / MODEL.patchSize) * (w / MODEL.patchSize) + (opts.extraTokens ?? 0);
@@ -57,12 +65,12 @@ function scriptedModel(ms: number, opts: { failOn?: number; extraTokens?: number
   return { model, seen };
 }
 
-function scheduler(model: ModelRunner, batchSize: number, recycle?: (plane: Float32Array) => void) {
+function scheduler(model: ModelRunner, batchSize: number, recycle?: (plane: Float32Array) => void, slowCallMs?: number) {
   const rows: FeatureRow[] = [];
   const failed: Array<{ keys: string[]; reason: string }> = [];
   const failure = new FirstError();
   const s = new ModelScheduler({
-    model, info: MODEL, batchSize, maxWaiting: batchSize * 4, keepRegisters: true, failure, recycle,
+    model, info: MODEL, batchSize, maxWaiting: batchSize * 4, keepRegisters: true, failure, recycle, slowCallMs,
     onRows: async (_batch, r) => void rows.push(...r),
     onBatchFailed: async (batch, reason) => void failed.push({ keys: batch.map((p) => p.key), reason }),
   });
@@ -86,6 +94,35 @@ test('scheduler: every image becomes one row of its own tokens; the model never 
   assert.equal(seen.mostAtOnce, MODEL_QUEUE_DEPTH, `batches at the model at once: ${seen.mostAtOnce}`);
   assert.equal(seen.batches[0]!.length, 1, 'the first image goes to the idle model alone');
   assert.equal(seen.batches.flat().length, 7);
+});
+
+test('scheduler: while the model\'s calls are slow (slowCallMs or more) it holds one batch, never a second ready behind it', async () => {
+  for (const { slowCallMs, most } of [{ slowCallMs: 10, most: 1 }, { slowCallMs: 1000, most: MODEL_QUEUE_DEPTH }]) {
+    const { model, seen } = scriptedModel(30);
+    const { s, rows, failure } = scheduler(model, 2, undefined, slowCallMs);
+    const full: boolean[] = [];
+    for (let id = 1; id <= 7; id++) {
+      s.add(pending(id));
+      full.push(s.queue.full);
+      await sleep(12);
+    }
+    await s.finish();
+    assert.equal(failure.failed, false);
+    assert.equal(rows.length, 7);
+    assert.equal(seen.mostAtOnce, most, `slowCallMs ${slowCallMs}: batches at the model at once`);
+    // The image stage paces itself on this: with slow calls one batch at the model already fills it.
+    if (most === 1) assert.ok(full.slice(1).every(Boolean), JSON.stringify(full));
+  }
+  // A call's time is its own, not its wait behind the one before: 100 ms calls queued two deep
+  // answer 200 ms after they were sent, yet stay short against 150 ms (50 ms for timer lateness on
+  // a busy machine), so the model never idles after its first call (the second is sent to an idle
+  // model, every later one behind another).
+  const { model, seen } = scriptedModel(100, { sequential: true });
+  const { s, rows } = scheduler(model, 1, undefined, 150);
+  for (let id = 1; id <= 9; id++) s.add(pending(id));
+  await s.finish();
+  assert.equal(rows.length, 9);
+  assert.equal(seen.sentWhileBusy, 7, JSON.stringify(seen));
 });
 
 test('scheduler: flipped copies go to the model with their images, at most batchSize per call; each row gets its own', async () => {

@@ -2,7 +2,8 @@
  * The stage that feeds the model: prepared images are grouped into batches per bucket, batches go
  * to the model so that it never waits, and each answer is split into rows for the writer.
  *
- * The model holds at most MODEL_QUEUE_DEPTH batches. Full batches go whenever it has room. A
+ * The model holds at most MODEL_QUEUE_DEPTH batches, one only while its calls take SLOW_CALL_MS or
+ * more (and until the first call has been timed). Full batches go whenever it has room. A
  * partial batch goes only to an idle model, at once rather than waiting to fill: when decoding
  * keeps up, batches are full anyway; when it does not, waiting would only idle the model. While
  * the model is busy a partial batch keeps filling, since the image stage prepares only as far ahead
@@ -21,7 +22,7 @@ import { splitOutputs, TokenLayoutError, type ImageTokens } from '../model/split
 import { Batcher } from './batcher.js';
 import type { PreparedPixels } from './prepare.js';
 import type { ModelQueueState } from './lookahead.js';
-import { MODEL_QUEUE_DEPTH } from './sizing.js';
+import { MODEL_QUEUE_DEPTH, SLOW_CALL_MS } from './sizing.js';
 import { FatalError, TaskGroup, type FirstError } from './tasks.js';
 
 /** What the run needs of a model session (an OrtWorker in extract, a scripted model in tests). */
@@ -60,6 +61,8 @@ export interface SchedulerOptions {
   recycle?: (plane: Float32Array) => void;
   /** Called whenever batches reach the model or leave it (the image stage paces itself on it: lookahead.ts). */
   onQueueChange?: () => void;
+  /** Calls at least this long keep one batch at the model (default SLOW_CALL_MS). */
+  slowCallMs?: number;
 }
 
 const NO_PIXELS = new Float32Array(0);
@@ -97,6 +100,9 @@ export class ModelScheduler {
   /** Full batches not yet handed to the model, in the order they filled. */
   private readonly ready: PendingImage[][] = [];
   private atModel = 0;
+  /** Whether the model's last call was short, so that a second batch should wait at it. */
+  private shortCalls = false;
+  private lastAnswer = 0;
   private readonly inferring: TaskGroup;
   private readonly batchBuffers = new BufferStock(KEPT_BATCHES, KEPT_BATCH_BYTES);
 
@@ -118,12 +124,16 @@ export class ModelScheduler {
   }
 
   get queue(): ModelQueueState {
-    return { full: this.atModel >= MODEL_QUEUE_DEPTH, waiting: this.batcher.size + this.ready.reduce((n, b) => n + b.length, 0) };
+    return { full: this.atModel >= this.depth, waiting: this.batcher.size + this.ready.reduce((n, b) => n + b.length, 0) };
+  }
+
+  private get depth(): number {
+    return this.shortCalls ? MODEL_QUEUE_DEPTH : 1;
   }
 
   /** Tops the model's queue up: full batches first, then, when the model is idle, the fullest partial one. */
   private feed(): void {
-    while (!this.o.failure.failed && this.atModel < MODEL_QUEUE_DEPTH) {
+    while (!this.o.failure.failed && this.atModel < this.depth) {
       const batch = this.ready.shift() ?? (this.atModel === 0 ? this.batcher.takeFullest() : undefined);
       if (!batch) break;
       this.atModel++; // counted before infer's first await, so this loop sees it
@@ -142,7 +152,12 @@ export class ModelScheduler {
       const answers = [];
       while (planes.length) {
         const call = this.nextCall(planes, height, width);
+        const sent = performance.now();
         answers.push(await this.o.model.run(call.feeds, tokenOutputs(this.o.info), call.inputsBack));
+        // Calls run one after another, answered in order: a call sent while another ran began when that one answered.
+        const answered = performance.now();
+        this.shortCalls = answered - Math.max(sent, this.lastAnswer) < (this.o.slowCallMs ?? SLOW_CALL_MS);
+        this.lastAnswer = answered;
       }
       return answers;
     } finally {

@@ -62,9 +62,20 @@ export function autoBatchSize(provider: string, tokensPerImage: number): AutoBat
 
 /**
  * Batches handed to the model at once: one running and one ready to start, so the model never
- * waits for the main thread, and no more, so batch tensors exist only for those two.
+ * waits for the main thread, and no more, so batch tensors exist only for those two. The scheduler
+ * holds the second only while the model's calls are short (SLOW_CALL_MS).
  */
 export const MODEL_QUEUE_DEPTH = 2;
+
+/**
+ * A model call at least this long (wall time) makes the hop to its next call (the batch copied
+ * into its tensor, a message to the ONNX Runtime thread: 50 ms for a 50 MB batch on the 2-core VM,
+ * whose fresh pages are slow) at most a few percent of it, so the scheduler stops readying a
+ * second batch at the model: its tensor and the planes behind it only cost memory. Measured at
+ * 1024² (ViT-S shapes, batch 4, 5 s a call, 24 camera-sized JPEGs, four runs each in turns): peak
+ * 1291–1311 → 1153–1204 MiB, 0.455–0.501 → 0.474–0.512 img/s (docs/speed.md).
+ */
+export const SLOW_CALL_MS = 1000;
 
 /**
  * Bytes of prepared pixels (float32 tensors) that may wait for the model outside the batches it
