@@ -1,11 +1,11 @@
 /**
  * How far the image stage runs ahead of the model. While the model holds its full queue (a batch
- * running, and the next one ready at it while its calls are short: scheduler.ts), it has work for at least a batch's time: images are then
- * prepared one at a time, and none starts once a whole batch waits. Otherwise every decoder works,
- * since the model is about to wait. Each decode holds a decoded frame (36 MB for a 12 MP photo)
- * and each waiting image its tensor (12.6 MB at 1024²), so when the model is the slow stage this
- * keeps the memory of one decode and one batch ahead instead of every decoder's and every slot's
- * (docs/speed.md, Memory).
+ * running, and the next one ready at it while its calls are short: scheduler.ts), it has work for
+ * at least a batch's time: images are then prepared one at a time, and none starts once a whole
+ * batch waits. Otherwise every decoder works, since the model is about to wait. Each decode holds
+ * a decoded frame (36 MB for a 12 MP photo) and each waiting image its tensor (12.6 MB at 1024²),
+ * so when the model is the slow stage this keeps the memory of one decode and one batch ahead
+ * instead of every decoder's and every slot's (docs/speed.md, Memory).
  */
 export interface ModelQueueState {
   /** The model holds as many batches as it takes now (scheduler.ts: one or MODEL_QUEUE_DEPTH). */
