@@ -190,7 +190,7 @@ test('EXIF orientations 2-8, CMYK, embedded ICC profile (ignored, as PIL does), 
 /**
  * --decode fast is not Hugging Face's pixels (README publishes how far): the real photos at 64x64,
  * where every JPEG is at least three times the bucket and shrinks on load (libjpeg's DCT scaling
- * by 1/2 at these sizes; the PNG is decoded whole, as in exact mode, and stays within LIMITS).
+ * by 1/2 or 1/4 at these sizes; the PNG is decoded whole, as in exact mode, and stays within LIMITS).
  * Measured worst (chelsea-exif6.jpg): 1 - cos 1.8e-4 CLS, 9.6e-4 patch mean; bounds 4e-4 and
  * 2e-3 (2.2x, 2.1x). An ignored EXIF orientation is at 1.9e-2 and 0.63. (The rule before
  * 2026-12-03, twice the bucket, decoded most of these photos whole: 1.7e-5 and 1.3e-4.)
