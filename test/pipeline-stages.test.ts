@@ -146,8 +146,9 @@ test('scheduler: flipped copies go to the model with their images, at most batch
   }
 });
 
-test('scheduler: planes go back for reuse once copied into a batch, single planes once the model gives them back; batch tensors are reused', async () => {
-  for (const batchSize of [1, 3]) {
+test('scheduler: planes go back for reuse once copied into a batch, single planes once the model gives them back; batch tensors are reused, whatever their size', async () => {
+  // 1024²: a batch of three is a 38 MB tensor, as large as the slow model's batches that are kept too.
+  for (const [batchSize, side] of [[1, 32], [3, 32], [3, 1024]] as const) {
     const { model, seen } = scriptedModel(2);
     const inputs: ArrayBufferLike[] = [];
     // The model gives its input back, as an OrtWorker does.
@@ -162,17 +163,17 @@ test('scheduler: planes go back for reuse once copied into a batch, single plane
     const recycled: Float32Array[] = [];
     // A later image's pixels overwrite a plane given back: the batch must already hold its copy.
     const { s, rows, failure } = scheduler(givingBack, batchSize, (plane) => recycled.push(plane.fill(-1)));
-    for (let id = 1; id <= 12; id++) s.add(pending(id));
+    for (let id = 1; id <= 12; id++) s.add(pending(id, side));
     await s.finish();
     assert.equal(failure.failed, false);
     assert.equal(rows.length, 12);
     for (const r of rows) assert.ok(r.patches.every((v) => v === Number(r.key.slice(3))), `${r.key}, batch ${batchSize}`);
     assert.equal(recycled.length, 12, `every plane given back once, batch ${batchSize}`);
-    assert.ok(recycled.every((p) => p.length === 3 * 32 * 32));
+    assert.ok(recycled.every((p) => p.length === 3 * side * side));
     const full = seen.batches.map((ids, k) => ({ ids, buffer: inputs[k] })).filter((b) => b.ids.length === batchSize);
     if (batchSize > 1) {
       assert.ok(full.length >= 3, JSON.stringify(seen.batches));
-      assert.ok(new Set(full.map((b) => b.buffer)).size < full.length, 'a batch tensor given back carried a later batch');
+      assert.ok(new Set(full.map((b) => b.buffer)).size < full.length, `a batch tensor given back carried a later batch (${side}²)`);
     }
   }
 });

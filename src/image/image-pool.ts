@@ -46,8 +46,9 @@ const inputSize = (bytes: number) => Math.max(2 ** 16, 2 ** Math.ceil(Math.log2(
 /**
  * Output planes a worker keeps once the main thread gives them back (see core/buffer-stock.ts for
  * what a fresh one costs): a batch's share at ImageNet sizes. Planes over 8 MiB (buckets over
- * about 0.7 MP) are not kept: at 1024² keeping them raised peak memory (see the scheduler's
- * KEPT_BATCH_BYTES) for a gain small next to such an image's decode.
+ * about 0.7 MP) are not kept: at 1024² keeping one a worker did not lower the peak (runs in turns,
+ * 1159–1227 against 1161–1184 MiB; docs/speed.md), and its gain is small next to such an image's
+ * decode.
  */
 export const SPARE_OUTPUTS = 4;
 export const SPARE_OUTPUT_BYTES = 8 * 2 ** 20;

@@ -81,13 +81,15 @@ function takePlanes(batch: PendingImage[]): Float32Array[] {
 }
 
 /**
- * A batch tensor kept for the next batch: one comes back as the model answers and the next batch
- * takes it at once. Only small ones: at 1024² (a 50 MB batch of four) a kept tensor and planes
- * raised extract's peak over the bare model by 40–130 MiB in the bench's memory row, while a fresh
- * one's pages cost little next to that image's decode and model.
+ * The batch tensor kept for the next batch: it comes back as the model answers and the next batch
+ * is copied into it at once, so a run of full batches cycles one tensor per batch at the model
+ * instead of leaving each to the ONNX Runtime thread's collector and faulting in a fresh one.
+ * Whatever its size: at 1024² (50 MB a batch of four, one batch at the slow model) a fresh tensor
+ * each call left the dead ones to be collected late, and keeping it lowered extract's peak
+ * (24 camera-sized JPEGs, batch 4, runs in turns: 1176–1259 → 1064–1184 MiB, the same speed; docs/speed.md).
+ * One only, so a run over several bucket shapes keeps at most one tensor of another shape.
  */
 const KEPT_BATCHES = 1;
-const KEPT_BATCH_BYTES = 32 * 2 ** 20;
 
 /** One model call's input, and where its buffer goes once the model gives it back. */
 interface NextCall {
@@ -104,7 +106,7 @@ export class ModelScheduler {
   private shortCalls = false;
   private lastAnswer = 0;
   private readonly inferring: TaskGroup;
-  private readonly batchBuffers = new BufferStock(KEPT_BATCHES, KEPT_BATCH_BYTES);
+  private readonly batchBuffers = new BufferStock(KEPT_BATCHES, Number.POSITIVE_INFINITY);
 
   constructor(private readonly o: SchedulerOptions) {
     this.batcher = new Batcher<PendingImage>(o.batchSize, o.maxWaiting);
@@ -185,7 +187,7 @@ export class ModelScheduler {
       data = new Float32Array(this.batchBuffers.take(bytes));
       chunk.forEach((plane, b) => data.set(plane, b * size));
       if (recycle) chunk.forEach(recycle);
-      if (this.batchBuffers.keeps(bytes)) inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
+      inputsBack = (buffers) => buffers.forEach((b) => this.batchBuffers.give(b));
     }
     return { feeds: { [MODEL_INPUT]: { type: 'float32', data, dims: [chunk.length, 3, height, width] } }, inputsBack };
   }
