@@ -22,6 +22,34 @@ test('float32 -> float16 -> float32 matches numpy bit for bit (rounding, subnorm
   assert.deepEqual(Buffer.from(back.buffer), npBack);
 });
 
+/** numpy's float16 bits for `values` (its own rounding: the independent reference). */
+function numpyHalves(values: Float32Array): Uint16Array {
+  const script = 'import sys,warnings,numpy as np; warnings.simplefilter("ignore"); a=np.frombuffer(sys.stdin.buffer.read(),"<f4"); sys.stdout.buffer.write(a.astype("<f2").tobytes())';
+  const out = execFileSync(venvPython(), ['-c', script], { input: Buffer.from(values.buffer, values.byteOffset, values.byteLength), maxBuffer: 1 << 28 });
+  return new Uint16Array(out.buffer, out.byteOffset, out.length / 2);
+}
+
+test('float32 -> float16 over every exponent, both signs, ties and NaN payloads, across the SIMD kernel\'s chunks and the last values past its groups of four', () => {
+  // 70001 values: two whole 32768-value chunks of half.wat, a part chunk, and one value after the
+  // last group of four; every fifth value a tie (the halfway bit set, the bits below it clear).
+  const bits = new Uint32Array(70_001);
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+  for (let k = 0; k < bits.length; k++) {
+    bits[k] = k % 5 === 0 ? (next() & 0x80000000) | ((k % 256) << 23) | (next() & 0x7fe000) | 0x1000 : next();
+  }
+  const values = new Float32Array(bits.buffer);
+  const ours = float32ToFloat16(values);
+  const theirs = numpyHalves(values);
+  for (let k = 0; k < values.length; k++) {
+    // NaN: numpy keeps the payload's top bits, this project writes the quiet NaN with the sign kept.
+    const want = Number.isNaN(values[k]) ? ((bits[k]! >>> 16) & 0x8000) | 0x7e00 : theirs[k];
+    if (ours[k] !== want) assert.fail(`value ${k} (bits 0x${bits[k]!.toString(16)}): ours 0x${ours[k]!.toString(16)}, want 0x${want!.toString(16)}`);
+  }
+  // A view that starts inside its buffer converts as a copy of itself does.
+  assert.deepEqual(float32ToFloat16(values.subarray(3, 40_003)), ours.subarray(3, 40_003));
+});
+
 test('float32 -> float16 ties round to the even neighbour: normal, subnormal, at the subnormal edge and at overflow, both signs', () => {
   // [value exactly halfway between two halves, the even one's bits]; round half away from zero
   // would give the odd neighbour in every row marked "down".
@@ -41,6 +69,11 @@ test('float32 -> float16 ties round to the even neighbour: normal, subnormal, at
   cases.push(['1 + 2^-11 + 2^-23 (up)', 1 + 2 ** -11 + 2 ** -23, 0x3c01], ['2^-25 + 2^-40 (up)', 2 ** -25 + 2 ** -40, 0x0001]);
   const values = Float32Array.from(cases.map(([, v]) => v));
   cases.forEach(([name, v], k) => assert.equal(values[k], v, `${name} is exact in float32`));
-  const got = float32ToFloat16(values);
-  cases.forEach(([name, , bits], k) => assert.equal(got[k], bits, `${name}: got 0x${got[k]!.toString(16)}, want 0x${bits.toString(16)}`));
+  // Each case in every lane of the SIMD kernel's groups of four and in the last values after them.
+  for (let lead = 0; lead < 4; lead++) {
+    const shifted = new Float32Array(lead + values.length);
+    shifted.set(values, lead);
+    const got = float32ToFloat16(shifted).subarray(lead);
+    cases.forEach(([name, , bits], k) => assert.equal(got[k], bits, `${name} at ${lead + k}: got 0x${got[k]!.toString(16)}, want 0x${bits.toString(16)}`));
+  }
 });

@@ -21,7 +21,7 @@ const DINOV2: Info = { family: 'dinov2', resample: 'bicubic', ...IMAGENET };
 /** One 8-bit level in normalised units, at the smallest std. */
 const LEVEL = 1 / (255 * 0.224);
 
-test('the committed kernel is what scripts/build-wasm.mjs assembles from resample.wat', () => {
+test('the committed kernels (resample.wat, half.wat) are what scripts/build-wasm.mjs assembles', () => {
   const r = spawnSync(process.execPath, ['scripts/build-wasm.mjs', '--check'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
 });

@@ -3,13 +3,8 @@
  * instance and one memory per thread, compiled on first use. Node ≥ 20 always has SIMD128, so
  * there is no scalar path; relaxed SIMD (fused multiply-add) is not used, it is not everywhere.
  */
+import { instantiateKernel } from '../core/wasm.js';
 import { RESAMPLE_WASM } from './resample-wasm.js';
-
-/** The part of the WebAssembly API used here: this project's lib (ES2022, Node types) does not declare it. */
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: object };
-};
 
 interface Exports {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
@@ -57,8 +52,7 @@ let kernel: ResampleKernel | undefined;
 
 export function resampleKernel(): ResampleKernel {
   if (!kernel) {
-    const module = new WebAssembly.Module(Buffer.from(RESAMPLE_WASM, 'base64'));
-    kernel = new ResampleKernel(new WebAssembly.Instance(module).exports as unknown as Exports);
+    kernel = new ResampleKernel(instantiateKernel<Exports>(RESAMPLE_WASM));
   }
   return kernel;
 }
