@@ -1,5 +1,5 @@
 ;; float32 → IEEE float16 for half.ts, four values at a time in WebAssembly SIMD128, the same
-;; rounding as half.ts's loop (to nearest even; subnormals, inf and quiet NaN, sign kept).
+;; bits as half.ts's general path (to nearest even; subnormals, inf and quiet NaN, sign kept).
 ;; scripts/build-wasm.mjs assembles this file into half-wasm.ts.
 (module
   ;; float32 input at 0 (up to 32768 values), float16 output at 131072: three pages.

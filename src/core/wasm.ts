@@ -1,7 +1,7 @@
 /**
  * Instantiates one of the project's WebAssembly SIMD kernels (*.wat, assembled by
  * scripts/build-wasm.mjs into base64 constants): compiled and instantiated synchronously, one
- * instance per caller. Node ≥ 20 always has SIMD128, so the kernels have no scalar twin.
+ * instance per caller. Node ≥ 20 always has SIMD128, so no kernel needs a scalar fallback.
  */
 
 /** The part of the WebAssembly API used here: this project's lib (ES2022, Node types) does not declare it. */
