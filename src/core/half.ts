@@ -87,12 +87,14 @@ function halfKernel(): HalfKernel {
 export function float32ToFloat16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
   const simd = src.length - (src.length % 4);
-  const wasm = simd > 0 ? halfKernel() : undefined;
-  for (let k = 0; k < simd; k += CHUNK) {
-    const n = Math.min(CHUNK, simd - k);
-    wasm!.floats.set(src.subarray(k, k + n));
-    wasm!.toHalf(n);
-    out.set(wasm!.halves.subarray(0, n), k);
+  if (simd > 0) {
+    const wasm = halfKernel();
+    for (let k = 0; k < simd; k += CHUNK) {
+      const n = Math.min(CHUNK, simd - k);
+      wasm.floats.set(src.subarray(k, k + n));
+      wasm.toHalf(n);
+      out.set(wasm.halves.subarray(0, n), k);
+    }
   }
   for (let k = simd; k < src.length; k++) out[k] = toHalfBits(src[k]!);
   return out;
