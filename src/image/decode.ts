@@ -9,6 +9,7 @@
  */
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { UserError } from '../core/errors.js';
+import { releaseBuffer } from '../core/release-buffer.js';
 import type { CropBox, Size } from './buckets.js';
 import { readJpegHeader } from './jpeg-header.js';
 import { axisMap, storedBox, type AxisMap } from './orientation.js';
@@ -168,6 +169,12 @@ function uncalibratedCmykToRgb(cmyk: Buffer): Buffer {
   return rgb;
 }
 
+/** `rgb`, made from sharp's frame `from`, which is freed now (src/core/release-buffer.ts). */
+function converted(from: Buffer, rgb: Buffer): Buffer {
+  releaseBuffer(from);
+  return rgb;
+}
+
 /** Decodes the crop box (upright coordinates) of the first frame to RGB8, upright. */
 export function decodeRgb(bytes: Buffer, crop: CropBox, upright: ImageHeader, opts: DecodeOptions): Promise<DecodedImage> {
   return decodeFrame(bytes, upright, opts, (img) => {
@@ -238,11 +245,11 @@ async function decodeFrame(bytes: Buffer, upright: ImageHeader, opts: DecodeOpti
         // Keep the stored CMYK values (no profile round trip) and convert them as PIL does.
         const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
         if (info.channels !== 4) throw new Error(`CMYK image decoded to ${info.channels} channels, expected 4`);
-        return { data: uncalibratedCmykToRgb(data), width: info.width, height: info.height };
+        return { data: converted(data, uncalibratedCmykToRgb(data)), width: info.width, height: info.height };
       }
       const { data, info } = await img.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
       if (info.channels === 3) return { data, width: info.width, height: info.height };
-      if (info.channels === 4) return { data: flattenOn(data, background), width: info.width, height: info.height };
+      if (info.channels === 4) return { data: converted(data, flattenOn(data, background)), width: info.width, height: info.height };
       throw new Error(`decoded to ${info.channels} channels, expected 3 or 4`);
     } catch (e) {
       throw new ImageError('decode', withWarning(reason(e), warnings));

@@ -1,8 +1,7 @@
 /** Worker thread of image-pool.ts: decodes each image as stored and resamples it to the bucket. */
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { BufferStock } from '../core/buffer-stock.js';
+import { releaseBuffer } from '../core/release-buffer.js';
 import { decodeStored, ImageError } from './decode.js';
 import { SPARE_OUTPUTS, SPARE_OUTPUT_BYTES, type ImageReply, type ImageRequest } from './image-pool.js';
 import { outputLength, planResample, resample, type ResamplePlan } from './resample.js';
@@ -13,27 +12,6 @@ const outputs = new BufferStock(SPARE_OUTPUTS, SPARE_OUTPUT_BYTES);
 
 function outputFor(plan: ResamplePlan): Float32Array {
   return new Float32Array(outputs.take(outputLength(plan) * Float32Array.BYTES_PER_ELEMENT));
-}
-
-/**
- * sharp's frames are freed when this thread's garbage collector finds them dead, and V8 collects
- * for memory outside its heap only once that has grown by about 64 MiB, then marks incrementally
- * while more frames arrive: every worker held its own pile of dead frames (60 camera-sized JPEGs,
- * two workers: peak 568–609 MiB). A full collection of this thread's heap (about 6 MB) once the
- * frames it finished add up to COLLECT_AFTER_BYTES, in turns over four runs each: 64 MiB 521–585
- * MiB, 32 MiB 481–513 MiB, at the same speed and CPU (docs/speed.md). `gc` is V8's own, exposed
- * to this thread through a context made after the flag is set.
- */
-const COLLECT_AFTER_BYTES = 32 * 2 ** 20;
-v8.setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
-let finishedBytes = 0;
-
-function finished(frameBytes: number): void {
-  finishedBytes += frameBytes;
-  if (finishedBytes < COLLECT_AFTER_BYTES) return;
-  finishedBytes = 0;
-  setImmediate(collect);
 }
 
 /** The decode runs alongside the process's other libvips work; the main thread guards the job as a whole (vips-alone.ts). */
@@ -47,7 +25,8 @@ async function decodeAndResample(req: Extract<ImageRequest, { type: 'image' }>):
     const stored = { width: frame.width, height: frame.height };
     const plan = planResample(stored, req.out, frame.axes, req.filter);
     const pixels = resample(frame.data, stored, plan, req.norm, outputFor(plan));
-    finished(frame.data.length);
+    // Freed now: left to this thread's collector, dead frames piled up (src/core/release-buffer.ts).
+    releaseBuffer(frame.data);
     port.postMessage({ id: req.id, pixels, input } satisfies ImageReply, [pixels.buffer as ArrayBuffer, input]);
   } catch (e) {
     const error = e instanceof Error ? e : new Error(String(e));
