@@ -24,7 +24,12 @@ const skip = onGlibc ? false : 'extract runs in its own process only on Linux wi
 
 test('relaunched: only extract, only on Linux with glibc, never when the user set the allocator or it already was', () => {
   const settings = allocatorRelaunch(argv('extract', 'imgs', '--bucket', '256x256'), {}, glibc);
-  assert.deepEqual(settings, { MALLOC_ARENA_MAX: '16', MALLOC_MMAP_THRESHOLD_: String(64 * 2 ** 20), MALLOC_TRIM_THRESHOLD_: String(64 * 2 ** 20) });
+  assert.deepEqual(settings, {
+    MALLOC_ARENA_MAX: '16',
+    MALLOC_MMAP_THRESHOLD_: String(64 * 2 ** 20),
+    MALLOC_TRIM_THRESHOLD_: String(64 * 2 ** 20),
+    GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
+  });
   assert.equal(allocatorRelaunch(argv('extract', 'x'), {}, () => ({ ...linux, cores: 1 }))?.MALLOC_ARENA_MAX, '2', 'never fewer than two arenas');
   for (const other of [argv('validate', 'cache'), argv('inspect', 'extract'), argv('--help'), argv()]) {
     assert.equal(allocatorRelaunch(other, {}, glibc), undefined, other.join(' '));
@@ -62,7 +67,7 @@ test('the child writes with the settings; the lock names the launcher, and the w
   assert.equal(holder.pid, run.child.pid, 'the pid users see');
   assert.ok(holder.writer && holder.writer.pid !== run.child.pid);
   const env = fs.readFileSync(`/proc/${holder.writer.pid}/environ`, 'utf8').split('\0');
-  assert.ok(env.includes('MALLOC_TRIM_THRESHOLD_=67108864') && env.includes(`${LAUNCHER_PID_ENV}=${run.child.pid}`), env.filter((e) => /MALLOC|DINOFEAT/.test(e)).join(' '));
+  assert.ok(env.includes('MALLOC_TRIM_THRESHOLD_=67108864') && env.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1') && env.includes(`${LAUNCHER_PID_ENV}=${run.child.pid}`), env.filter((e) => /MALLOC|GLIBC|DINOFEAT/.test(e)).join(' '));
   const r = await run.done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /300 extracted/);
