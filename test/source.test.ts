@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { fileImage } from '../src/source/file-image.js';
 import { walkDirectory } from '../src/source/walk.js';
 import { readList, keyFromListEntry } from '../src/source/list.js';
 import { resolveWorkerSlot, workerOfKey } from '../src/source/partition.js';
@@ -49,6 +50,20 @@ test('walk: a non-UTF-8 name keeps its bytes so the file can be opened', async (
   const bad = items.find((x) => 'image' in x && x.image.key.startsWith('bad'));
   assert.ok(bad && 'image' in bad);
   assert.equal((await bad.image.read()).toString(), 'x');
+});
+
+test('a file image reads its whole file: empty, small, and larger than one 512 KiB chunk', async () => {
+  const root = tempDir();
+  for (const size of [0, 1, 5000, 3 * 2 ** 20 + 7]) {
+    const file = path.join(root, `f${size}.jpg`);
+    const bytes = Buffer.alloc(size);
+    for (let k = 0; k < size; k++) bytes[k] = (k * 2654435761) >>> 24;
+    fs.writeFileSync(file, bytes);
+    const read = await fileImage(`f${size}`, file, file).read();
+    assert.ok(read.equals(bytes), `${size} bytes`);
+  }
+  await assert.rejects(fileImage('gone', path.join(root, 'gone.jpg'), 'gone.jpg').read(), /ENOENT: no such file or directory, open/);
+  await assert.rejects(fileImage('dir', root, 'dir').read(), /EISDIR/);
 });
 
 test('walk: a missing root is a user error naming it', async () => {
