@@ -14,6 +14,9 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => path.join(root, 'dist', p);
 const cli = path.join(root, 'bin', 'dinofeat.js');
 
+/** Names the variables the bench set for itself (underExtractAllocator), for extractEnv to take back out. */
+const BENCH_SET = 'DINOFEAT_BENCH_SET_ALLOCATOR';
+
 /**
  * extract sets glibc's allocator for itself (src/cli/allocator-launch.ts), so a bench runs itself
  * again under the same settings, and the floor and the bare model it compares with get them too.
@@ -23,10 +26,23 @@ export async function underExtractAllocator() {
   const { ALLOCATOR_VARIABLES, allocatorSettings, thisHost } = await import(dist('cli/allocator-launch.js'));
   const settings = allocatorSettings(process.env, thisHost());
   if (settings) {
-    const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, ...settings } });
+    const env = { ...process.env, ...settings, [BENCH_SET]: Object.keys(settings).join(',') };
+    const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
     process.exit(again.status ?? 1);
   }
   return ALLOCATOR_VARIABLES.filter((v) => process.env[v] !== undefined).map((v) => `${v}=${process.env[v]}`).join(' ') || 'defaults';
+}
+
+/**
+ * The environment extract runs in: the bench's own, less the allocator variables the bench set for
+ * itself, so extract starts its child exactly as from a user's shell (the same allocator settings,
+ * and V8 flags the bench's environment cannot give it). Variables the user set stay, as they would.
+ */
+export function extractEnv() {
+  const env = { ...process.env };
+  for (const name of env[BENCH_SET]?.split(',') ?? []) delete env[name];
+  delete env[BENCH_SET];
+  return env;
 }
 
 const { encodeRow } = await import(dist('shard/schema.js'));
@@ -124,7 +140,7 @@ export async function makeCameraImages(dir, count) {
 /** One `dinofeat extract` run; rate, peak RSS and batch line from its own summary. */
 function extractRun(images, model, out, flags) {
   fs.rmSync(out, { recursive: true, force: true });
-  const stdout = execFileSync(process.execPath, [cli, 'extract', images, '--model', model, '--out', out, '--quiet', ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdout = execFileSync(process.execPath, [cli, 'extract', images, '--model', model, '--out', out, '--quiet', ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: extractEnv() });
   fs.rmSync(out, { recursive: true, force: true });
   const rate = /of (\d+) images in .*\(([\d.]+) img\/s\)/.exec(stdout);
   return {

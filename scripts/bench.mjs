@@ -86,7 +86,7 @@ function runExtract(images, model, flags) {
   const out = fs.mkdtempSync(path.join(work, 'cache-'));
   let stdout;
   try {
-    stdout = execFileSync(cli, ['extract', images, '--model', model, '--out', out, '--batch-size', String(BATCH), '--quiet', ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    stdout = execFileSync(cli, ['extract', images, '--model', model, '--out', out, '--batch-size', String(BATCH), '--quiet', ...flags], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: host.extractEnv() });
   } catch (e) {
     throw new Error(`extract failed: ${e.stderr}`);
   }
