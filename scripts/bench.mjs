@@ -224,6 +224,8 @@ function ensureModel(size) {
 
 /** Camera sizes from 0.8 to 12.2 MP, both orientations. */
 const CAMERA_SIZES = [[1024, 768], [1280, 960], [1600, 1200], [1536, 2048], [2592, 1944], [3000, 2000], [2448, 3264], [3648, 2736], [4000, 3000], [4032, 3024]];
+/** Large photos from current cameras, 18 to 26 MP, both orientations. */
+const LARGE_SIZES = [[5184, 3456], [3456, 5184], [5472, 3648], [6000, 4000], [4000, 6000], [6240, 4160]];
 /** ImageNet's typical shapes. */
 const IMAGENET_SIZES = [[500, 375], [375, 500], [500, 333], [500, 400]];
 const FLOOR_DECODERS = 4;
@@ -337,6 +339,7 @@ async function imageStageBench() {
   return {
     rows: [
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256]),
+      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 10, [256, 256]),
       await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224]),
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true }),
     ],
