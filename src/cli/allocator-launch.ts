@@ -5,7 +5,6 @@
  * cost about 1 ms a MiB on the 2-core VM): measured there, 60 camera-sized JPEGs went from 23.5 to
  * 27.6–30.1 img/s and 512 photo-sized ones from a tar shard from 97–98 to 113–114 img/s, with lower
  * peaks (docs/speed.md, glibc's allocator). Variables the user set win, and none are set then.
- * The child also gets V8 flags for its heap (CHILD_V8_FLAGS), which V8 reads only at start too.
  *
  * The launcher stays the process users see: it relays SIGINT, SIGTERM and SIGHUP (core/stop-signals.ts
  * counts a relayed signal and its direct twin once), ends as its child ended (the same exit code,
@@ -68,22 +67,14 @@ export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEn
 }
 
 /**
- * V8 flags for the child, before the user's own (the last of a flag wins). The main thread's old
- * generation starts with room for 64 MiB: from V8's own small start, each mark-compact of its
- * 13 MB heap left so little room that the next began at once (14 for 600 ImageNet-sized JPEGs,
- * 2 with this), and 3–9 % of extract's CPU went with them (docs/speed.md).
- */
-export const CHILD_V8_FLAGS = ['--initial-old-space-size=64'] as const;
-
-/**
- * Runs this command in a child process with the allocator settings (and CHILD_V8_FLAGS) when
- * `allocatorRelaunch` says so, and returns true: this process then only relays signals and ends as
- * the child ends. Returns false when the command should run here.
+ * Runs this command in a child process with the allocator settings when `allocatorRelaunch` says
+ * so, and returns true: this process then only relays signals and ends as the child ends.
+ * Returns false when the command should run here.
  */
 export function launchWithAllocator(argv: readonly string[]): boolean {
   const settings = allocatorRelaunch(argv, process.env, thisHost);
   if (!settings) return false;
-  const child = spawn(process.execPath, [...CHILD_V8_FLAGS, ...process.execArgv, ...argv.slice(1)], {
+  const child = spawn(process.execPath, [...process.execArgv, ...argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...settings, [LAUNCHER_PID_ENV]: String(process.pid) },
   });
