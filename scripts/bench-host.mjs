@@ -35,8 +35,8 @@ export async function underExtractAllocator() {
 
 /**
  * The environment extract runs in: the bench's own, less the allocator variables the bench set for
- * itself, so extract starts its child exactly as from a user's shell (the same allocator settings,
- * and V8 flags the bench's environment cannot give it). Variables the user set stay, as they would.
+ * itself, so extract relaunches itself exactly as from a user's shell and the bench measures that
+ * child. Variables the user set stay, as they would.
  */
 export function extractEnv() {
   const env = { ...process.env };
