@@ -8,7 +8,7 @@ import { RESAMPLE_WASM } from './resample-wasm.js';
 
 interface Exports {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: number): void;
+  vertical(rows: number, rowBytes: number, taps: number, bytes: number, weightsA: number, accA: number, freshA: number, weightsB: number, accB: number, freshB: number): void;
   horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: number, dst: number): void;
 }
 
@@ -34,9 +34,12 @@ export class ResampleKernel {
     return this.views;
   }
 
-  /** resample.wat's `vertical`: acc (from 0 when `fresh`) += Σ_j weights[j] · rows[j·rowBytes + x], x < bytes (offsets in bytes). */
-  vertical(rows: number, rowBytes: number, taps: number, weights: number, acc: number, bytes: number, fresh: boolean): void {
-    this.wasm.vertical(rows, rowBytes, taps, weights, acc, bytes, fresh ? 1 : 0);
+  /**
+   * resample.wat's `vertical`, for each of lines A and B (B may be A, a line alone): acc (from 0
+   * when `fresh`) += Σ_j weights[j] · rows[j·rowBytes + x], x < bytes (offsets in bytes).
+   */
+  vertical(rows: number, rowBytes: number, taps: number, bytes: number, weightsA: number, accA: number, freshA: boolean, weightsB: number, accB: number, freshB: boolean): void {
+    this.wasm.vertical(rows, rowBytes, taps, bytes, weightsA, accA, freshA ? 1 : 0, weightsB, accB, freshB ? 1 : 0);
   }
 
   /**

@@ -162,7 +162,9 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  *
  * Along stored y first, in the WebAssembly SIMD kernel (resample-kernel.ts): each output line along
  * stored y is the weighted sum of its source rows, 16 bytes of a row at a time, into a float32
- * line the frame's width; only the lines whose taps are open exist (a few). A finished line is
+ * line the frame's width; only the lines whose taps are open exist (a few). A shrink's row feeds
+ * two or more lines, so the rows are taken in runs that the same lines share, two lines a kernel
+ * call, and each 16 bytes are widened to floats once for both. A finished line is
  * filtered along x (one vector per RGB pixel) and written where the upright image has it. Sums
  * are float32, each in tap order, so they do not depend on how rows are banded.
  */
@@ -170,6 +172,9 @@ export class RowResampler {
   private readonly out: Float32Array;
   /** Output lines along stored y in the order their taps start (reversed on a mirrored axis). */
   private readonly order: Int32Array;
+  /** Line order[k]'s first source row, and the row after its last. */
+  private readonly start: Int32Array;
+  private readonly end: Int32Array;
   /**
    * Accumulator lines (line order[k] in slot k mod slots while its taps are open), kept here
    * between bands; a frame added in one band never needs them outside the kernel.
@@ -195,6 +200,8 @@ export class RowResampler {
     if (out && out.length !== length) throw new Error(`output buffer holds ${out.length} floats, the plan makes ${length}`);
     this.out = out ?? new Float32Array(length);
     this.order = linesInRowOrder(ty);
+    this.start = this.order.map((i) => ty.start[i]!);
+    this.end = this.order.map((i) => ty.start[i]! + ty.size[i]!);
     this.slots = mostOpen(ty, stored.height);
     this.rowBytes = stored.width * 3;
     // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
@@ -225,22 +232,30 @@ export class RowResampler {
     m.f32.set(this.yWeights, at.yWeights / 4);
     m.f32.set(this.normVectors, at.norm / 4);
     if (this.acc) m.f32.set(this.acc, at.acc / 4);
+    const { start, end } = this;
     const lineBytes = this.lineFloats * 4;
+    const slot = (k: number) => at.acc + (k % this.slots) * lineBytes;
+    const weights = (k: number, row: number) => at.yWeights + (order[k]! * ty.stride + row - start[k]!) * 4;
     for (let r = 0; r < count; r += this.chunkRows) {
       const n = Math.min(this.chunkRows, count - r);
       m.u8.set(band.subarray(r * rowBytes, (r + n) * rowBytes), at.rows);
       const [c0, c1] = [this.next + r, this.next + r + n];
-      for (let k = this.open; k < order.length && ty.start[order[k]!]! < c1; k++) {
-        const i = order[k]!;
-        const s = ty.start[i]!;
-        const e = s + ty.size[i]!;
-        const from = Math.max(s, c0);
-        const slot = at.acc + (k % this.slots) * lineBytes;
-        kernel.vertical(at.rows + (from - c0) * rowBytes, rowBytes, Math.min(e, c1) - from, at.yWeights + (i * ty.stride + from - s) * 4, slot, rowBytes, from === s);
-        if (e > c1) continue;
-        kernel.horizontal(slot, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
-        this.place(i, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
-        this.open = k + 1;
+      // Runs of rows that the same lines (k from open to last - 1) take, two lines a call.
+      for (let row = c0; row < c1;) {
+        let last = this.open;
+        while (last < order.length && start[last]! <= row) last++;
+        let stop = c1;
+        if (last < order.length) stop = Math.min(stop, start[last]!);
+        if (last > this.open) stop = Math.min(stop, end[this.open]!);
+        for (let k = this.open; k < last; k += 2) {
+          const j = Math.min(k + 1, last - 1);
+          kernel.vertical(at.rows + (row - c0) * rowBytes, rowBytes, stop - row, rowBytes, weights(k, row), slot(k), row === start[k], weights(j, row), slot(j), row === start[j]);
+        }
+        for (; this.open < last && end[this.open] === stop; this.open++) {
+          kernel.horizontal(slot(this.open), tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
+          this.place(order[this.open]!, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
+        }
+        row = stop;
       }
     }
     this.next += count;
