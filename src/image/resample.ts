@@ -175,6 +175,9 @@ export class RowResampler {
   /** Line order[k]'s first source row, and the row after its last. */
   private readonly start: Int32Array;
   private readonly end: Int32Array;
+  /** Line order[k]'s weights (where its weight for row 0 would be) and its slot, in the kernel's memory. */
+  private readonly weightsAt: Int32Array;
+  private readonly slotAt: Int32Array;
   /**
    * Accumulator lines (line order[k] in slot k mod slots while its taps are open), kept here
    * between bands; a frame added in one band never needs them outside the kernel.
@@ -215,13 +218,15 @@ export class RowResampler {
     const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
     this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
+    this.weightsAt = this.order.map((i, k) => this.layout.yWeights + (i * ty.stride - this.start[k]!) * 4);
+    this.slotAt = this.order.map((_, k) => this.layout.acc + (k % this.slots) * this.lineFloats * 4);
   }
 
   /** The next whole rows of the frame. */
   add(band: Uint8Array): void {
     const count = band.length / this.rowBytes;
     if (!Number.isInteger(count) || this.next + count > this.stored.height) throw new Error(`a band of ${band.length} bytes does not fit the ${this.stored.width}x${this.stored.height} frame at row ${this.next}`);
-    const { alongX: tx, alongY: ty } = this.plan;
+    const tx = this.plan.alongX;
     const { layout: at, rowBytes, order } = this;
     const kernel = resampleKernel();
     const m = kernel.reserve(at.end);
@@ -232,32 +237,32 @@ export class RowResampler {
     m.f32.set(this.yWeights, at.yWeights / 4);
     m.f32.set(this.normVectors, at.norm / 4);
     if (this.acc) m.f32.set(this.acc, at.acc / 4);
-    const { start, end } = this;
-    const lineBytes = this.lineFloats * 4;
-    const slot = (k: number) => at.acc + (k % this.slots) * lineBytes;
-    const weights = (k: number, row: number) => at.yWeights + (order[k]! * ty.stride + row - start[k]!) * 4;
+    const { start, end, weightsAt, slotAt } = this;
+    let open = this.open;
     for (let r = 0; r < count; r += this.chunkRows) {
       const n = Math.min(this.chunkRows, count - r);
       m.u8.set(band.subarray(r * rowBytes, (r + n) * rowBytes), at.rows);
-      const [c0, c1] = [this.next + r, this.next + r + n];
+      const c0 = this.next + r, c1 = c0 + n;
       // Runs of rows that the same lines (k from open to last - 1) take, two lines a call.
       for (let row = c0; row < c1;) {
-        let last = this.open;
+        let last = open;
         while (last < order.length && start[last]! <= row) last++;
         let stop = c1;
-        if (last < order.length) stop = Math.min(stop, start[last]!);
-        if (last > this.open) stop = Math.min(stop, end[this.open]!);
-        for (let k = this.open; k < last; k += 2) {
-          const j = Math.min(k + 1, last - 1);
-          kernel.vertical(at.rows + (row - c0) * rowBytes, rowBytes, stop - row, rowBytes, weights(k, row), slot(k), row === start[k], weights(j, row), slot(j), row === start[j]);
+        if (last < order.length && start[last]! < stop) stop = start[last]!;
+        if (last > open && end[open]! < stop) stop = end[open]!;
+        const rows = at.rows + (row - c0) * rowBytes;
+        for (let k = open; k < last; k += 2) {
+          const j = k + 1 < last ? k + 1 : k;
+          kernel.vertical(rows, rowBytes, stop - row, rowBytes, weightsAt[k]! + row * 4, slotAt[k]!, row === start[k], weightsAt[j]! + row * 4, slotAt[j]!, row === start[j]);
         }
-        for (; this.open < last && end[this.open] === stop; this.open++) {
-          kernel.horizontal(slot(this.open), tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
-          this.place(order[this.open]!, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
+        for (; open < last && end[open] === stop; open++) {
+          kernel.horizontal(slotAt[open]!, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
+          this.place(order[open]!, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
         }
         row = stop;
       }
     }
+    this.open = open;
     this.next += count;
     if (this.next === this.stored.height) return;
     this.acc ??= new Float32Array(this.slots * this.lineFloats);
