@@ -59,7 +59,7 @@ const SHAPES = [
  * this was written on is shared, and a thread waiting for a core is not the work's cost. Only this
  * thread runs here, so the process's CPU time is the thread's (GC helpers aside).
  */
-function medianMs(fn, runs) {
+export function medianMs(fn, runs) {
   fn();
   const times = [];
   for (let r = 0; r < runs; r++) {

@@ -14,7 +14,7 @@
 //
 //   node scripts/bench.mjs [--images N] [--quick] [--image-stage] [--containers-only [--rounds R]]
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,6 +46,8 @@ const { readHeader } = await import(dist('image/decode.js'));
 const { loadModelInfo } = await import(dist('model/load-info.js'));
 const { default: ort } = await import(dist('model/ort.js'));
 const { sessionOptions } = await import(dist('model/devices.js'));
+const { normalisationOf, planResample, resample } = await import(dist('image/resample.js'));
+const { axisMap } = await import(dist('image/orientation.js'));
 
 const SIZES = [[1600, 1200], [1200, 1600], [1024, 1024], [1920, 1080], [800, 1200], [2000, 1333], [640, 960], [1400, 900]];
 
@@ -334,9 +336,25 @@ async function largeJpegPeak() {
   return { image: '9000x6000 JPEG', peakRssMiB };
 }
 
+/**
+ * The exact resampler alone (DINOv3's bilinear filter, as extract runs it on a worker, its output
+ * buffer reused): median CPU ms a frame, what extract adds to each decode that the floor does not.
+ */
+function resamplerCost() {
+  const norm = normalisationOf({ family: 'dinov3', imageMean: [0.485, 0.456, 0.406], imageStd: [0.229, 0.224, 0.225] });
+  return [[6000, 4000, 256], [4032, 3024, 256], [3000, 2000, 256], [500, 375, 224], [4032, 3024, 1024]].map(([width, height, side]) => {
+    const stored = { width, height };
+    const frame = randomBytes(width * height * 3); // the arithmetic does not depend on the pixels
+    const plan = planResample(stored, { width: side, height: side }, axisMap(1), 'bilinear');
+    const out = new Float32Array(3 * side * side);
+    return { frame: `${width}x${height} → ${side}x${side}`, ms: host.medianMs(() => resample(frame, stored, plan, norm, out), quick ? 5 : 15) };
+  });
+}
+
 async function imageStageBench() {
   const count = quick ? 10 : 30;
   return {
+    resampler: resamplerCost(),
     rows: [
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256]),
       await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 10, [256, 256]),
@@ -355,6 +373,7 @@ function printImageStage(r) {
     console.log(`| ${row.workload}; floor: ${row.floor} | ${row.floorImagesPerSecond.toFixed(1)} | ${row.extractImagesPerSecond.toFixed(1)} | **${row.ratio.toFixed(2)}** (${row.ratioPerRound.map((x) => x.toFixed(2)).join(', ')}) | ${row.wholeRunRatio.toFixed(2)} | ${cpu} | ${row.extractPeakRssMiB} MiB |`);
   }
   console.log(`\npeak RSS of extract over one ${r.large.image}: ${r.large.peakRssMiB} MiB`);
+  console.log(`the exact resampler alone, median CPU ms a frame: ${r.resampler.map((x) => `${x.frame} ${x.ms.toFixed(2)}`).join(', ')}`);
 }
 
 if (process.argv.includes('--image-stage')) {
