@@ -9,7 +9,7 @@ import { RESAMPLE_WASM } from './resample-wasm.js';
 interface Exports {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
   vertical(rows: number, rowBytes: number, taps: number, bytes: number, weightsA: number, accA: number, freshA: number, weightsB: number, accB: number, freshB: number): void;
-  horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: number, dst: number): void;
+  horizontal(lineA: number, lineB: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: number, dstA: number, dstB: number): void;
 }
 
 /** Views of the kernel's memory, valid until the next `reserve` (growing replaces the buffer). */
@@ -43,11 +43,12 @@ export class ResampleKernel {
   }
 
   /**
-   * resample.wat's `horizontal`: one RGB float line filtered and normalised (`norm`: scale and shift
-   * vectors; `eightBit`: clamp and round first) into three planes of `outs` floats at `dst`.
+   * resample.wat's `horizontal`, for each of lines A and B (B may be A, a line alone): one RGB
+   * float line filtered and normalised (`norm`: scale and shift vectors; `eightBit`: clamp and
+   * round first) into three planes of `outs` floats at its `dst`.
    */
-  horizontal(line: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: boolean, dst: number): void {
-    this.wasm.horizontal(line, outs, starts, sizes, weights, stride, norm, eightBit ? 1 : 0, dst);
+  horizontal(lineA: number, lineB: number, outs: number, starts: number, sizes: number, weights: number, stride: number, norm: number, eightBit: boolean, dstA: number, dstB: number): void {
+    this.wasm.horizontal(lineA, lineB, outs, starts, sizes, weights, stride, norm, eightBit ? 1 : 0, dstA, dstB);
   }
 }
 

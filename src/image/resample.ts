@@ -179,8 +179,9 @@ export class RowResampler {
   private readonly weightsAt: Int32Array;
   private readonly slotAt: Int32Array;
   /**
-   * Accumulator lines (line order[k] in slot k mod slots while its taps are open), kept here
-   * between bands; a frame added in one band never needs them outside the kernel.
+   * Accumulator lines (line order[k] in slot k mod slots from when its taps open until it is
+   * filtered along x), kept here between bands; a frame added in one band never needs them outside
+   * the kernel.
    */
   private acc: Float32Array | undefined;
   private readonly slots: number;
@@ -195,6 +196,8 @@ export class RowResampler {
   /** Rows added so far, and the first line (in `order`) not finished. */
   private next = 0;
   private open = 0;
+  /** A finished line (in `order`) whose x pass waits to be made with the next one's, or -1. */
+  private waiting = -1;
 
   /** `out`: where the output goes (every value is written, so a reused buffer needs no clearing). */
   constructor(private readonly stored: Size, private readonly plan: ResamplePlan, private readonly norm: Normalisation, out?: Float32Array) {
@@ -205,7 +208,8 @@ export class RowResampler {
     this.order = linesInRowOrder(ty);
     this.start = this.order.map((i) => ty.start[i]!);
     this.end = this.order.map((i) => ty.start[i]! + ty.size[i]!);
-    this.slots = mostOpen(ty, stored.height);
+    // One more than the lines open at once: a finished line keeps its slot while it waits for the next.
+    this.slots = mostOpen(ty, stored.height) + 1;
     this.rowBytes = stored.width * 3;
     // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
     this.lineFloats = align16(this.rowBytes + 1);
@@ -215,7 +219,7 @@ export class RowResampler {
     this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
     const xOut = tx.start.length;
     // The y pass reads up to 15 bytes past the last row of a chunk.
-    const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
     this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
     this.weightsAt = this.order.map((i, k) => this.layout.yWeights + (i * ty.stride - this.start[k]!) * 4);
@@ -238,7 +242,7 @@ export class RowResampler {
     m.f32.set(this.normVectors, at.norm / 4);
     if (this.acc) m.f32.set(this.acc, at.acc / 4);
     const { start, end, weightsAt, slotAt } = this;
-    let open = this.open;
+    let { open, waiting } = this;
     for (let r = 0; r < count; r += this.chunkRows) {
       const n = Math.min(this.chunkRows, count - r);
       m.u8.set(band.subarray(r * rowBytes, (r + n) * rowBytes), at.rows);
@@ -256,17 +260,36 @@ export class RowResampler {
           kernel.vertical(rows, rowBytes, stop - row, rowBytes, weightsAt[k]! + row * 4, slotAt[k]!, row === start[k], weightsAt[j]! + row * 4, slotAt[j]!, row === start[j]);
         }
         for (; open < last && end[open] === stop; open++) {
-          kernel.horizontal(slotAt[open]!, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line);
-          this.place(order[open]!, m.f32.subarray(at.line / 4, at.line / 4 + 3 * tx.start.length));
+          if (waiting < 0) waiting = open;
+          else {
+            this.filterAlongX(waiting, open);
+            waiting = -1;
+          }
         }
         row = stop;
       }
     }
     this.open = open;
     this.next += count;
-    if (this.next === this.stored.height) return;
+    if (this.next === this.stored.height) {
+      if (waiting >= 0) this.filterAlongX(waiting, waiting);
+      return;
+    }
+    this.waiting = waiting;
     this.acc ??= new Float32Array(this.slots * this.lineFloats);
     this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
+  }
+
+  /** Finished lines order[a] and order[b] (b may be a) filtered along x, normalised and placed. */
+  private filterAlongX(a: number, b: number): void {
+    const { layout: at, order } = this;
+    const tx = this.plan.alongX;
+    const n = 3 * tx.start.length;
+    const kernel = resampleKernel();
+    kernel.horizontal(this.slotAt[a]!, this.slotAt[b]!, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line, at.line + n * 4);
+    const m = kernel.reserve(at.end);
+    this.place(order[a]!, m.f32.subarray(at.line / 4, at.line / 4 + n));
+    if (b !== a) this.place(order[b]!, m.f32.subarray(at.line / 4 + n, at.line / 4 + 2 * n));
   }
 
   /** Output line `i` along stored y (three planes along stored x) to where the upright image has it. */

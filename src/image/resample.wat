@@ -87,47 +87,63 @@
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (br $columns))))
 
-  ;; Along stored x over one finished line (RGB float32 per pixel, one float readable past the
-  ;; last pixel): output a = Σ_j weights[a·stride + j] · line[starts[a] + j] for j < sizes[a], one
-  ;; vector per pixel (lane 3 is the next pixel's red, never stored), then normalised: with
+  ;; Along stored x, two finished lines at once (RGB float32 per pixel, one float readable past the
+  ;; last pixel): output a of each = Σ_j weights[a·stride + j] · line[starts[a] + j] for j < sizes[a],
+  ;; one vector per pixel (lane 3 is the next pixel's red, never stored), then normalised: with
   ;; `eightBit`, clamped to 0..255 and rounded half to even (f32x4.nearest), then v·scale + shift
-  ;; per channel in float32 (`norm`: the scale vector, then the shift vector). Written as three
-  ;; planes of `outs` floats from `dst`: reds, greens, blues.
+  ;; per channel in float32 (`norm`: the scale vector, then the shift vector). Each line is written
+  ;; as three planes of `outs` floats, reds, greens, blues: A's from `dstA`, B's from `dstB`. The
+  ;; two lines share the taps, their weights and the loop, which cost more than the sums. One line
+  ;; alone is passed as both A and B.
   (func (export "horizontal")
-    (param $line i32) (param $outs i32) (param $starts i32) (param $sizes i32)
-    (param $weights i32) (param $stride i32) (param $norm i32) (param $eightBit i32) (param $dst i32)
-    (local $a i32) (local $p i32) (local $w i32) (local $end i32) (local $o i32)
-    (local $sum v128) (local $scale v128) (local $shift v128)
+    (param $lineA i32) (param $lineB i32) (param $outs i32) (param $starts i32) (param $sizes i32)
+    (param $weights i32) (param $stride i32) (param $norm i32) (param $eightBit i32)
+    (param $dstA i32) (param $dstB i32)
+    (local $a i32) (local $p i32) (local $w i32) (local $end i32) (local $o i32) (local $plane i32)
+    (local $toB i32) (local $k v128)
+    (local $sumA v128) (local $sumB v128) (local $scale v128) (local $shift v128)
     (local.set $scale (v128.load offset=0 (local.get $norm)))
     (local.set $shift (v128.load offset=16 (local.get $norm)))
     (local.set $stride (i32.shl (local.get $stride) (i32.const 2)))
+    (local.set $plane (i32.shl (local.get $outs) (i32.const 2)))
+    (local.set $toB (i32.sub (local.get $lineB) (local.get $lineA)))
     (block $done
       (loop $outputs
         (br_if $done (i32.ge_u (local.get $a) (local.get $outs)))
         (local.set $o (i32.shl (local.get $a) (i32.const 2)))
-        (local.set $p (i32.add (local.get $line)
+        (local.set $p (i32.add (local.get $lineA)
           (i32.mul (i32.load (i32.add (local.get $starts) (local.get $o))) (i32.const 12))))
         (local.set $w (i32.add (local.get $weights) (i32.mul (local.get $a) (local.get $stride))))
         (local.set $end (i32.add (local.get $w)
           (i32.shl (i32.load (i32.add (local.get $sizes) (local.get $o))) (i32.const 2))))
-        (local.set $sum (v128.const f32x4 0 0 0 0))
+        (local.set $sumA (v128.const f32x4 0 0 0 0))
+        (local.set $sumB (v128.const f32x4 0 0 0 0))
         (block $tapsDone
           (loop $tap
             (br_if $tapsDone (i32.ge_u (local.get $w) (local.get $end)))
-            (local.set $sum (f32x4.add (local.get $sum)
-              (f32x4.mul (f32x4.splat (f32.load (local.get $w))) (v128.load (local.get $p)))))
+            (local.set $k (f32x4.splat (f32.load (local.get $w))))
+            (local.set $sumA (f32x4.add (local.get $sumA)
+              (f32x4.mul (local.get $k) (v128.load (local.get $p)))))
+            (local.set $sumB (f32x4.add (local.get $sumB)
+              (f32x4.mul (local.get $k) (v128.load (i32.add (local.get $p) (local.get $toB))))))
             (local.set $p (i32.add (local.get $p) (i32.const 12)))
             (local.set $w (i32.add (local.get $w) (i32.const 4)))
             (br $tap)))
         (if (local.get $eightBit)
-          (then (local.set $sum (f32x4.nearest (f32x4.min (f32x4.splat (f32.const 255))
-            (f32x4.max (v128.const f32x4 0 0 0 0) (local.get $sum)))))))
-        (local.set $sum (f32x4.add (f32x4.mul (local.get $sum) (local.get $scale)) (local.get $shift)))
-        (local.set $o (i32.add (local.get $dst) (local.get $o)))
-        (f32.store (local.get $o) (f32x4.extract_lane 0 (local.get $sum)))
-        (local.set $o (i32.add (local.get $o) (i32.shl (local.get $outs) (i32.const 2))))
-        (f32.store (local.get $o) (f32x4.extract_lane 1 (local.get $sum)))
-        (local.set $o (i32.add (local.get $o) (i32.shl (local.get $outs) (i32.const 2))))
-        (f32.store (local.get $o) (f32x4.extract_lane 2 (local.get $sum)))
+          (then
+            (local.set $sumA (f32x4.nearest (f32x4.min (f32x4.splat (f32.const 255))
+              (f32x4.max (v128.const f32x4 0 0 0 0) (local.get $sumA)))))
+            (local.set $sumB (f32x4.nearest (f32x4.min (f32x4.splat (f32.const 255))
+              (f32x4.max (v128.const f32x4 0 0 0 0) (local.get $sumB)))))))
+        (local.set $sumA (f32x4.add (f32x4.mul (local.get $sumA) (local.get $scale)) (local.get $shift)))
+        (local.set $sumB (f32x4.add (f32x4.mul (local.get $sumB) (local.get $scale)) (local.get $shift)))
+        (local.set $p (i32.add (local.get $dstA) (local.get $o)))
+        (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $sumA)))
+        (f32.store (i32.add (local.get $p) (local.get $plane)) (f32x4.extract_lane 1 (local.get $sumA)))
+        (f32.store (i32.add (local.get $p) (i32.shl (local.get $plane) (i32.const 1))) (f32x4.extract_lane 2 (local.get $sumA)))
+        (local.set $p (i32.add (local.get $dstB) (local.get $o)))
+        (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $sumB)))
+        (f32.store (i32.add (local.get $p) (local.get $plane)) (f32x4.extract_lane 1 (local.get $sumB)))
+        (f32.store (i32.add (local.get $p) (i32.shl (local.get $plane) (i32.const 1))) (f32x4.extract_lane 2 (local.get $sumB)))
         (local.set $a (i32.add (local.get $a) (i32.const 1)))
         (br $outputs)))))
