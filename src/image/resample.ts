@@ -164,9 +164,10 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  * stored y is the weighted sum of its source rows, 16 bytes of a row at a time, into a float32
  * line the frame's width; only the lines whose taps are open exist (a few). A shrink's row feeds
  * two or more lines, so the rows are taken in runs that the same lines share, two lines a kernel
- * call, and each 16 bytes are widened to floats once for both. A finished line is
- * filtered along x (one vector per RGB pixel) and written where the upright image has it. Sums
- * are float32, each in tap order, so they do not depend on how rows are banded.
+ * call, and each 16 bytes are widened to floats once for both. Finished lines are filtered along
+ * x two at a time (one vector per RGB pixel; a finished line waits for the next, the last of a
+ * frame goes alone) and written where the upright image has them. Sums are float32, each in tap
+ * order, so they depend neither on how rows are banded nor on which lines share a call.
  */
 export class RowResampler {
   private readonly out: Float32Array;
