@@ -171,24 +171,15 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  */
 export class RowResampler {
   private readonly out: Float32Array;
-  /** Output lines along stored y in the order their taps start (reversed on a mirrored axis). */
-  private readonly order: Int32Array;
-  /** Line order[k]'s first source row, and the row after its last. */
-  private readonly start: Int32Array;
-  private readonly end: Int32Array;
-  /** Line order[k]'s weights (where its weight for row 0 would be) and its slot, in the kernel's memory. */
-  private readonly weightsAt: Int32Array;
-  private readonly slotAt: Int32Array;
+  private readonly lines: LineOrder;
   /**
    * Accumulator lines (line order[k] in slot k mod slots from when its taps open until it is
    * filtered along x), kept here between bands; a frame added in one band never needs them outside
    * the kernel.
    */
   private acc: Float32Array | undefined;
-  private readonly slots: number;
   private readonly lineFloats: number;
   private readonly xWeights: Float32Array;
-  private readonly yWeights: Float32Array;
   /** Per channel (lanes R, G, B, unused): the scale, then the shift of normalisation. */
   private readonly normVectors: Float32Array;
   private readonly layout: Layout;
@@ -206,25 +197,18 @@ export class RowResampler {
     const length = outputLength(plan);
     if (out && out.length !== length) throw new Error(`output buffer holds ${out.length} floats, the plan makes ${length}`);
     this.out = out ?? new Float32Array(length);
-    this.order = linesInRowOrder(ty);
-    this.start = this.order.map((i) => ty.start[i]!);
-    this.end = this.order.map((i) => ty.start[i]! + ty.size[i]!);
-    // One more than the lines open at once: a finished line keeps its slot while it waits for the next.
-    this.slots = mostOpen(ty, stored.height) + 1;
+    this.lines = lineOrder(ty, stored.height);
     this.rowBytes = stored.width * 3;
     // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
     this.lineFloats = align16(this.rowBytes + 1);
-    this.xWeights = new Float32Array(tx.weights);
-    this.yWeights = new Float32Array(ty.weights);
+    this.xWeights = floatWeights(tx);
     this.normVectors = normVectors(norm);
     this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
     const xOut = tx.start.length;
     // The y pass reads up to 15 bytes past the last row of a chunk.
-    const sizes = [this.chunkRows * this.rowBytes + 16, this.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.yWeights.byteLength, 32];
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.lines.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.lines.weights.byteLength, 32];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
     this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
-    this.weightsAt = this.order.map((i, k) => this.layout.yWeights + (i * ty.stride - this.start[k]!) * 4);
-    this.slotAt = this.order.map((_, k) => this.layout.acc + (k % this.slots) * this.lineFloats * 4);
   }
 
   /** The next whole rows of the frame. */
@@ -232,17 +216,17 @@ export class RowResampler {
     const count = band.length / this.rowBytes;
     if (!Number.isInteger(count) || this.next + count > this.stored.height) throw new Error(`a band of ${band.length} bytes does not fit the ${this.stored.width}x${this.stored.height} frame at row ${this.next}`);
     const tx = this.plan.alongX;
-    const { layout: at, rowBytes, order } = this;
+    const { layout: at, rowBytes } = this;
     const kernel = resampleKernel();
     const m = kernel.reserve(at.end);
     // The kernel's memory is shared by every frame this thread has open: this frame's state goes in and comes back out.
     m.i32.set(tx.start, at.starts / 4);
     m.i32.set(tx.size, at.sizes / 4);
     m.f32.set(this.xWeights, at.xWeights / 4);
-    m.f32.set(this.yWeights, at.yWeights / 4);
+    m.f32.set(this.lines.weights, at.yWeights / 4);
     m.f32.set(this.normVectors, at.norm / 4);
     if (this.acc) m.f32.set(this.acc, at.acc / 4);
-    const { start, end, weightsAt, slotAt } = this;
+    const { order, start, end, weightFrom } = this.lines;
     let { open, waiting } = this;
     for (let r = 0; r < count; r += this.chunkRows) {
       const n = Math.min(this.chunkRows, count - r);
@@ -258,7 +242,7 @@ export class RowResampler {
         const rows = at.rows + (row - c0) * rowBytes;
         for (let k = open; k < last; k += 2) {
           const j = k + 1 < last ? k + 1 : k;
-          kernel.vertical(rows, rowBytes, stop - row, rowBytes, weightsAt[k]! + row * 4, slotAt[k]!, row === start[k], weightsAt[j]! + row * 4, slotAt[j]!, row === start[j]);
+          kernel.vertical(rows, rowBytes, stop - row, rowBytes, at.yWeights + weightFrom[k]! + row * 4, this.slot(k), row === start[k], at.yWeights + weightFrom[j]! + row * 4, this.slot(j), row === start[j]);
         }
         for (; open < last && end[open] === stop; open++) {
           if (waiting < 0) waiting = open;
@@ -277,17 +261,23 @@ export class RowResampler {
       return;
     }
     this.waiting = waiting;
-    this.acc ??= new Float32Array(this.slots * this.lineFloats);
+    this.acc ??= new Float32Array(this.lines.slots * this.lineFloats);
     this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
+  }
+
+  /** Where line order[k]'s sums are in the kernel's memory. */
+  private slot(k: number): number {
+    return this.layout.acc + (k % this.lines.slots) * this.lineFloats * 4;
   }
 
   /** Finished lines order[a] and order[b] (b may be a) filtered along x, normalised and placed. */
   private filterAlongX(a: number, b: number): void {
-    const { layout: at, order } = this;
+    const { layout: at } = this;
+    const { order } = this.lines;
     const tx = this.plan.alongX;
     const n = 3 * tx.start.length;
     const kernel = resampleKernel();
-    kernel.horizontal(this.slotAt[a]!, this.slotAt[b]!, tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line, at.line + n * 4);
+    kernel.horizontal(this.slot(a), this.slot(b), tx.start.length, at.starts, at.sizes, at.xWeights, tx.stride, at.norm, this.norm.eightBit, at.line, at.line + n * 4);
     const m = kernel.reserve(at.end);
     this.place(order[a]!, m.f32.subarray(at.line / 4, at.line / 4 + n));
     if (b !== a) this.place(order[b]!, m.f32.subarray(at.line / 4 + n, at.line / 4 + 2 * n));
@@ -326,10 +316,47 @@ function normVectors(norm: Normalisation): Float32Array {
   return v;
 }
 
-/** Line indices by where their taps start and end: stored row order. */
-function linesInRowOrder(t: AxisTaps): Int32Array {
-  const end = (i: number) => t.start[i]! + t.size[i]!;
-  return Int32Array.from(t.start.keys()).sort((a, b) => t.start[a]! - t.start[b]! || end(a) - end(b));
+/** What the y pass needs of an axis's taps, the same for every frame of its size (made once per taps). */
+interface LineOrder {
+  /** Output lines in the order their taps start (reversed on a mirrored axis): stored row order. */
+  order: Int32Array;
+  /** Line order[k]'s first source row, and the row after its last. */
+  start: Int32Array;
+  end: Int32Array;
+  /** Bytes from the weights' start to where line order[k]'s weight for row 0 would be. */
+  weightFrom: Int32Array;
+  /** Accumulator slots: one more than the lines open at once, as a finished line keeps its slot while it waits for the next. */
+  slots: number;
+  weights: Float32Array;
+}
+
+const lineOrders = new WeakMap<AxisTaps, LineOrder>();
+
+function lineOrder(t: AxisTaps, rows: number): LineOrder {
+  let lines = lineOrders.get(t);
+  if (!lines) {
+    const end = (i: number) => t.start[i]! + t.size[i]!;
+    const order = Int32Array.from(t.start.keys()).sort((a, b) => t.start[a]! - t.start[b]! || end(a) - end(b));
+    const start = new Int32Array(order.length), ends = new Int32Array(order.length), weightFrom = new Int32Array(order.length);
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k]!;
+      start[k] = t.start[i]!;
+      ends[k] = end(i);
+      weightFrom[k] = (i * t.stride - start[k]!) * 4;
+    }
+    lines = { order, start, end: ends, weightFrom, slots: mostOpen(t, rows) + 1, weights: floatWeights(t) };
+    lineOrders.set(t, lines);
+  }
+  return lines;
+}
+
+const floats = new WeakMap<AxisTaps, Float32Array>();
+
+/** An axis's weights in float32, as the kernel reads them. */
+function floatWeights(t: AxisTaps): Float32Array {
+  let w = floats.get(t);
+  if (!w) floats.set(t, (w = new Float32Array(t.weights)));
+  return w;
 }
 
 /** The most lines whose taps hold any one row: the accumulator lines a frame needs at once. */
