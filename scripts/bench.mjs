@@ -282,10 +282,15 @@ if (process.argv.includes('--floor-run')) {
  * loading is left out), the floor's are taken in its own process (floorRun) around the same work.
  */
 async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = quick ? 1 : 3 } = {}) {
+  const made = path.join(work, `${name}-made`);
   const two = path.join(work, `${name}-2n`);
   const one = path.join(work, `${name}-n`);
-  await makeImages(two, 2 * count, sizes);
-  linkImages(two, one, count);
+  // N distinct images, each twice under another name in the 2N run: a run's span, not the images
+  // made, sets how much one stall of this shared machine moves a round (a round over 30 camera-sized
+  // images swung 0.65-1.52).
+  await makeImages(made, count, sizes);
+  linkImages(made, two, 2 * count);
+  linkImages(made, one, count);
   const model = ensureModel('tiny');
   const flags = ['--bucket', `${bucket[0]}x${bucket[1]}`, ...(fast ? ['--decode', 'fast'] : [])];
   const floor = { one: [], two: [] }, extract = { one: [], two: [] };
@@ -307,8 +312,7 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
       peak = Math.max(peak, e.peakRssMiB);
     }
   }
-  fs.rmSync(one, { recursive: true, force: true });
-  fs.rmSync(two, { recursive: true, force: true });
+  for (const dir of [made, one, two]) fs.rmSync(dir, { recursive: true, force: true });
   const floorPerImage = steadyPerImage(floor.one, floor.two, count);
   const extractPerImage = steadyPerImage(extract.one, extract.two, count);
   const sum = (xs) => xs.reduce((a, x) => a + x, 0);
@@ -352,12 +356,12 @@ function resamplerCost() {
 }
 
 async function imageStageBench() {
-  const count = quick ? 10 : 30;
+  const count = quick ? 10 : 60;
   return {
     resampler: resamplerCost(),
     rows: [
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256]),
-      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 10, [256, 256]),
+      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 20, [256, 256]),
       await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224]),
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true }),
     ],
