@@ -138,6 +138,13 @@ export function planResample(stored: Size, out: Size, map: AxisMap, filter: Resa
   };
 }
 
+/**
+ * Columns of a transposed output (EXIF 5-8, phones' portrait photos) written together. Written one
+ * at a time, each float of a column fell on another cache line: 12 MP to 1024² took 16-19 ms more
+ * than the same frame upright. Measured in blocks of 16, 64 and 128 columns (docs/speed.md).
+ */
+const TRANSPOSED_BLOCK = 64;
+
 /** Rows copied into the kernel's memory at a time (at least one row): small enough to stay in cache. */
 const CHUNK_BYTES = 256 * 1024;
 
@@ -190,6 +197,11 @@ export class RowResampler {
   private open = 0;
   /** A finished line (in `order`) whose x pass waits to be made with the next one's, or -1. */
   private waiting = -1;
+  /**
+   * A transposed plan's finished lines are columns of the output: they wait here, TRANSPOSED_BLOCK
+   * at a time, and are written row by row, so each write fills whole cache lines of the output.
+   */
+  private block: { lines: Float32Array; at: Int32Array; count: number } | undefined;
 
   /** `out`: where the output goes (every value is written, so a reused buffer needs no clearing). */
   constructor(private readonly stored: Size, private readonly plan: ResamplePlan, private readonly norm: Normalisation, out?: Float32Array) {
@@ -258,6 +270,7 @@ export class RowResampler {
     this.next += count;
     if (this.next === this.stored.height) {
       if (waiting >= 0) this.filterAlongX(waiting, waiting);
+      this.writeBlock();
       return;
     }
     this.waiting = waiting;
@@ -286,14 +299,42 @@ export class RowResampler {
   /** Output line `i` along stored y (three planes along stored x) to where the upright image has it. */
   private place(i: number, line: Float32Array): void {
     const { out, plan } = this;
-    const { width, height } = plan.out;
-    const plane = width * height;
-    const n = line.length / 3;
-    for (let c = 0; c < 3; c++) {
-      const from = line.subarray(c * n, (c + 1) * n);
-      if (!plan.transposed) out.set(from, c * plane + i * width);
-      else for (let a = 0, o = c * plane + i; a < n; a++, o += width) out[o] = from[a]!;
+    if (plan.transposed) {
+      const block = (this.block ??= { lines: new Float32Array(TRANSPOSED_BLOCK * line.length), at: new Int32Array(TRANSPOSED_BLOCK), count: 0 });
+      block.lines.set(line, block.count * line.length);
+      block.at[block.count++] = i;
+      if (block.count === TRANSPOSED_BLOCK) this.writeBlock();
+      return;
     }
+    const { width, height } = plan.out;
+    const n = line.length / 3;
+    for (let c = 0; c < 3; c++) out.set(line.subarray(c * n, (c + 1) * n), c * width * height + i * width);
+  }
+
+  /**
+   * The waiting columns of a transposed plan, written one output row of all of them at a time: as
+   * one run when they are neighbours in order (each axis's lines come in order, or in reverse on a
+   * mirrored one), else one by one.
+   */
+  private writeBlock(): void {
+    const { block, out } = this;
+    if (!block || block.count === 0) return;
+    const { width, height } = this.plan.out;
+    const { lines, at, count } = block;
+    const lineLength = lines.length / TRANSPOSED_BLOCK;
+    const n = lineLength / 3;
+    const step = count > 1 ? at[1]! - at[0]! : 1;
+    let run = step === 1 || step === -1;
+    for (let j = 2; run && j < count; j++) run = at[j]! - at[j - 1]! === step;
+    for (let c = 0; c < 3; c++) {
+      for (let a = 0; a < n; a++) {
+        const row = c * width * height + a * width;
+        let from = c * n + a;
+        if (run) for (let j = 0, o = row + at[0]!; j < count; j++, o += step, from += lineLength) out[o] = lines[from]!;
+        else for (let j = 0; j < count; j++, from += lineLength) out[row + at[j]!] = lines[from]!;
+      }
+    }
+    block.count = 0;
   }
 
   /** The normalised output, once every row has come. */
