@@ -140,7 +140,7 @@ export function planResample(stored: Size, out: Size, map: AxisMap, filter: Resa
 
 /**
  * Columns of a transposed output (EXIF 5-8, phones' portrait photos) written together. Written one
- * at a time, each float of a column fell on another cache line: 12 MP to 1024² took 16-19 ms more
+ * at a time, each float of a column fell on another cache line: 12 MP to 1024² took 18-21 ms more
  * than the same frame upright; in blocks of 64, 7-13 ms (16 to 256 measured: docs/speed.md).
  */
 const TRANSPOSED_BLOCK = 64;
