@@ -287,7 +287,7 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
   const one = path.join(work, `${name}-n`);
   // N distinct images, each twice under another name in the 2N run: a run's span, not the images
   // made, sets how much one stall of this shared machine moves a round (a round over 30 camera-sized
-  // images swung 0.65-1.52).
+  // images swung 0.53-1.52).
   await makeImages(made, count, sizes);
   linkImages(made, two, 2 * count);
   linkImages(made, one, count);

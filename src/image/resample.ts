@@ -313,8 +313,8 @@ export class RowResampler {
 
   /**
    * The waiting columns of a transposed plan, written one output row of all of them at a time: as
-   * one run when they are neighbours in order (each axis's lines come in order, or in reverse on a
-   * mirrored one), else one by one.
+   * one run when they are neighbours in order (most plans' lines come in order, or reversed on a
+   * mirrored axis), else one by one (an enlarging mirrored axis's lines).
    */
   private writeBlock(): void {
     const { block, out } = this;
