@@ -19,7 +19,9 @@ import { relayedSignal, STOP_SIGNALS, type StopSignal } from '../core/stop-signa
 /** Variables that tune glibc's allocator: any of them set by the user means no relaunch. */
 export const ALLOCATOR_VARIABLES = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES'] as const;
 
-/** Frames up to this size come from the heap, and this much freed memory stays with each heap. */
+/** Frames up to this size come from the heap: a 12 MP camera frame (36 MiB) and all smaller. */
+const HEAP_FRAME_BYTES = 40 * 2 ** 20;
+/** Freed memory that stays with each heap for the next frames. */
 const KEPT_BYTES = 64 * 2 ** 20;
 
 export interface Host {
@@ -36,10 +38,13 @@ export function thisHost(): Host {
 
 /**
  * The settings, where glibc is the allocator and the environment sets none (the user's win).
- * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 64 MiB
- * (21 MP of RGB8) on the heap; TRIM_THRESHOLD keeps up to 64 MiB of freed memory per heap; one
- * arena per core holds the peak (with no limit, 633 MiB on the camera-sized run against 499–531;
- * one arena for everything slowed small images' decodes, which then queue on its lock).
+ * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 40 MiB
+ * (14 MP of RGB8) on the heap; larger ones get their own mapping, handed back when freed: kept on
+ * the heap too (a threshold of 64 MiB), 18-26 MP photos left peaks of 503-627 MiB against 399-415
+ * over 20 of them, with no CPU saved (docs/speed.md). TRIM_THRESHOLD keeps up to 64 MiB of freed
+ * memory per heap; one arena per core holds the peak (with no limit, 633 MiB on the camera-sized
+ * run against 499–531; one arena for everything slowed small images' decodes, which then queue on
+ * its lock).
  * `glibc.malloc.hugetlb=1` (glibc 2.35 and later; older ones ignore it) asks the kernel for
  * transparent huge pages on the heaps, where it allows them only when asked (`madvise`, a common
  * default): one fault per 2 MiB instead of per 4 KiB when a heap grows. On the 2-core VM, 60
@@ -50,7 +55,7 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
   if (ALLOCATOR_VARIABLES.some((v) => env[v] !== undefined)) return undefined;
   return {
     MALLOC_ARENA_MAX: String(Math.max(2, host.cores)),
-    MALLOC_MMAP_THRESHOLD_: String(KEPT_BYTES),
+    MALLOC_MMAP_THRESHOLD_: String(HEAP_FRAME_BYTES),
     MALLOC_TRIM_THRESHOLD_: String(KEPT_BYTES),
     GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
   };
