@@ -165,12 +165,14 @@ test('a model whose token count is wrong for one bucket only: the run ends with 
 test('a bug (an internal error, not a user\'s) exits 70 with its stack; committed shards stay and the next run resumes', async () => {
   const images = path.join(dir, 'bug');
   const keys = await writeManyImages(images, 3);
+  fs.copyFileSync(path.join(images, keys[0]!), path.join(images, 'trigger.jpg'));
   const out = path.join(dir, 'cache-bug');
   assert.equal((await extract([images], out)).code, 0);
   const committed = snapshot(path.join(out, 'shards'));
 
   // No backdoor in dinofeat: Node's own --import preloads a module that makes hashing throw a
-  // TypeError for one file's bytes, standing in for any bug inside the run.
+  // TypeError for one file's bytes, standing in for any bug inside the run. The file is a cached
+  // key whose bytes changed: the run hashes those itself, before deciding to decode them.
   const hook = path.join(dir, 'hash-bug.mjs');
   fs.writeFileSync(hook, [
     "import crypto from 'node:crypto';",
@@ -190,7 +192,7 @@ test('a bug (an internal error, not a user\'s) exits 70 with its stack; committe
   const shardsNow = snapshot(path.join(out, 'shards'));
   for (const [file, stamp] of Object.entries(committed)) assert.equal(shardsNow[file], stamp, `${file}: kept as it was`);
 
-  // Without the hook trigger.jpg is just not an image; the lock was released, the rest resumes.
+  // Without the hook trigger.jpg is just not an image (its old row goes); the lock was released, the rest resumes.
   const rerun = await extract([images], out);
   assert.equal(rerun.code, 1, rerun.stderr);
   assert.doesNotMatch(rerun.stderr, /lock/);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -72,14 +73,17 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
     partId: '0',
     model: fake.model,
     info: MODEL,
-    prepare: async (bytes): Promise<PreparedPixels> => {
+    prepare: async (bytes, _image, hash): Promise<PreparedPixels> => {
       if (++preparing && fake.batches.length >= 3) most.preparing = Math.max(most.preparing, preparing);
       await sleep(prepareMs);
       preparing--;
       const k = Number(/image (\d+)/.exec(bytes.toString())![1]);
       const [w, h] = bucketOf(k);
       most.ahead = Math.max(most.ahead, fake.countPrepared());
-      return { width: w, height: h, bucketWidth: w, bucketHeight: h, crop: { x: 0, y: 0, w, h }, pixels: new Float32Array(3 * w * h).fill(k + 1) };
+      return {
+        width: w, height: h, bucketWidth: w, bucketHeight: h, crop: { x: 0, y: 0, w, h }, pixels: new Float32Array(3 * w * h).fill(k + 1),
+        ...(hash ? { sha256: createHash('sha256').update(bytes).digest('hex') } : {}),
+      };
     },
     state, sink, errors: await ErrorsLog.open(out, '0'), keepRegisters: false, batchSize: 4, imageBytes: 3 * 64 * 64 * 4, decodeConcurrency: 4,
     progress: createProgress({ label: 'test', quiet: true }), stopRequested: () => false,

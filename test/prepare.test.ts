@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -39,5 +40,35 @@ test('a pool of resize workers under a tight pixel budget gives the pixels one w
   } finally {
     await one.close();
     await pool.close();
+  }
+});
+
+test('asked to, prepare hashes the file on an image worker: its sha256, also with a flipped copy; not asked, none', async () => {
+  const dir = tempDir();
+  const files = await Promise.all([[200, 120], [90, 150]].map(async ([w, h], k) => {
+    const file = path.join(dir, `hash${k}.png`);
+    await writeStructured(file, w!, h!, k);
+    return fs.readFileSync(file);
+  }));
+  const settings: PrepareSettings = {
+    buckets: resolveBuckets({ bucket: ['64x64'], dinoScale: 1 }, MODEL.patchSize),
+    resize: 'stretch',
+    dinoScale: 1,
+    decode: { maxPixels: DEFAULT_MAX_PIXELS, background: '#ffffff', icc: 'ignore' },
+  };
+  const plain = await createImagePreparer(MODEL, settings, { workers: 2 });
+  const flipping = await createImagePreparer(MODEL, { ...settings, flipCopies: true });
+  try {
+    for (const bytes of files) {
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      assert.equal((await plain.prepare(bytes, undefined, true)).sha256, sha256);
+      assert.equal((await plain.prepare(bytes)).sha256, undefined);
+      const both = await flipping.prepare(bytes, undefined, true);
+      assert.ok(both.mirrored, 'the flipped copy rendered too');
+      assert.equal(both.sha256, sha256);
+    }
+  } finally {
+    await plain.close();
+    await flipping.close();
   }
 });

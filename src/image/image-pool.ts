@@ -28,12 +28,20 @@ export interface ImageJob {
   out: Size;
   filter: Resample;
   norm: Normalisation;
+  /** Also the sha256 of `bytes`, made on the worker while libvips decodes (so not on the main thread). */
+  hash?: boolean;
+}
+
+/** One image's normalised pixels, and its file's sha256 when the job asked for it. */
+export interface RenderedImage {
+  pixels: Float32Array;
+  sha256?: string;
 }
 
 export type ImageRequest = ({ type: 'image'; id: number } & ImageJob) | { type: 'spare'; buffer: ArrayBuffer };
 /** `input`: the buffer that carried the file's bytes, back to carry a later file's. */
 export type ImageReply =
-  | { id: number; pixels: Float32Array; input: ArrayBuffer }
+  | ({ id: number; input: ArrayBuffer } & RenderedImage)
   | { id: number; error: string; stage?: ImageError['stage']; input: ArrayBuffer };
 
 /**
@@ -56,7 +64,7 @@ export const SPARE_OUTPUT_BYTES = 8 * 2 ** 20;
 class ImageWorker {
   queued = 0;
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (p: Float32Array) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: RenderedImage) => void; reject: (e: Error) => void }>();
   private failure: Error | undefined;
   private readonly inputs = new BufferStock(SPARE_INPUTS, SPARE_INPUT_BYTES);
   private readonly worker = new Worker(workerScript('image/image-worker-entry.js'));
@@ -66,7 +74,7 @@ class ImageWorker {
       this.inputs.give(reply.input);
       const p = this.pending.get(reply.id);
       this.pending.delete(reply.id);
-      if ('pixels' in reply) p?.resolve(reply.pixels);
+      if ('pixels' in reply) p?.resolve({ pixels: reply.pixels, ...(reply.sha256 !== undefined ? { sha256: reply.sha256 } : {}) });
       else p?.reject(reply.stage ? new ImageError(reply.stage, reply.error) : new Error(reply.error));
     });
     const failAll = (e: Error) => {
@@ -78,11 +86,11 @@ class ImageWorker {
     this.worker.on('exit', (code) => failAll(new Error(`image worker exited (code ${code})`)));
   }
 
-  run(job: ImageJob): Promise<Float32Array> {
+  run(job: ImageJob): Promise<RenderedImage> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     this.queued++;
-    const result = new Promise<Float32Array>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const result = new Promise<RenderedImage>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     // A copy of just the file's bytes (a view into a larger read, such as a tar chunk, would
     // otherwise be cloned with all of its buffer); the caller keeps its own for a second try.
     const bytes = new Uint8Array(this.inputs.take(inputSize(job.bytes.length)), 0, job.bytes.length);
@@ -119,7 +127,7 @@ export class ImagePool {
    * when the image is at fault (libvips' message; the caller runs it again alone to be sure the
    * message is its own, vips-alone.ts), with another Error when the worker is.
    */
-  run(job: ImageJob): Promise<Float32Array> {
+  run(job: ImageJob): Promise<RenderedImage> {
     const worker = this.workers.reduce((a, b) => (b.queued < a.queued ? b : a));
     return worker.run(job);
   }

@@ -11,6 +11,7 @@ import type { CacheState } from '../cache/manifest.js';
 import type { ErrorsLog } from '../cache/errors-log.js';
 import type { ShardSink } from '../cache/shard-sink.js';
 import type { ModelInfo } from '../model/info.js';
+import { releaseBuffer } from '../core/release-buffer.js';
 import { describeOrigin, sameOrigin, type SourceImage, type SourceItem } from '../source/types.js';
 import { ImageFailure, type PreparedPixels } from './prepare.js';
 import type { Progress } from './progress.js';
@@ -28,7 +29,8 @@ export interface ExtractRunOptions {
   partId: string;
   model: ModelRunner;
   info: ModelInfo;
-  prepare: (bytes: Buffer, image: SourceImage) => Promise<PreparedPixels>;
+  /** With `hash`, the result carries the bytes' sha256 (ImagePreparer.prepare makes it off the main thread). */
+  prepare: (bytes: Buffer, image: SourceImage, hash: boolean) => Promise<PreparedPixels>;
   /** Takes pixels back once the model is done with them (ImagePreparer.recycle). */
   recycle?: (plane: Float32Array) => void;
   state: CacheState;
@@ -64,7 +66,7 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     },
   });
 
-  /** Read, hash, skip when cached, prepare, hand to the scheduler; an image's slot is freed where it leaves. */
+  /** Read, then the rest; the file's bytes are freed as soon as the image stage is done with them. */
   const handleImage = async (image: SourceImage) => {
     let bytes: Buffer;
     try {
@@ -73,23 +75,37 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
       slots.release(1);
       return tally.failed(image.key, image.display, 'read', (e as Error).message);
     }
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    try {
+      await handleBytes(image, bytes);
+    } finally {
+      // Left to the collector, files' bytes drove this thread's full collections (src/core/release-buffer.ts).
+      releaseBuffer(bytes);
+    }
+  };
+
+  /** Hash, skip when cached, prepare, hand to the scheduler; an image's slot is freed where it leaves. */
+  const handleBytes = async (image: SourceImage, bytes: Buffer) => {
+    // A cached key is hashed here, to be skipped when its bytes are the same; a new key's hash is
+    // made by the image stage beside its decode, off this thread (1.7 ms for a 2.5 MB photo).
     const cached = o.state.keyToEntry.get(image.key);
-    if (cached?.sha256 === sha256) {
-      tally.skipped(image.key);
-      slots.release(1);
-      return;
+    const known = cached ? createHash('sha256').update(bytes).digest('hex') : undefined;
+    if (cached) {
+      if (cached.sha256 === known) {
+        tally.skipped(image.key);
+        slots.release(1);
+        return;
+      }
+      if (cached.origin && !sameOrigin(cached.origin, image.origin)) {
+        // Another input's image holds the key: never replaced silently (a changed image of the same input is).
+        slots.release(1);
+        return tally.duplicate(image.key, image.display, describeOrigin(cached.origin));
+      }
+      writer.markStale(image.key);
     }
-    if (cached?.origin && !sameOrigin(cached.origin, image.origin)) {
-      // Another input's image holds the key: never replaced silently (a changed image of the same input is).
-      slots.release(1);
-      return tally.duplicate(image.key, image.display, describeOrigin(cached.origin));
-    }
-    if (cached) writer.markStale(image.key);
     let prepared: PreparedPixels;
     await lookahead.enter();
     try {
-      prepared = await o.prepare(bytes, image);
+      prepared = await o.prepare(bytes, image, known === undefined);
     } catch (e) {
       slots.release(1);
       if (!(e instanceof ImageFailure)) throw e;
@@ -97,6 +113,8 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     } finally {
       lookahead.leave();
     }
+    const sha256 = known ?? prepared.sha256;
+    if (sha256 === undefined) throw new Error(`the image stage gave no sha256 for ${image.display}`);
     scheduler.add({ ...prepared, key: image.key, sha256, display: image.display, origin: image.origin, bucketKey: `${prepared.bucketWidth}x${prepared.bucketHeight}` });
   };
 

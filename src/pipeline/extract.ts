@@ -221,7 +221,7 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     try {
       stats = await runExtraction({
         sources: readInputs(r.inputs, { slot, onlyKeys, onContainerRead: (key) => cache.errors.resolve(key), onTar: (_, reading) => tarReads.push(reading) }), partId, model, info,
-        prepare: (bytes, image) => preparer.prepare(bytes, planOf(crops, image.key)),
+        prepare: (bytes, image, hash) => preparer.prepare(bytes, planOf(crops, image.key), hash),
         recycle: (plane) => preparer.recycle(plane),
         state: cache.state, sink, errors: cache.errors, keepRegisters: r.stored.registersKept, pool: r.pool, batchSize: batch.size,
         // An image with its flipped copy (--flip) holds two tensors.

@@ -30,6 +30,8 @@ export interface PreparedPixels {
   flip?: boolean;
   /** The other orientation, when the settings keep flipped copies (image/mirror.ts says of which box). */
   mirrored?: Float32Array;
+  /** The file's sha256, when prepare was asked for it. */
+  sha256?: string;
 }
 
 /** Failure of one image (unreadable, undecodable, over the pixel limit); the run goes on. */
@@ -51,8 +53,11 @@ export class ImageFailure extends Error {
 export type ChoosePlan = (size: Size) => ImagePlan | { problem: string } | undefined;
 
 export interface ImagePreparer {
-  /** One image, planned by `choose` (its bucket, crop and orientation) or else by dinofeat's rule. */
-  prepare(bytes: Buffer, choose?: ChoosePlan): Promise<PreparedPixels>;
+  /**
+   * One image, planned by `choose` (its bucket, crop and orientation) or else by dinofeat's rule;
+   * with `hash`, also its bytes' sha256, made on an image worker beside the decode.
+   */
+  prepare(bytes: Buffer, choose?: ChoosePlan, hash?: boolean): Promise<PreparedPixels>;
   /** Pixels the caller is done with, to be reused for a later image's (their contents will change). */
   recycle(plane: Float32Array): void;
   close(): Promise<void>;
@@ -65,7 +70,7 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
   const norm = normalisationOf(info);
 
   return {
-    async prepare(bytes, choose) {
+    async prepare(bytes, choose, hash = false) {
       try {
         const header = await readHeader(bytes, s.decode);
         const plan = choose?.(header) ?? planByRule(header, s.buckets, s.resize);
@@ -76,12 +81,16 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
         try {
           const flip = plan.flip === true;
           const copyBox = copyBoxOf(crop, header.width, s.crops === undefined);
-          /** One upright box decoded (as stored, shrunk on load in fast mode) and resampled to the bucket. */
+          let sha256: string | undefined;
+          /** One upright box decoded (as stored, shrunk on load in fast mode) and resampled to the bucket; the first one hashed when asked. */
           const render = async (box: CropBox) => {
             const small = s.decode.mode === 'fast' ? fastDecodeSize(header, box, bucket) : undefined;
-            return withOwnErrors(() => pool.run({
+            const rendered = await withOwnErrors(() => pool.run({
               bytes, header, box, decode: s.decode, ...(small ? { shrunk: small } : {}), out: { width: bucket.width, height: bucket.height }, filter: info.resample, norm,
+              ...(hash && sha256 === undefined ? { hash: true } : {}),
             }));
+            sha256 ??= rendered.sha256;
+            return rendered.pixels;
           };
           const views = await orientedPixels(crop, copyBox, bucket, { flip, copy: s.flipCopies === true }, render);
           return {
@@ -92,6 +101,7 @@ export async function createImagePreparer(info: ModelInfo, s: PrepareSettings, c
             crop,
             flip,
             ...views,
+            ...(sha256 !== undefined ? { sha256 } : {}),
           };
         } finally {
           pixels.release(taken);
