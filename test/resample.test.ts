@@ -159,7 +159,7 @@ test('a worker decodes the file and gives the pixels decode and resample give he
     for (const box of [undefined, (h: Size) => ({ x: 7, y: 3, w: h.width - 20, h: h.height - 9 })]) {
       const { job, want } = await fileAndWant({ width: 120, height: 90 }, 6, 1, out, 'bilinear', box);
       const before = Buffer.from(job.bytes);
-      assert.deepEqual(await pool.run(job), want, box ? 'crop box' : 'whole frame');
+      assert.deepEqual((await pool.run(job)).pixels, want, box ? 'crop box' : 'whole frame');
       assert.deepEqual(job.bytes, before, 'the caller keeps its bytes');
     }
   } finally {
@@ -173,13 +173,13 @@ test('input buffers kept from earlier files carry later ones, larger or smaller,
   const jobs = await Promise.all(sizes.map((size, k) => fileAndWant(size, k + 1, k + 2, out, 'bicubic')));
   const pool = new ImagePool(1);
   try {
-    for (const [k, j] of jobs.entries()) assert.deepEqual(await pool.run(j.job), j.want, `file ${k} alone`);
+    for (const [k, j] of jobs.entries()) assert.deepEqual((await pool.run(j.job)).pixels, j.want, `file ${k} alone`);
     const together = await Promise.all([...jobs, ...jobs].map((j) => pool.run(j.job)));
-    together.forEach((got, k) => assert.deepEqual(got, jobs[k % jobs.length]!.want, `file ${k % jobs.length} among others`));
+    together.forEach((got, k) => assert.deepEqual(got.pixels, jobs[k % jobs.length]!.want, `file ${k % jobs.length} among others`));
     // A member of a larger read (as a tar chunk holds it): the file's bytes only, between others'.
     const [j] = jobs;
     const chunk = Buffer.concat([Buffer.alloc(1000, 7), j!.job.bytes, Buffer.alloc(5000, 9)]);
-    assert.deepEqual(await pool.run({ ...j!.job, bytes: chunk.subarray(1000, 1000 + j!.job.bytes.length) }), j!.want, 'a view');
+    assert.deepEqual((await pool.run({ ...j!.job, bytes: chunk.subarray(1000, 1000 + j!.job.bytes.length) })).pixels, j!.want, 'a view');
   } finally {
     await pool.close();
   }
@@ -192,7 +192,7 @@ test('a file the worker cannot decode fails as an image (libvips says why), and 
   try {
     const truncated = job.bytes.subarray(0, job.bytes.length - 200);
     await assert.rejects(pool.run({ ...job, bytes: truncated }), (e: unknown) => e instanceof ImageError && e.stage === 'decode' && /png|read|end|truncat/i.test(e.message));
-    assert.deepEqual(await pool.run(job), want, 'the next file');
+    assert.deepEqual((await pool.run(job)).pixels, want, 'the next file');
   } finally {
     await pool.close();
   }
@@ -216,7 +216,7 @@ test('an output buffer kept from an earlier frame is written whole, whatever it 
   const pool = new ImagePool(2);
   try {
     for (let k = 0; k < 6; k++) {
-      const got = await pool.run(job);
+      const { pixels: got } = await pool.run(job);
       assert.deepEqual(got, want, `frame ${k}`);
       got.fill(Number.NaN);
       pool.recycle(got);
