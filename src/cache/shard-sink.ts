@@ -12,6 +12,7 @@ import type { KeyRecord, ShardRecord } from './journal.js';
 import { TMP_SUFFIX, checkPartId } from './layout.js';
 import type { CacheState } from './manifest.js';
 import { bucketLabel, encodedRowBytes, encodeRow, rowShapeOf, type EncodedRow, type FeatureRow, type ShardFormat, type ShardMeta } from '../shard/schema.js';
+import type { EncodeShape } from '../shard/row-encoder.js';
 import { createShardWriter, type RowGroupLimits, type ShardWriter } from '../shard/shard-writer.js';
 
 export interface ShardSinkOptions {
@@ -24,6 +25,11 @@ export interface ShardSinkOptions {
   /** And/or after this many rows (default: no limit). */
   maxShardRows?: number;
   rowGroup?: RowGroupLimits;
+  /**
+   * Encodes rows to their stored form (default: encodeRow here); extract passes a RowEncoderThread's,
+   * which takes the rows' tensors off this thread.
+   */
+  encode?: (rows: readonly FeatureRow[], shape: EncodeShape) => Promise<EncodedRow[]>;
 }
 
 interface OpenShard {
@@ -67,7 +73,7 @@ export class ShardSink {
       batchKeys.add(row.key);
     }
     const shape = rowShapeOf(this.options.meta);
-    const encoded = rows.map((row) => encodeRow(row, shape));
+    const encoded = this.options.encode ? await this.options.encode(rows, shape) : rows.map((row) => encodeRow(row, shape));
     try {
       for (const row of encoded) await this.append(row, origins?.get(row.key));
     } catch (e) {

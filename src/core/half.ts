@@ -79,10 +79,10 @@ function halfKernel(): HalfKernel {
 }
 
 /**
- * Every feature value written goes through here, on the main thread (a ViT-S row at 1024² is 1.6 M
- * values), so whole groups of four go through half.wat (SIMD, the same rounding) in chunks that
- * stay in cache: 3.1 → 1.8–1.9 ms for that row (bench-host.mjs, main-thread budget). The last few
- * values take the general path.
+ * Every feature value written goes through here (a ViT-S row at 1024² is 1.6 M values; extract
+ * does it on its row encoder thread, shard/row-encoder.ts), so whole groups of four go through
+ * half.wat (SIMD, the same rounding) in chunks that stay in cache: 3.1 → 1.8–1.9 ms for that row
+ * (bench-host.mjs). The last few values take the general path.
  */
 export function float32ToFloat16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);

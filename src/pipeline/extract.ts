@@ -11,6 +11,7 @@ import { checkCacheDirWritable, openCacheForWrite } from '../cache/open.js';
 import { recordRun } from '../cache/run-record.js';
 import { lastDevices } from '../cache/shard-devices.js';
 import { ShardSink } from '../cache/shard-sink.js';
+import { RowEncoderThread } from '../shard/row-encoder.js';
 import { checkPoolable, resolveBuckets, type Bucket, type BucketFlags, type ResizeMode } from '../image/buckets.js';
 import { CropsFile } from '../image/crops-file.js';
 import { resolveBackground, type DecodeOptions } from '../image/decode.js';
@@ -206,7 +207,12 @@ export async function extract(r: ExtractRequest): Promise<ExtractOutcome> {
     const decoders = r.decoders ?? defaultDecoders();
     const preparer = await createImagePreparer(info, settings, imageStageCapacity(decoders));
     cleanups.push(() => preparer.close());
-    const sink = new ShardSink({ state: cache.state, partId, format: r.stored.format, maxShardBytes: r.maxShardBytes, meta: shardMetaOf(identity) });
+    const rowEncoder = new RowEncoderThread();
+    cleanups.push(() => rowEncoder.close());
+    const sink = new ShardSink({
+      state: cache.state, partId, format: r.stored.format, maxShardBytes: r.maxShardBytes, meta: shardMetaOf(identity),
+      encode: (rows, shape) => rowEncoder.encode(rows, shape),
+    });
     const stop = listenForStop();
     cleanups.push(async () => stop.close());
 
