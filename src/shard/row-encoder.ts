@@ -15,13 +15,17 @@ export type EncoderRequest = { id: number; rows: readonly FeatureRow[]; shape: E
 export type EncoderReply = { id: number; rows: EncodedRow[] } | { id: number; error: string };
 
 /** Every ArrayBuffer under `value` (typed arrays in nested objects and arrays), once each. */
-export function buffersOf(value: unknown, into = new Set<ArrayBuffer>()): ArrayBuffer[] {
-  if (ArrayBuffer.isView(value)) {
-    if (value.buffer instanceof ArrayBuffer && value.buffer.byteLength > 0) into.add(value.buffer);
-  } else if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) buffersOf(v, into);
-  }
-  return [...into];
+export function buffersOf(value: unknown): ArrayBuffer[] {
+  const found = new Set<ArrayBuffer>();
+  const visit = (v: unknown): void => {
+    if (ArrayBuffer.isView(v)) {
+      if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength > 0) found.add(v.buffer);
+    } else if (v && typeof v === 'object') {
+      for (const child of Object.values(v)) visit(child);
+    }
+  };
+  visit(value);
+  return [...found];
 }
 
 export class RowEncoderThread {
