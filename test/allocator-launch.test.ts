@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { allocatorRelaunch, thisHost, type Host } from '../src/cli/allocator-launch.js';
+import { allocatorRelaunch, HEAP_FLAGS, heapFlags, thisHost, type Host } from '../src/cli/allocator-launch.js';
 import { LAUNCHER_PID_ENV } from '../src/core/launcher.js';
 import { pidAlive } from '../src/cache/lock.js';
 import { workspaceBefore } from './fixtures/workspace.js';
@@ -41,6 +41,12 @@ test('relaunched: only extract, only on Linux with glibc, never when the user se
   }
 });
 
+test('the child gets the heap flags unless the user gave Node their own', () => {
+  assert.deepEqual(heapFlags([]), ['--initial-old-space-size=96']);
+  assert.deepEqual(heapFlags(['--enable-source-maps', '--max-old-space-size=4096']), [...HEAP_FLAGS], 'another flag');
+  for (const own of ['--initial-old-space-size=200', '--initial_old_space_size=200']) assert.deepEqual(heapFlags([own]), [], own);
+});
+
 const extractArgs = (out: string) => ['extract', ws.images, '--model', ws.model, '--out', out, '--bucket', '256x256', '--shard-size', '1', '--batch-size', '4'];
 
 interface Holder { pid: number; writer?: { pid: number } }
@@ -67,6 +73,8 @@ test('the child writes with the settings; the lock names the launcher, and the w
   assert.equal(holder.pid, run.child.pid, 'the pid users see');
   assert.ok(holder.writer && holder.writer.pid !== run.child.pid);
   const env = fs.readFileSync(`/proc/${holder.writer.pid}/environ`, 'utf8').split('\0');
+  const cmdline = fs.readFileSync(`/proc/${holder.writer.pid}/cmdline`, 'utf8').split('\0');
+  assert.ok(cmdline.includes('--initial-old-space-size=96'), cmdline.join(' '));
   assert.ok(env.includes('MALLOC_TRIM_THRESHOLD_=67108864') && env.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1') && env.includes(`${LAUNCHER_PID_ENV}=${run.child.pid}`), env.filter((e) => /MALLOC|GLIBC|DINOFEAT/.test(e)).join(' '));
   const r = await run.done;
   assert.equal(r.code, 0, r.stderr);

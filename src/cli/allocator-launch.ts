@@ -62,6 +62,24 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
 }
 
 /**
+ * V8's heap, for extract's child: every isolate may hold this much in its old generation before a
+ * full collection (V8 then never lowers the limit below it). V8 counts the ArrayBuffers a thread
+ * takes in since its last full collection against that limit, and the main thread takes in each
+ * image's pixels and each batch's tensors (handing them on at once, so none is garbage): with its
+ * default limit (~37 MiB over a 13 MiB heap), that alone started 39–52 full collections over 1800
+ * ImageNet-sized JPEGs, about 0.55 ms of CPU an image in marking and sweeping on V8's threads; at
+ * 96 MiB, one (docs/speed.md). A user's own setting (`node --initial-old-space-size=N`) wins.
+ */
+export const HEAP_FLAGS = ['--initial-old-space-size=96'] as const;
+
+/** `HEAP_FLAGS`, less those the user gave Node (V8 reads `-` and `_` in flag names alike; NODE_OPTIONS may not hold them). */
+export function heapFlags(execArgv: readonly string[]): string[] {
+  const name = (flag: string) => flag.replace(/^--/, '').split('=')[0]!.replaceAll('_', '-');
+  const users = new Set(execArgv.filter((a) => a.startsWith('--')).map(name));
+  return HEAP_FLAGS.filter((f) => !users.has(name(f)));
+}
+
+/**
  * The allocator settings to relaunch `argv` with, or undefined to run in this process: only
  * extract (the command that decodes many images), never twice. `host` is asked only for extract
  * (a process report takes milliseconds).
@@ -72,14 +90,14 @@ export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEn
 }
 
 /**
- * Runs this command in a child process with the allocator settings when `allocatorRelaunch` says
- * so, and returns true: this process then only relays signals and ends as the child ends.
+ * Runs this command in a child process with the allocator settings (and HEAP_FLAGS) when
+ * `allocatorRelaunch` says so, and returns true: this process then only relays signals and ends as the child ends.
  * Returns false when the command should run here.
  */
 export function launchWithAllocator(argv: readonly string[]): boolean {
   const settings = allocatorRelaunch(argv, process.env, thisHost);
   if (!settings) return false;
-  const child = spawn(process.execPath, [...process.execArgv, ...argv.slice(1)], {
+  const child = spawn(process.execPath, [...heapFlags(process.execArgv), ...process.execArgv, ...argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...settings, [LAUNCHER_PID_ENV]: String(process.pid) },
   });
