@@ -13,6 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { isRelayedSignal, launcherPid, LAUNCHER_PID_ENV, type RelayedSignal } from '../core/launcher.js';
 import { relayedSignal, STOP_SIGNALS, type StopSignal } from '../core/stop-signals.js';
 
@@ -68,7 +69,9 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
  * image's pixels and each batch's tensors (handing them on at once, so none is garbage): with its
  * default limit (~37 MiB over a 13 MiB heap), that alone started 39–52 full collections over 1800
  * ImageNet-sized JPEGs, about 0.55 ms of CPU an image in marking and sweeping on V8's threads; at
- * 96 MiB, one (docs/speed.md). A user's own setting (`node --initial-old-space-size=N`) wins.
+ * 96 MiB, one (docs/speed.md). Only the main thread keeps it (`adoptLauncher`): the worker threads
+ * start with V8's default, so those that take in large tensors (the model's, the row encoder) free
+ * them as often as before. A user's own setting (`node --initial-old-space-size=N`) wins, for every thread.
  */
 export const HEAP_FLAGS = ['--initial-old-space-size=96'] as const;
 
@@ -123,9 +126,14 @@ export function launchWithAllocator(argv: readonly string[]): boolean {
   return true;
 }
 
-/** In the child: take relayed signals, and die with the launcher. Does nothing in other processes. */
+/**
+ * In the child: take relayed signals, die with the launcher, and start later isolates (worker
+ * threads) with V8's default heap, HEAP_FLAGS having set this one's (V8 reads the flag as each
+ * isolate starts). Does nothing in other processes.
+ */
 export function adoptLauncher(): void {
   if (launcherPid() === undefined || !process.channel) return;
+  if (process.execArgv[0] === HEAP_FLAGS[0]) v8.setFlagsFromString('--initial-old-space-size=0');
   process.on('message', (m) => {
     if (isRelayedSignal(m)) relayedSignal(m.relay);
   });

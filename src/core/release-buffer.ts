@@ -33,7 +33,7 @@ const transfer = transferMethod();
  * leaves it to the collector and returns false. The caller must hold the only reference: any other
  * view of the buffer reads as empty afterwards.
  */
-export function releaseBuffer(view: Uint8Array): boolean {
+export function releaseBuffer(view: ArrayBufferView): boolean {
   const buffer = view.buffer;
   if (buffer instanceof SharedArrayBuffer || view.byteOffset !== 0 || view.byteLength !== buffer.byteLength || buffer.byteLength === 0) return false;
   transfer.call(buffer, 0);

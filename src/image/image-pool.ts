@@ -11,6 +11,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { BufferStock, ownsBuffer } from '../core/buffer-stock.js';
+import { releaseBuffer } from '../core/release-buffer.js';
 import { workerScript } from '../core/worker-script.js';
 import type { Resample } from '../model/info.js';
 import type { CropBox, Size } from './buckets.js';
@@ -134,12 +135,15 @@ export class ImagePool {
 
   /**
    * Pixels the caller is done with (copied into a batch, or back from the model), to be a later
-   * image's output; the workers take turns, as they take images. A view into a larger buffer, or
-   * a plane too big to be kept, is left to the garbage collector.
+   * image's output; the workers take turns, as they take images. A plane too big to be kept is
+   * freed now (a 1024² plane is 12 MiB, and the main thread's collector, which V8 lets wait
+   * longer in extract's child, allocator-launch.ts HEAP_FLAGS, would otherwise hold several);
+   * a view into a larger buffer is left to the collector.
    */
   recycle(plane: Float32Array): void {
-    if (!ownsBuffer(plane) || plane.byteLength > SPARE_OUTPUT_BYTES) return;
-    this.workers[this.nextBack++ % this.workers.length]!.returnOutput(plane);
+    if (!ownsBuffer(plane)) return;
+    if (plane.byteLength > SPARE_OUTPUT_BYTES) releaseBuffer(plane);
+    else this.workers[this.nextBack++ % this.workers.length]!.returnOutput(plane);
   }
 
   async close(): Promise<void> {
