@@ -23,16 +23,20 @@ test('buffer stock: at most maxBuffers and maxBytes are kept, the oldest dropped
   stock.give(b);
   stock.give(c);
   assert.equal(stock.size, 2);
-  assert.equal(stock.take(40), b, 'a went first');
+  assert.equal(a.byteLength, 0, 'a went first, freed at once');
+  assert.equal(stock.take(40), b);
   assert.equal(stock.take(40), c);
   const [d, e] = [new ArrayBuffer(60), new ArrayBuffer(60)];
   stock.give(d);
   stock.give(e);
   assert.equal(stock.size, 1, '120 bytes would pass maxBytes');
   assert.equal(stock.take(60), e);
-  stock.give(new ArrayBuffer(101));
+  assert.equal(d.byteLength, 0, 'd pushed out, freed');
+  const big = new ArrayBuffer(101);
+  stock.give(big);
   stock.give(new ArrayBuffer(0));
   assert.equal(stock.size, 0);
+  assert.equal(big.byteLength, 0, 'too big to keep: freed');
   assert.deepEqual([stock.keeps(100), stock.keeps(101), stock.keeps(0)], [true, false, false]);
 });
 

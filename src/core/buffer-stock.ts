@@ -1,3 +1,5 @@
+import { releaseBuffer } from './release-buffer.js';
+
 /**
  * ArrayBuffers kept for reuse, matched by exact byte length. A fresh buffer pays the first touch of
  * each of its pages: on the 2-core VM this project is measured on, filling a fresh 2.3 MiB
@@ -27,12 +29,24 @@ export class BufferStock {
     return byteLength > 0 && byteLength <= this.maxBytes;
   }
 
-  /** Keeps `buffer` for a later take; a detached (transferred) or empty buffer is ignored. */
+  /**
+   * Keeps `buffer` for a later take, the caller giving it up. One not kept (too big, or the oldest
+   * pushed out) is freed at once: left to the collector, such buffers lingered with their memory
+   * until a full collection, and extract's main thread has few (allocator-launch.ts HEAP_FLAGS).
+   * A detached (transferred) or empty buffer is ignored.
+   */
   give(buffer: ArrayBuffer): void {
-    if (!this.keeps(buffer.byteLength)) return;
+    if (!this.keeps(buffer.byteLength)) {
+      releaseBuffer(new Uint8Array(buffer));
+      return;
+    }
     this.kept.push(buffer);
     this.bytes += buffer.byteLength;
-    while (this.kept.length > this.maxBuffers || this.bytes > this.maxBytes) this.bytes -= this.kept.shift()!.byteLength;
+    while (this.kept.length > this.maxBuffers || this.bytes > this.maxBytes) {
+      const oldest = this.kept.shift()!;
+      this.bytes -= oldest.byteLength;
+      releaseBuffer(new Uint8Array(oldest));
+    }
   }
 
   get size(): number {
