@@ -63,7 +63,7 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
 }
 
 /**
- * V8's heap, for extract's child: every isolate may hold this much in its old generation before a
+ * V8's heap, for extract's main thread: an isolate started with it may hold this much in its old generation before a
  * full collection (V8 then never lowers the limit below it). V8 counts the ArrayBuffers a thread
  * takes in since its last full collection against that limit, and the main thread takes in each
  * image's pixels and each batch's tensors (handing them on at once, so none is garbage): with its
@@ -73,13 +73,14 @@ export function allocatorSettings(env: NodeJS.ProcessEnv, host: Host): Record<st
  * start with V8's default, so those that take in large tensors (the model's, the row encoder) free
  * them as often as before. A user's own setting (`node --initial-old-space-size=N`) wins, for every thread.
  */
-export const HEAP_FLAGS = ['--initial-old-space-size=96'] as const;
+export const MAIN_HEAP_FLAG = '--initial-old-space-size=96';
 
-/** `HEAP_FLAGS`, less those the user gave Node (V8 reads `-` and `_` in flag names alike; NODE_OPTIONS may not hold them). */
+/** A Node flag's name as V8 reads it (`-` and `_` alike). */
+const flagName = (flag: string) => flag.replace(/^--/, '').split('=')[0]!.replaceAll('_', '-');
+
+/** MAIN_HEAP_FLAG, unless the user gave Node their own (NODE_OPTIONS may not hold it). */
 export function heapFlags(execArgv: readonly string[]): string[] {
-  const name = (flag: string) => flag.replace(/^--/, '').split('=')[0]!.replaceAll('_', '-');
-  const users = new Set(execArgv.filter((a) => a.startsWith('--')).map(name));
-  return HEAP_FLAGS.filter((f) => !users.has(name(f)));
+  return execArgv.some((a) => a.startsWith('--') && flagName(a) === flagName(MAIN_HEAP_FLAG)) ? [] : [MAIN_HEAP_FLAG];
 }
 
 /**
@@ -93,7 +94,7 @@ export function allocatorRelaunch(argv: readonly string[], env: NodeJS.ProcessEn
 }
 
 /**
- * Runs this command in a child process with the allocator settings (and HEAP_FLAGS) when
+ * Runs this command in a child process with the allocator settings (and MAIN_HEAP_FLAG) when
  * `allocatorRelaunch` says so, and returns true: this process then only relays signals and ends as the child ends.
  * Returns false when the command should run here.
  */
@@ -128,12 +129,12 @@ export function launchWithAllocator(argv: readonly string[]): boolean {
 
 /**
  * In the child: take relayed signals, die with the launcher, and start later isolates (worker
- * threads) with V8's default heap, HEAP_FLAGS having set this one's (V8 reads the flag as each
+ * threads) with V8's default heap, MAIN_HEAP_FLAG having set this one's (V8 reads the flag as each
  * isolate starts). Does nothing in other processes.
  */
 export function adoptLauncher(): void {
   if (launcherPid() === undefined || !process.channel) return;
-  if (process.execArgv[0] === HEAP_FLAGS[0]) v8.setFlagsFromString('--initial-old-space-size=0');
+  if (process.execArgv[0] === MAIN_HEAP_FLAG) v8.setFlagsFromString(`--${flagName(MAIN_HEAP_FLAG)}=0`);
   process.on('message', (m) => {
     if (isRelayedSignal(m)) relayedSignal(m.relay);
   });

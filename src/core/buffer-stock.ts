@@ -32,7 +32,7 @@ export class BufferStock {
   /**
    * Keeps `buffer` for a later take, the caller giving it up. One not kept (too big, or the oldest
    * pushed out) is freed at once: left to the collector, such buffers lingered with their memory
-   * until a full collection, and extract's main thread has few (allocator-launch.ts HEAP_FLAGS).
+   * until a full collection, and extract's main thread has few (allocator-launch.ts MAIN_HEAP_FLAG).
    * A detached (transferred) or empty buffer is ignored.
    */
   give(buffer: ArrayBuffer): void {

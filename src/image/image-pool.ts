@@ -137,7 +137,7 @@ export class ImagePool {
    * Pixels the caller is done with (copied into a batch, or back from the model), to be a later
    * image's output; the workers take turns, as they take images. A plane too big to be kept is
    * freed now (a 1024² plane is 12 MiB, and the main thread's collector, which V8 lets wait
-   * longer in extract's child, allocator-launch.ts HEAP_FLAGS, would otherwise hold several);
+   * longer in extract's child, allocator-launch.ts MAIN_HEAP_FLAG, would otherwise hold several);
    * a view into a larger buffer is left to the collector.
    */
   recycle(plane: Float32Array): void {
