@@ -20,6 +20,8 @@ const DINOV3: Info = { family: 'dinov3', resample: 'bilinear', ...IMAGENET };
 const DINOV2: Info = { family: 'dinov2', resample: 'bicubic', ...IMAGENET };
 /** One 8-bit level in normalised units, at the smallest std. */
 const LEVEL = 1 / (255 * 0.224);
+/** The kernel's float output's largest measured difference from float64's, in levels (0.011), with margin. */
+const TIE_LEVELS = 0.015;
 
 test('the committed kernels (resample.wat, half.wat) are what scripts/build-wasm.mjs assembles', () => {
   const r = spawnSync(process.execPath, ['scripts/build-wasm.mjs', '--check'], { encoding: 'utf8' });
@@ -52,9 +54,9 @@ function maxDifference(a: Float32Array, b: Float32Array): number {
 
 /**
  * For the 8-bit path: values that differ from the reference's, each of which must be one level
- * apart and sit on a tie: the reference's unrounded sum within 1e-3 of a level from k + 0.5 (a
- * gradient sampled halfway between two rows sums to exactly k + 0.5, and float32 or float64
- * noise picks the side). Returns how many there were.
+ * apart and sit near a tie: the reference's unrounded sum within TIE_LEVELS of k + 0.5, the most
+ * the kernel's unrounded sums are measured to differ from the reference's (a value nearer a tie
+ * than that may round either way). Returns how many there were.
  */
 function tiesOnly(got: Float32Array, want: Float32Array, unrounded: Float32Array, norm: Normalisation, name: string): number {
   const plane = got.length / 3;
@@ -64,16 +66,18 @@ function tiesOnly(got: Float32Array, want: Float32Array, unrounded: Float32Array
     const c = Math.floor(k / plane);
     const level = (unrounded[k]! + norm.mean[c]! / norm.std[c]!) * 255 * norm.std[c]!;
     assert.ok(Math.abs(got[k]! - want[k]!) <= LEVEL * 1.001, `${name}: value ${k} is ${got[k]}, not ${want[k]}`);
-    assert.ok(Math.abs(level - Math.floor(level) - 0.5) < 1e-3, `${name}: value ${k} rounded from ${level}, not a tie`);
+    assert.ok(Math.abs(level - Math.floor(level) - 0.5) < TIE_LEVELS, `${name}: value ${k} rounded from ${level}, not near a tie`);
     ties++;
   }
   return ties;
 }
 
 /**
- * Float32 sums in the kernel against float64 along x in the old code: measured max |Δ| 1.4e-6
- * (float output; 1.9e-6 on a 12 MP frame shrunk to 256², 1e-4 of an 8-bit level), limit 3e-6.
- * DINOv2's 8-bit values are the same but at exact ties (tiesOnly).
+ * The kernel (y pass in fixed point, resample.ts fixedWeights; x pass in float32) against float64
+ * sums along x in the old code: measured max |Δ| 1.9e-4 (float output, 0.011 of an 8-bit level:
+ * bicubic enlarging 37x23, where the weights are largest and so coarsest; 1.3e-5 on a 12 MP frame
+ * shrunk to 256²), limit 2.5e-4 (1.35x; weights rounded without keeping each line's sum exact give
+ * 3.1e-4). DINOv2's 8-bit values are the same but near ties (tiesOnly).
  */
 test('the kernel equals the scalar float64 resampler: odd widths, shrink and enlarge, EXIF 1-8, bilinear and bicubic, DINOv3 float and DINOv2 8-bit', (t) => {
   let worst = 0, ties = 0, values = 0;
@@ -91,13 +95,13 @@ test('the kernel equals the scalar float64 resampler: odd widths, shrink and enl
           values += got.length;
         } else {
           const max = maxDifference(got, want);
-          assert.ok(max <= 3e-6, `${name}: max ${max}`);
+          assert.ok(max <= 2.5e-4, `${name}: max ${max}`);
           worst = Math.max(worst, max);
         }
       }
     }
   }
-  t.diagnostic(`worst max |Δ| (float output): ${worst.toExponential(2)}; 8-bit values a level apart at ties: ${ties} of ${values}`);
+  t.diagnostic(`worst max |Δ| (float output): ${worst.toExponential(2)}; 8-bit values a level apart near ties: ${ties} of ${values}`);
 });
 
 test('8-bit rounding in the kernel is half to even, after clamping, per channel', () => {

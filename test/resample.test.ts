@@ -87,10 +87,11 @@ const SIZES: Array<[Size, Size, string]> = [
 ];
 
 /**
- * Against the graph: measured max |d| 9.1e-6 (DINOv3: float32 arithmetic in another order; the
- * graph is the farther of the two from Hugging Face, image-parity.test.ts), DINOv2 identical but
- * where a value sits at a rounding boundary (one level, 0.011 % of values at most). Limits: 3e-5
- * (3.3x) and 0.05 % of values one level off; the control (no 8-bit rounding for DINOv2) must be
+ * Against the graph (float32 throughout): measured max |d| 9.3e-5 (DINOv3, enlarging; 1.6e-5
+ * shrinking), as the y pass sums in fixed point (resample.ts fixedWeights: a weight within 2^-15 of
+ * the largest); DINOv2 identical but where a value sits within that of a rounding boundary (one
+ * level; 0.17 % of the tiny 5x3 frame's values, 0.026 % of the others' at most). Limits: 1.5e-4
+ * (1.6x) and 0.25 % of values one level off; the control (no 8-bit rounding for DINOv2) must be
  * off by more than 1/20 of a level on average wherever the frame is not flat.
  */
 test('resample equals the ONNX Resize graph: shrink, enlarge, mixed, odd and one-pixel frames; DINOv3 float, DINOv2 8-bit', async (t) => {
@@ -100,10 +101,10 @@ test('resample equals the ONNX Resize graph: shrink, enlarge, mixed, odd and one
       const ours = resample(rgb, size, planResample(size, out, axisMap(1), info.resample), normalisationOf(info));
       const d = differences(ours, await graphPixels(info, rgb, size, out));
       t.diagnostic(`${name} ${info.family}: max ${d.max.toExponential(2)} mean ${d.mean.toExponential(2)} off ${d.off}`);
-      if (info.family === 'dinov3') assert.ok(d.max <= 3e-5, `${name}: max ${d.max}`);
+      if (info.family === 'dinov3') assert.ok(d.max <= 1.5e-4, `${name}: max ${d.max}`);
       else {
         assert.ok(d.max <= LEVEL * 1.001, `${name}: max ${d.max}`);
-        assert.ok(d.off <= 5e-4, `${name}: ${d.off} of values a level off`);
+        assert.ok(d.off <= 2.5e-3, `${name}: ${d.off} of values a level off`);
         if (size.width === 1) continue; // one flat pixel: rounding changes nothing
         const unrounded = resample(rgb, size, planResample(size, out, axisMap(1), info.resample), { ...normalisationOf(info), eightBit: false });
         assert.ok(differences(unrounded, ours).mean > LEVEL / 20, `${name}: control`);
@@ -114,8 +115,9 @@ test('resample equals the ONNX Resize graph: shrink, enlarge, mixed, odd and one
 
 /**
  * EXIF 1-8 folded into the resampler against sharp's rotated frame resampled upright, whole and
- * cover-cropped: the same weights summed in another order (measured max 4.8e-7 for DINOv3, none
- * for DINOv2). Limit 2e-6.
+ * cover-cropped: the same weights summed in another order, and for EXIF 5-8 the fixed-point pass
+ * along the other axis (measured max 9.5e-7 for DINOv3 EXIF 1-4, 5.7e-5 for 5-8; DINOv2's 8-bit
+ * values a level apart on 0.05 % at most). Limits 1e-4 (1.75x) and 0.25 %.
  */
 test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resampled with its axes equals the rotated frame', async (t) => {
   const [w, h] = [83, 47];
@@ -134,9 +136,9 @@ test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resa
         const want = resample(upright.data, upright, planResample(upright, size, axisMap(1), info.resample), normalisationOf(info));
         const got = resample(stored.data, stored, planResample(stored, size, stored.axes, info.resample), normalisationOf(info));
         const d = differences(got, want);
-        t.diagnostic(`EXIF ${o} ${mode} ${size.width}x${size.height} ${info.family}: max ${d.max.toExponential(2)}`);
-        if (info.family === 'dinov3') assert.ok(d.max <= 2e-6, `EXIF ${o} ${mode}: max ${d.max}`);
-        else assert.ok(d.max <= LEVEL * 1.001 && d.off <= 5e-4, `EXIF ${o} ${mode}: max ${d.max}, off ${d.off}`);
+        t.diagnostic(`EXIF ${o} ${mode} ${size.width}x${size.height} ${info.family}: max ${d.max.toExponential(2)} off ${d.off}`);
+        if (info.family === 'dinov3') assert.ok(d.max <= 1e-4, `EXIF ${o} ${mode}: max ${d.max}`);
+        else assert.ok(d.max <= LEVEL * 1.001 && d.off <= 2.5e-3, `EXIF ${o} ${mode}: max ${d.max}, off ${d.off}`);
       }
     }
   }

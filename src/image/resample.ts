@@ -7,10 +7,11 @@
  *   the same kernels, support and renormalisation over the taps inside the image as torch's
  *   antialiased path (`_compute_index_ranges_weights`: triangle for bilinear, Keys a = -0.5 for
  *   bicubic, support widened by the scale when shrinking);
- * - one pass over the source rows adds each, weighted, into the float32 lines (along stored y)
- *   whose taps include it, 16 bytes at a time; a line whose taps are all in is filtered along
- *   stored x into the output: the output is the only buffer the size of an image, so memory is the
- *   8-bit source plus the output and a few lines, never a float frame;
+ * - one pass over the source rows adds each, weighted, into the lines (along stored y) whose taps
+ *   include it, 16 bytes at a time, in fixed point (int16 weights, exact int32 sums: two rows cost
+ *   what one did in float32); a line whose taps are all in is filtered along stored x into the
+ *   output in float32: the output is the only buffer the size of an image, so memory is the 8-bit
+ *   source plus the output and a few lines, never a float frame;
  * - EXIF orientation is folded in (orientation.ts): the frame is read as stored and each pass
  *   writes to the upright position, so no rotated copy is made;
  * - each output pixel is rescaled and normalised as it is written, for DINOv2 after clamping and
@@ -168,13 +169,14 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  * in order, band by band (`add`), so the whole frame never has to be in one place.
  *
  * Along stored y first, in the WebAssembly SIMD kernel (resample-kernel.ts): each output line along
- * stored y is the weighted sum of its source rows, 16 bytes of a row at a time, into a float32
- * line the frame's width; only the lines whose taps are open exist (a few). A shrink's row feeds
- * two or more lines, so the rows are taken in runs that the same lines share, two lines a kernel
- * call, and each 16 bytes are widened to floats once for both. Finished lines are filtered along
- * x two at a time (one vector per RGB pixel; a finished line waits for the next, the last of a
- * frame goes alone) and written where the upright image has them. Sums are float32, each in tap
- * order, so they depend neither on how rows are banded nor on which lines share a call.
+ * stored y is the weighted sum of its source rows, 16 bytes of a row at a time, into an int32
+ * line the frame's width (fixedWeights); only the lines whose taps are open exist (a few). A
+ * shrink's row feeds two or more lines, so the rows are taken in runs that the same lines share,
+ * two lines a kernel call, and each 16 bytes are widened once for both. Finished lines are
+ * filtered along x two at a time in float32 (one vector per RGB pixel; a finished line waits for
+ * the next, the last of a frame goes alone) and written where the upright image has them. The
+ * y sums are exact integers, so they depend neither on how rows are banded nor on which lines
+ * share a call.
  */
 export class RowResampler {
   private readonly out: Float32Array;
@@ -184,10 +186,11 @@ export class RowResampler {
    * filtered along x), kept here between bands; a frame added in one band never needs them outside
    * the kernel.
    */
-  private acc: Float32Array | undefined;
+  private acc: Int32Array | undefined;
+  /** Samples (int32) in an accumulator line. */
   private readonly lineFloats: number;
   private readonly xWeights: Float32Array;
-  /** Per channel (lanes R, G, B, unused): the scale, then the shift of normalisation. */
+  /** Per channel (lanes R, G, B, unused): the scale, then the shift of normalisation; then the y weights' unit. */
   private readonly normVectors: Float32Array;
   private readonly layout: Layout;
   private readonly rowBytes: number;
@@ -211,16 +214,16 @@ export class RowResampler {
     this.out = out ?? new Float32Array(length);
     this.lines = lineOrder(ty, stored.height);
     this.rowBytes = stored.width * 3;
-    // The x pass reads one float past the last pixel; the y pass writes whole 16-float vectors.
+    // The x pass reads one sample past the last pixel; the y pass writes whole 16-sample vectors.
     this.lineFloats = align16(this.rowBytes + 1);
     this.xWeights = floatWeights(tx);
-    this.normVectors = normVectors(norm);
+    this.normVectors = normVectors(norm, this.lines.unit);
     this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
     const xOut = tx.start.length;
     // The y pass reads up to 15 bytes past the last row of a chunk.
-    const sizes = [this.chunkRows * this.rowBytes + 16, this.lines.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.lines.weights.byteLength, 32];
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.lines.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.lines.weights.byteLength, 48];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
-    this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 32 };
+    this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 48 };
   }
 
   /** The next whole rows of the frame. */
@@ -235,9 +238,9 @@ export class RowResampler {
     m.i32.set(tx.start, at.starts / 4);
     m.i32.set(tx.size, at.sizes / 4);
     m.f32.set(this.xWeights, at.xWeights / 4);
-    m.f32.set(this.lines.weights, at.yWeights / 4);
+    m.i16.set(this.lines.weights, at.yWeights / 2);
     m.f32.set(this.normVectors, at.norm / 4);
-    if (this.acc) m.f32.set(this.acc, at.acc / 4);
+    if (this.acc) m.i32.set(this.acc, at.acc / 4);
     const { order, start, end, weightFrom } = this.lines;
     let { open, waiting } = this;
     for (let r = 0; r < count; r += this.chunkRows) {
@@ -254,7 +257,7 @@ export class RowResampler {
         const rows = at.rows + (row - c0) * rowBytes;
         for (let k = open; k < last; k += 2) {
           const j = k + 1 < last ? k + 1 : k;
-          kernel.vertical(rows, rowBytes, stop - row, rowBytes, at.yWeights + weightFrom[k]! + row * 4, this.slot(k), row === start[k], at.yWeights + weightFrom[j]! + row * 4, this.slot(j), row === start[j]);
+          kernel.vertical(rows, rowBytes, stop - row, rowBytes, at.yWeights + weightFrom[k]! + row * 2, this.slot(k), row === start[k], at.yWeights + weightFrom[j]! + row * 2, this.slot(j), row === start[j]);
         }
         for (; open < last && end[open] === stop; open++) {
           if (waiting < 0) waiting = open;
@@ -274,8 +277,8 @@ export class RowResampler {
       return;
     }
     this.waiting = waiting;
-    this.acc ??= new Float32Array(this.lines.slots * this.lineFloats);
-    this.acc.set(m.f32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
+    this.acc ??= new Int32Array(this.lines.slots * this.lineFloats);
+    this.acc.set(m.i32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
   }
 
   /** Where line order[k]'s sums are in the kernel's memory. */
@@ -346,14 +349,15 @@ export class RowResampler {
 
 /**
  * x·(1/(255·std)) − mean/std per channel, in float32 steps as the ONNX graph folded it (the kernel
- * does the clamp and rounding first for DINOv2).
+ * does the clamp and rounding first for DINOv2); then `unit`, the y weights' step, in every lane.
  */
-function normVectors(norm: Normalisation): Float32Array {
-  const v = new Float32Array(8);
+function normVectors(norm: Normalisation, unit: number): Float32Array {
+  const v = new Float32Array(12);
   for (let c = 0; c < 3; c++) {
     v[c] = 1 / (255 * norm.std[c]!);
     v[4 + c] = -norm.mean[c]! / norm.std[c]!;
   }
+  v.fill(unit, 8);
   return v;
 }
 
@@ -364,11 +368,13 @@ interface LineOrder {
   /** Line order[k]'s first source row, and the row after its last. */
   start: Int32Array;
   end: Int32Array;
-  /** Bytes from the weights' start to where line order[k]'s weight for row 0 would be. */
+  /** Bytes from the weights' start to where line order[k]'s weight for row 0 would be (int16). */
   weightFrom: Int32Array;
   /** Accumulator slots: one more than the lines open at once, as a finished line keeps its slot while it waits for the next. */
   slots: number;
-  weights: Float32Array;
+  /** The weights in fixed point (fixedWeights), each `unit` in value. */
+  weights: Int16Array;
+  unit: number;
 }
 
 const lineOrders = new WeakMap<AxisTaps, LineOrder>();
@@ -383,9 +389,9 @@ function lineOrder(t: AxisTaps, rows: number): LineOrder {
       const i = order[k]!;
       start[k] = t.start[i]!;
       ends[k] = end(i);
-      weightFrom[k] = (i * t.stride - start[k]!) * 4;
+      weightFrom[k] = (i * t.stride - start[k]!) * 2;
     }
-    lines = { order, start, end: ends, weightFrom, slots: mostOpen(t, rows) + 1, weights: floatWeights(t) };
+    lines = { order, start, end: ends, weightFrom, slots: mostOpen(t, rows) + 1, ...fixedWeights(t) };
     lineOrders.set(t, lines);
   }
   return lines;
@@ -393,11 +399,45 @@ function lineOrder(t: AxisTaps, rows: number): LineOrder {
 
 const floats = new WeakMap<AxisTaps, Float32Array>();
 
-/** An axis's weights in float32, as the kernel reads them. */
+/** An axis's weights in float32, as the x pass reads them. */
 function floatWeights(t: AxisTaps): Float32Array {
   let w = floats.get(t);
   if (!w) floats.set(t, (w = new Float32Array(t.weights)));
   return w;
+}
+
+/**
+ * An axis's weights in fixed point for the y pass, int16 in units of 2^-bits, `bits` the most that
+ * keeps every weight within int16 and 255 times a line's Σ|W| within int32 (the sum of any line of
+ * 8-bit samples). Each line's weights are rounded so that they sum to exactly what its weights
+ * sum to (1, in units): each rounded down, then up by one where the remainders are largest. So a
+ * flat area comes out exact, and elsewhere a sample is off by Σ e_j·(p_j − p̄), e_j within one unit
+ * (2^-15 of the largest weight or less): about 1e-4 of an 8-bit level (docs/pixel-parity.md).
+ */
+function fixedWeights(t: AxisTaps): { weights: Int16Array; unit: number } {
+  let largest = 0, widest = 0;
+  for (let i = 0; i < t.start.length; i++) {
+    let sum = 0;
+    for (let j = 0; j < t.size[i]!; j++) {
+      const w = Math.abs(t.weights[i * t.stride + j]!);
+      largest = Math.max(largest, w);
+      sum += w;
+    }
+    widest = Math.max(widest, sum);
+  }
+  const INT16_MAX = 32767, INT32_MAX = 2 ** 31 - 1;
+  // Rounding adds at most 1/2 a weight, so each line's sum keeps a margin of its taps.
+  const bits = Math.floor(Math.min(Math.log2(INT16_MAX / (largest || 1)), Math.log2((INT32_MAX / 255 - t.stride) / (widest || 1))));
+  const weights = new Int16Array(t.weights.length);
+  for (let i = 0; i < t.start.length; i++) {
+    const from = i * t.stride, n = t.size[i]!;
+    const scaled = Array.from(t.weights.subarray(from, from + n), (w) => w * 2 ** bits);
+    let short = Math.round(scaled.reduce((a, w) => a + w, 0));
+    scaled.forEach((w, j) => (short -= weights[from + j] = Math.floor(w)));
+    const byRemainder = scaled.map((w, j) => j).sort((a, b) => (scaled[b]! - weights[from + b]!) - (scaled[a]! - weights[from + a]!) || a - b);
+    for (let k = 0; k < short; k++) weights[from + byRemainder[k]!]!++;
+  }
+  return { weights, unit: 2 ** -bits };
 }
 
 /** The most lines whose taps hold any one row: the accumulator lines a frame needs at once. */
