@@ -434,7 +434,7 @@ function fixedWeights(t: AxisTaps): { weights: Int16Array; unit: number } {
     const scaled = Array.from(t.weights.subarray(from, from + n), (w) => w * 2 ** bits);
     let short = Math.round(scaled.reduce((a, w) => a + w, 0));
     scaled.forEach((w, j) => (short -= weights[from + j] = Math.floor(w)));
-    const byRemainder = scaled.map((w, j) => j).sort((a, b) => (scaled[b]! - weights[from + b]!) - (scaled[a]! - weights[from + a]!) || a - b);
+    const byRemainder = scaled.map((_, j) => j).sort((a, b) => (scaled[b]! - weights[from + b]!) - (scaled[a]! - weights[from + a]!) || a - b);
     for (let k = 0; k < short; k++) weights[from + byRemainder[k]!]!++;
   }
   return { weights, unit: 2 ** -bits };
