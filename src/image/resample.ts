@@ -18,8 +18,8 @@
  *   rounding half to even to 8 bits (its processor resizes the 8-bit image).
  *
  * The ONNX Resize graph (test/helpers/resize-graph.ts) and the scalar float64 code this replaced
- * (test/helpers/resample-f64.ts) are the same arithmetic; tests hold this to both and to Hugging
- * Face (docs/pixel-parity.md).
+ * (test/helpers/resample-f64.ts) are the same filter in floating point; tests hold this to both,
+ * within what the fixed-point weights' rounding moves, and to Hugging Face (docs/pixel-parity.md).
  */
 import type { ModelInfo, Resample } from '../model/info.js';
 import type { Size } from './buckets.js';
