@@ -188,7 +188,7 @@ export class RowResampler {
    */
   private acc: Int32Array | undefined;
   /** Samples (int32) in an accumulator line. */
-  private readonly lineFloats: number;
+  private readonly lineSamples: number;
   private readonly xWeights: Float32Array;
   /** Per channel (lanes R, G, B, unused): the scale, then the shift of normalisation; then the y weights' unit. */
   private readonly normVectors: Float32Array;
@@ -215,13 +215,13 @@ export class RowResampler {
     this.lines = lineOrder(ty, stored.height);
     this.rowBytes = stored.width * 3;
     // The x pass reads one sample past the last pixel; the y pass writes whole 16-sample vectors.
-    this.lineFloats = align16(this.rowBytes + 1);
+    this.lineSamples = align16(this.rowBytes + 1);
     this.xWeights = floatWeights(tx);
     this.normVectors = normVectors(norm, this.lines.unit);
     this.chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / this.rowBytes));
     const xOut = tx.start.length;
     // The y pass reads up to 15 bytes past the last row of a chunk.
-    const sizes = [this.chunkRows * this.rowBytes + 16, this.lines.slots * this.lineFloats * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.lines.weights.byteLength, 48];
+    const sizes = [this.chunkRows * this.rowBytes + 16, this.lines.slots * this.lineSamples * 4, 2 * 3 * xOut * 4, xOut * 4, xOut * 4, this.xWeights.byteLength, this.lines.weights.byteLength, 48];
     const at = sizes.map((_, k) => sizes.slice(0, k).reduce((a, s) => a + align16(s), 0));
     this.layout = { rows: at[0]!, acc: at[1]!, line: at[2]!, starts: at[3]!, sizes: at[4]!, xWeights: at[5]!, yWeights: at[6]!, norm: at[7]!, end: at[7]! + 48 };
   }
@@ -277,13 +277,13 @@ export class RowResampler {
       return;
     }
     this.waiting = waiting;
-    this.acc ??= new Int32Array(this.lines.slots * this.lineFloats);
+    this.acc ??= new Int32Array(this.lines.slots * this.lineSamples);
     this.acc.set(m.i32.subarray(at.acc / 4, at.acc / 4 + this.acc.length));
   }
 
   /** Where line order[k]'s sums are in the kernel's memory. */
   private slot(k: number): number {
-    return this.layout.acc + (k % this.lines.slots) * this.lineFloats * 4;
+    return this.layout.acc + (k % this.lines.slots) * this.lineSamples * 4;
   }
 
   /** Finished lines order[a] and order[b] (b may be a) filtered along x, normalised and placed. */
