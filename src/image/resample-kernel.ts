@@ -37,7 +37,8 @@ export class ResampleKernel {
 
   /**
    * resample.wat's `vertical`, for each of lines A and B (B may be A, a line alone): acc (int32,
-   * from 0 when `fresh`) += Σ_j weights[j] (int16) · rows[j·rowBytes + x], x < bytes (offsets in bytes).
+   * from 0 when `fresh`) += Σ_j weights[j] (int16) · rows[j·rowBytes + x], j < taps (at least 1), x <
+   * bytes (offsets in bytes).
    */
   vertical(rows: number, rowBytes: number, taps: number, bytes: number, weightsA: number, accA: number, freshA: boolean, weightsB: number, accB: number, freshB: boolean): void {
     this.wasm.vertical(rows, rowBytes, taps, bytes, weightsA, accA, freshA ? 1 : 0, weightsB, accB, freshB ? 1 : 0);
