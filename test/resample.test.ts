@@ -117,7 +117,7 @@ test('resample equals the ONNX Resize graph: shrink, enlarge, mixed, odd and one
  * EXIF 1-8 folded into the resampler against sharp's rotated frame resampled upright, whole and
  * cover-cropped: the same weights summed in another order, and for EXIF 5-8 the fixed-point pass
  * along the other axis (measured max 9.5e-7 for DINOv3 EXIF 1-4, 5.7e-5 for 5-8; DINOv2's 8-bit
- * values a level apart on 0.05 % at most). Limits 1e-4 (1.75x) and 0.25 %.
+ * values a level apart on 0.043 % at most). Limits 1e-4 (1.75x) and 0.05 % (as before).
  */
 test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resampled with its axes equals the rotated frame', async (t) => {
   const [w, h] = [83, 47];
@@ -138,7 +138,7 @@ test('EXIF orientations 1-8, whole frames and cover crops: the stored frame resa
         const d = differences(got, want);
         t.diagnostic(`EXIF ${o} ${mode} ${size.width}x${size.height} ${info.family}: max ${d.max.toExponential(2)} off ${d.off}`);
         if (info.family === 'dinov3') assert.ok(d.max <= 1e-4, `EXIF ${o} ${mode}: max ${d.max}`);
-        else assert.ok(d.max <= LEVEL * 1.001 && d.off <= 2.5e-3, `EXIF ${o} ${mode}: max ${d.max}, off ${d.off}`);
+        else assert.ok(d.max <= LEVEL * 1.001 && d.off <= 5e-4, `EXIF ${o} ${mode}: max ${d.max}, off ${d.off}`);
       }
     }
   }
