@@ -427,7 +427,7 @@ function fixedWeights(t: AxisTaps): { weights: Int16Array; unit: number } {
     widest = Math.max(widest, sum);
   }
   const INT16_MAX = 32767, INT32_MAX = 2 ** 31 - 1;
-  // Rounding adds at most 1/2 a weight, so each line's sum keeps a margin of its taps.
+  // Rounding moves each weight by less than one unit, so each line's Σ|W| keeps a margin of its taps.
   const bits = Math.floor(Math.min(Math.log2(INT16_MAX / (largest || 1)), Math.log2((INT32_MAX / 255 - t.stride) / (widest || 1))));
   const weights = new Int16Array(t.weights.length);
   for (let i = 0; i < t.start.length; i++) {
