@@ -281,16 +281,18 @@ if (process.argv.includes('--floor-run')) {
  * (steadyPerImage); extract's times are its own (first image read to last row written, so model
  * loading is left out), the floor's are taken in its own process (floorRun) around the same work.
  */
-async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds = quick ? 1 : 3 } = {}) {
-  const made = path.join(work, `${name}-made`);
+async function floorVsExtract(name, sizes, made, bucket, { fast = false, repeat = 1, rounds = quick ? 1 : 3 } = {}) {
+  const madeDir = path.join(work, `${name}-made`);
   const two = path.join(work, `${name}-2n`);
   const one = path.join(work, `${name}-n`);
-  // N distinct images, each twice under another name in the 2N run: a run's span, not the images
-  // made, sets how much one stall of this shared machine moves a round (a round over 30 camera-sized
-  // images swung 0.53-1.52).
-  await makeImages(made, count, sizes);
-  linkImages(made, two, 2 * count);
-  linkImages(made, one, count);
+  // `made` distinct images, each `repeat` times under other names in the N run and twice as often in
+  // the 2N run: a run's span, not the images made, sets how much one stall of this shared machine
+  // moves a round (a round over 30 camera-sized images swung 0.53-1.52; with --decode fast, 60 and
+  // 120 images, a difference of half a second, swung 0.50-1.29).
+  const count = made * repeat;
+  await makeImages(madeDir, made, sizes);
+  linkImages(madeDir, two, 2 * count);
+  linkImages(madeDir, one, count);
   const model = ensureModel('tiny');
   const flags = ['--bucket', `${bucket[0]}x${bucket[1]}`, ...(fast ? ['--decode', 'fast'] : [])];
   const floor = { one: [], two: [] }, extract = { one: [], two: [] };
@@ -312,12 +314,12 @@ async function floorVsExtract(name, sizes, count, bucket, { fast = false, rounds
       peak = Math.max(peak, e.peakRssMiB);
     }
   }
-  for (const dir of [made, one, two]) fs.rmSync(dir, { recursive: true, force: true });
+  for (const dir of [madeDir, one, two]) fs.rmSync(dir, { recursive: true, force: true });
   const floorPerImage = steadyPerImage(floor.one, floor.two, count);
   const extractPerImage = steadyPerImage(extract.one, extract.two, count);
   const sum = (xs) => xs.reduce((a, x) => a + x, 0);
   return {
-    workload: `${count} and ${2 * count} ${name} JPEGs (${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
+    workload: `${count} and ${2 * count} ${name} JPEGs (${made} made${repeat > 1 ? `, each ${repeat} and ${2 * repeat} times` : ''}; ${sizes.map(([w, h]) => `${w}x${h}`).join(', ')}), --bucket ${bucket.join('x')}${fast ? ' --decode fast' : ''}`,
     floor: fast ? "sharp's shrink-on-load resize to the bucket + bare model" : 'full-frame decode + bare model',
     floorImagesPerSecond: 1 / floorPerImage, extractImagesPerSecond: 1 / extractPerImage, ratio: floorPerImage / extractPerImage,
     /** CPU ms an image, steady (the floor's includes the bare model's session, differenced away). */
@@ -357,13 +359,16 @@ function resamplerCost() {
 
 async function imageStageBench() {
   const count = quick ? 10 : 60;
+  // Each row's N images more span 3-4 s of the floor here (camera-sized ~70 img/s, large ~12,
+  // ImageNet-sized ~450, fast ~130), so that one stall moves a round by a few percent.
+  const repeat = (r) => (quick ? 1 : r);
   return {
     resampler: resamplerCost(),
     rows: [
-      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256]),
-      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 20, [256, 256]),
-      await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224]),
-      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true }),
+      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { repeat: repeat(4) }),
+      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 20, [256, 256], { repeat: repeat(2) }),
+      await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224], { repeat: repeat(3) }),
+      await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true, repeat: repeat(8) }),
     ],
     large: await largeJpegPeak(),
   };
