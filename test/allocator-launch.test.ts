@@ -26,7 +26,7 @@ test('relaunched: only extract, only on Linux with glibc, never when the user se
   const settings = allocatorRelaunch(argv('extract', 'imgs', '--bucket', '256x256'), {}, glibc);
   assert.deepEqual(settings, {
     MALLOC_ARENA_MAX: '16',
-    MALLOC_MMAP_THRESHOLD_: String(40 * 2 ** 20),
+    MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
     MALLOC_TRIM_THRESHOLD_: String(64 * 2 ** 20),
     GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
   });

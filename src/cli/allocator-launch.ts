@@ -20,8 +20,8 @@ import { relayedSignal, STOP_SIGNALS, type StopSignal } from '../core/stop-signa
 /** Variables that tune glibc's allocator: any of them set by the user means no relaunch. */
 export const ALLOCATOR_VARIABLES = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'GLIBC_TUNABLES'] as const;
 
-/** Frames up to this size come from the heap: a 12 MP camera frame (36 MiB) and all smaller. */
-const HEAP_FRAME_BYTES = 40 * 2 ** 20;
+/** Frames up to this size come from the heap: up to about 11 MP (a 12 MP camera frame, 34-35 MiB, gets its own mapping). */
+const HEAP_FRAME_BYTES = 32 * 2 ** 20;
 /** Freed memory that stays with each heap for the next frames. */
 const KEPT_BYTES = 64 * 2 ** 20;
 
@@ -39,10 +39,11 @@ export function thisHost(): Host {
 
 /**
  * The settings, where glibc is the allocator and the environment sets none (the user's win).
- * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 40 MiB
- * (14 MP of RGB8) on the heap; larger ones get their own mapping, handed back when freed: kept on
+ * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 32 MiB
+ * (11 MP of RGB8) on the heap; larger ones get their own mapping, handed back when freed: kept on
  * the heap too (a threshold of 64 MiB), 18-26 MP photos left peaks of 503-627 MiB against 399-415
- * over 20 of them, with no CPU saved (docs/speed.md). TRIM_THRESHOLD keeps up to 64 MiB of freed
+ * over 20 of them, and 12 MP ones (40 MiB) peaks of 483-591 against 450-491 over 240 camera-sized
+ * JPEGs (eleven runs each), with no CPU saved either time (docs/speed.md). TRIM_THRESHOLD keeps up to 64 MiB of freed
  * memory per heap; one arena per core holds the peak (with no limit, 633 MiB on the camera-sized
  * run against 499–531; one arena for everything slowed small images' decodes, which then queue on
  * its lock).
