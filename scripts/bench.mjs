@@ -359,14 +359,14 @@ function resamplerCost() {
 
 async function imageStageBench() {
   const count = quick ? 10 : 60;
-  // Each row's N images more span 3-4 s of the floor here (camera-sized ~70 img/s, large ~12,
-  // ImageNet-sized ~450, fast ~130), so that one stall moves a round by a few percent.
+  // Each row's N images more span 3-4 s of the floor here (camera-sized 73-88 img/s, large 22-28,
+  // ImageNet-sized 377-461, fast 123-176), so that one stall moves a round by a few percent.
   const repeat = (r) => (quick ? 1 : r);
   return {
     resampler: resamplerCost(),
     rows: [
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { repeat: repeat(4) }),
-      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 20, [256, 256], { repeat: repeat(2) }),
+      await floorVsExtract('large', LARGE_SIZES, quick ? 4 : 20, [256, 256], { repeat: repeat(4) }),
       await floorVsExtract('ImageNet-sized', IMAGENET_SIZES, count * 10, [224, 224], { repeat: repeat(3) }),
       await floorVsExtract('camera-sized', CAMERA_SIZES, count, [256, 256], { fast: true, repeat: repeat(8) }),
     ],

@@ -42,11 +42,11 @@ export function thisHost(): Host {
  * MMAP_THRESHOLD (which also turns off glibc's own adjusting of it) keeps frames up to 32 MiB
  * (11 MP of RGB8) on the heap; larger ones get their own mapping, handed back when freed: kept on
  * the heap too (a threshold of 64 MiB), 18-26 MP photos left peaks of 503-627 MiB against 399-415
- * over 20 of them, and 12 MP ones (40 MiB) peaks of 483-591 against 450-491 over 240 camera-sized
- * JPEGs (eleven runs each), with no CPU saved either time (docs/speed.md). TRIM_THRESHOLD keeps up to 64 MiB of freed
- * memory per heap; one arena per core holds the peak (with no limit, 633 MiB on the camera-sized
- * run against 499–531; one arena for everything slowed small images' decodes, which then queue on
- * its lock).
+ * over 20 of them, and at 40 MiB 12 MP ones left peaks of 483-591 against 450-491 over 240
+ * camera-sized JPEGs (eleven runs each), both times with the same CPU (docs/speed.md).
+ * TRIM_THRESHOLD keeps up to 64 MiB of freed memory per heap; one arena per core holds the peak
+ * (with no limit, 633 MiB on the camera-sized run against 499–531; one arena for everything slowed
+ * small images' decodes, which then queue on its lock).
  * `glibc.malloc.hugetlb=1` (glibc 2.35 and later; older ones ignore it) asks the kernel for
  * transparent huge pages on the heaps, where it allows them only when asked (`madvise`, a common
  * default): one fault per 2 MiB instead of per 4 KiB when a heap grows. On the 2-core VM, 60
