@@ -24,15 +24,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * image's id (the first pixel its preparer wrote): rows can be traced back to their images.
  */
 function scriptedModel(ms: number, serial = false) {
-  const batches: Array<{ size: number; shape: string; startedAfterPrepared: number }> = [];
+  const batches: Array<{ size: number; shape: string; startedBeforeNext: boolean }> = [];
   let prepared = 0;
+  let given = 0;
   let handed = 0;
   let previous: Promise<unknown> = Promise.resolve();
   const model: ModelRunner = {
     async run(feeds) {
       const x = feeds.pixel_values!;
       const [n, , h, w] = x.dims as [number, number, number, number];
-      batches.push({ size: n, shape: `${w}x${h}`, startedAfterPrepared: prepared });
+      batches.push({ size: n, shape: `${w}x${h}`, startedBeforeNext: given === handed + n });
       handed += n;
       const turn = serial ? previous.then(() => sleep(ms)) : sleep(ms);
       previous = turn;
@@ -44,11 +45,11 @@ function scriptedModel(ms: number, serial = false) {
       return { last_hidden_state: { type: 'float32', data: out, dims: [n, tokens, HIDDEN] } satisfies WireTensor };
     },
   };
-  /** Images prepared and not yet handed to the model, counting the one just prepared. */
-  return { model, batches, countPrepared: () => ++prepared - handed };
+  /** countPrepared: images prepared and not yet handed to the model, counting the one just prepared; sourceGave: the source yielded one more. */
+  return { model, batches, countPrepared: () => ++prepared - handed, sourceGave: () => given++ };
 }
 
-async function extractWith(images: number, bucketOf: (k: number) => [number, number], modelMs: number, prepareMs: number, serial = false) {
+async function extractWith(images: number, bucketOf: (k: number) => [number, number], modelMs: number, prepareMs: number, serial = false, sourceMs = 0) {
   const dir = tempDir();
   const files = path.join(dir, 'files');
   fs.mkdirSync(files);
@@ -69,7 +70,13 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
   /** Most images prepared at once after the start (the model has had three batches), and most prepared ahead of it. */
   const most = { preparing: 0, ahead: 0 };
   const stats = await runExtraction({
-    sources: (async function* () { yield* sources; })(),
+    sources: (async function* () {
+      for (const item of sources) {
+        if (sourceMs) await sleep(sourceMs);
+        fake.sourceGave();
+        yield item;
+      }
+    })(),
     partId: '0',
     model: fake.model,
     info: MODEL,
@@ -94,13 +101,11 @@ async function extractWith(images: number, bucketOf: (k: number) => [number, num
   return { stats, batches: fake.batches, rows, ids, most };
 }
 
-test('the model never waits for a batch to fill; once it is the bottleneck, batches are full', async () => {
-  // Decoding (5 ms an image) outpaces the model (60 ms a batch): one bucket, 16 images.
+test('an idle model waits for the images on their way to fill a batch; once it is the bottleneck, batches are full', async () => {
+  // Decoding (5 ms an image, four at once) outpaces the model (60 ms a batch): one bucket, 16 images.
   const { stats, batches, rows, ids } = await extractWith(16, () => [32, 32], 60, 5);
   assert.equal(stats.extracted, 16);
-  assert.equal(batches[0]!.size, 1, 'the first image goes to the idle model alone');
-  assert.ok(batches[0]!.startedAfterPrepared <= 1, 'and before the next image is ready');
-  assert.ok(batches.filter((b) => b.size === 4).length >= 2, `later batches fill while the model works: ${batches.map((b) => b.size)}`);
+  assert.deepEqual(batches.map((b) => b.size), [4, 4, 4, 4], 'the first four were decoding together: one call, not one each');
   assert.equal(batches.reduce((a, b) => a + b.size, 0), 16);
   // Every image once, each row holding its own image's features (batch order kept).
   assert.deepEqual(rows.map((r) => r.key).sort(), [...ids.keys()].sort());
@@ -108,6 +113,14 @@ test('the model never waits for a batch to fill; once it is the bottleneck, batc
     assert.equal(r.cls[0], ids.get(r.key), r.key);
     assert.equal(r.patches[r.patches.length - 1], ids.get(r.key), r.key);
   }
+});
+
+test('with no image on its way, an idle model gets a partial batch at once: a slow source is never waited for', async () => {
+  // The source yields an image every 40 ms; preparing takes 2 ms and the model 5 ms.
+  const { stats, batches } = await extractWith(5, () => [32, 32], 5, 2, false, 40);
+  assert.equal(stats.extracted, 5);
+  assert.deepEqual(batches.map((b) => b.size), [1, 1, 1, 1, 1]);
+  assert.ok(batches.every((b) => b.startedBeforeNext), 'each image reached the model before the source gave the next');
 });
 
 test('with many buckets and a slow model, images are batched per bucket and none is lost', async () => {

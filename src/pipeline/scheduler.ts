@@ -4,8 +4,12 @@
  *
  * The model holds at most MODEL_QUEUE_DEPTH batches, one only while its calls take SLOW_CALL_MS or
  * more (and until the first call has been timed). Full batches go whenever it has room. A
- * partial batch goes only to an idle model, at once rather than waiting to fill: when decoding
- * keeps up, batches are full anyway; when it does not, waiting would only idle the model. While
+ * partial batch goes only to an idle model, and only once no image is on its way from the image
+ * stage (`imagesComing`): when decoding is the slow stage those images are a few milliseconds off,
+ * and each call costs the host its own work (messages, the runtime's threads woken, a split, an
+ * encode), so filling the batch is cheaper than calling at once; with nothing on its way, waiting
+ * would only idle the model. (With calls at once, a decode-bound run over 960 camera-sized JPEGs
+ * at 256² made 600 calls of one image, 125 of two and 38 of three; docs/speed.md.) While
  * the model is busy a partial batch keeps filling, since the image stage prepares only as far ahead
  * as the model needs (lookahead.ts) and a batch queued early would go part-empty for nothing. Full
  * batches wait their turn as their images' pixels, so a batch tensor exists only for the batches
@@ -63,6 +67,12 @@ export interface SchedulerOptions {
   onQueueChange?: () => void;
   /** Calls at least this long keep one batch at the model (default SLOW_CALL_MS). */
   slowCallMs?: number;
+  /**
+   * Images the image stage holds that will reach `add` (or fail): an idle model's partial batch
+   * waits while there are any. Absent: none, so a partial batch goes to an idle model at once.
+   * The caller calls `imagesArrived` when the count falls to zero.
+   */
+  imagesComing?: () => number;
 }
 
 const NO_PIXELS = new Float32Array(0);
@@ -118,6 +128,11 @@ export class ModelScheduler {
     this.feed();
   }
 
+  /** No image is on its way any more (SchedulerOptions.imagesComing): a partial batch may go to an idle model. */
+  imagesArrived(): void {
+    this.feed();
+  }
+
   /** No more images: what waits in partial batches goes now; resolves when every batch is written. */
   async finish(): Promise<void> {
     this.ready.push(...this.batcher.drain());
@@ -133,10 +148,15 @@ export class ModelScheduler {
     return this.shortCalls ? MODEL_QUEUE_DEPTH : 1;
   }
 
-  /** Tops the model's queue up: full batches first, then, when the model is idle, the fullest partial one. */
+  /** Whether images still to be added may fill a partial batch (finish() drains them into `ready` anyway). */
+  private imagesComing(): boolean {
+    return (this.o.imagesComing?.() ?? 0) > 0;
+  }
+
+  /** Tops the model's queue up: full batches first, then, when the model is idle and no image is coming, the fullest partial one. */
   private feed(): void {
     while (!this.o.failure.failed && this.atModel < this.depth) {
-      const batch = this.ready.shift() ?? (this.atModel === 0 ? this.batcher.takeFullest() : undefined);
+      const batch = this.ready.shift() ?? (this.atModel === 0 && !this.imagesComing() ? this.batcher.takeFullest() : undefined);
       if (!batch) break;
       this.atModel++; // counted before infer's first await, so this loop sees it
       this.inferring.add(this.infer(batch));
