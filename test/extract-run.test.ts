@@ -123,6 +123,16 @@ test('with no image on its way, an idle model gets a partial batch at once: a sl
   assert.ok(batches.every((b) => b.startedBeforeNext), 'each image reached the model before the source gave the next');
 });
 
+test('over several buckets, an idle model waits for no more than a batch\'s worth of images', async () => {
+  // Decoding is the slow stage (10 ms an image, four at once; the model 1 ms a batch) and images
+  // cycle over three buckets, so partial batches would otherwise wait for maxWaiting (16) images.
+  const shapes: Array<[number, number]> = [[32, 32], [48, 32], [32, 48]];
+  const { stats, most } = await extractWith(30, (k) => shapes[k % 3]!, 1, 10);
+  assert.equal(stats.extracted, 30);
+  // Measured 4-5 (a batch, and one more while the model answered); waiting for every image on its way gave 10.
+  assert.ok(most.ahead <= 6, `images prepared ahead of the model: ${most.ahead}`);
+});
+
 test('with many buckets and a slow model, images are batched per bucket and none is lost', async () => {
   const shapes: Array<[number, number]> = [[32, 32], [48, 32], [32, 48]];
   const { stats, batches, rows } = await extractWith(30, (k) => shapes[k % 3]!, 30, 1);

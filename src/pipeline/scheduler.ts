@@ -5,11 +5,12 @@
  * The model holds at most MODEL_QUEUE_DEPTH batches, one only while its calls take SLOW_CALL_MS or
  * more (and until the first call has been timed). Full batches go whenever it has room. A
  * partial batch goes only to an idle model, and only once no image is on its way from the image
- * stage (`imagesComing`): when decoding is the slow stage those images are a few milliseconds off,
- * and each call costs the host its own work (messages, the runtime's threads woken, a split, an
- * encode), so filling the batch is cheaper than calling at once; with nothing on its way, waiting
- * would only idle the model. (With calls at once, a decode-bound run over 960 camera-sized JPEGs
- * at 256² made 600 calls of one image, 125 of two and 38 of three; docs/speed.md.) While
+ * stage (`imagesComing`) or a batch's worth of images waits over several buckets: when decoding is
+ * the slow stage those images are a few milliseconds off, and each call costs the host its own
+ * work (messages, the runtime's threads woken, a split, an encode), so filling the batch is
+ * cheaper than calling at once; with nothing on its way, waiting would only idle the model. (With
+ * calls at once, a decode-bound run over 960 camera-sized JPEGs at 256² made 600 calls of one
+ * image, 125 of two and 38 of three; docs/speed.md.) While
  * the model is busy a partial batch keeps filling, since the image stage prepares only as far ahead
  * as the model needs (lookahead.ts) and a batch queued early would go part-empty for nothing. Full
  * batches wait their turn as their images' pixels, so a batch tensor exists only for the batches
@@ -148,15 +149,20 @@ export class ModelScheduler {
     return this.shortCalls ? MODEL_QUEUE_DEPTH : 1;
   }
 
-  /** Whether images still to be added may fill a partial batch (finish() drains them into `ready` anyway). */
-  private imagesComing(): boolean {
-    return (this.o.imagesComing?.() ?? 0) > 0;
+  /**
+   * Whether an idle model takes the fullest partial batch now: once no image is on its way, or
+   * once a batch's worth waits in all (several buckets, none full: the images on their way may be
+   * of yet another, so waiting for them would hold the model for up to maxWaiting images).
+   * finish() drains the partial batches into `ready` anyway.
+   */
+  private partialMayGo(): boolean {
+    return (this.o.imagesComing?.() ?? 0) === 0 || this.batcher.size >= this.o.batchSize;
   }
 
   /** Tops the model's queue up: full batches first, then, when the model is idle and no image is coming, the fullest partial one. */
   private feed(): void {
     while (!this.o.failure.failed && this.atModel < this.depth) {
-      const batch = this.ready.shift() ?? (this.atModel === 0 && !this.imagesComing() ? this.batcher.takeFullest() : undefined);
+      const batch = this.ready.shift() ?? (this.atModel === 0 && this.partialMayGo() ? this.batcher.takeFullest() : undefined);
       if (!batch) break;
       this.atModel++; // counted before infer's first await, so this loop sees it
       this.inferring.add(this.infer(batch));
