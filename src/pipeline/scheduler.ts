@@ -159,7 +159,7 @@ export class ModelScheduler {
     return (this.o.imagesComing?.() ?? 0) === 0 || this.batcher.size >= this.o.batchSize;
   }
 
-  /** Tops the model's queue up: full batches first, then, when the model is idle and no image is coming, the fullest partial one. */
+  /** Tops the model's queue up: full batches first, then, when the model is idle and partialMayGo, the fullest partial one. */
   private feed(): void {
     while (!this.o.failure.failed && this.atModel < this.depth) {
       const batch = this.ready.shift() ?? (this.atModel === 0 && this.partialMayGo() ? this.batcher.takeFullest() : undefined);
