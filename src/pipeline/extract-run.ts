@@ -55,17 +55,10 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
   const sizes = queueSizes(o.batchSize, o.decodeConcurrency, o.imageBytes);
   const slots = new Semaphore(sizes.imageSlots);
   const lookahead = new Lookahead(o.batchSize, () => scheduler.queue);
-  // Images given a slot and not yet at the scheduler (read, hashed, prepared, or failed): an idle
-  // model's partial batch waits for them (scheduler.ts).
-  let coming = 0;
-  const arrived = () => {
-    if (--coming === 0) scheduler.imagesArrived();
-  };
   const writer = new RowWriter({ state: o.state, partId: o.partId, sink: o.sink, tally });
   const scheduler = new ModelScheduler({
     model: o.model, info: o.info, batchSize: o.batchSize, maxWaiting: sizes.maxWaiting, keepRegisters: o.keepRegisters, pool: o.pool, failure, recycle: o.recycle,
     onQueueChange: () => lookahead.changed(),
-    imagesComing: () => coming,
     onRows: (batch, rows) => writer.write(batch, rows).finally(() => slots.release(batch.length)),
     onBatchFailed: async (batch, reason) => {
       for (const p of batch) await tally.failed(p.key, p.display, 'infer', reason);
@@ -143,8 +136,9 @@ export async function runExtraction(o: ExtractRunOptions): Promise<ExtractStats>
     seen.add(image.key);
     tally.found();
     await slots.acquire();
-    coming++;
-    decoding.add(decodeLimit(() => handleImage(image)).finally(arrived));
+    // From its slot until it is added (or fails) the image is on its way: an idle model's partial batch waits for it (scheduler.ts).
+    scheduler.coming();
+    decoding.add(decodeLimit(() => handleImage(image)).finally(() => scheduler.arrived()));
   }
   tally.allFound();
   const stopped = o.stopRequested() && !failure.failed;

@@ -5,7 +5,7 @@
  * The model holds at most MODEL_QUEUE_DEPTH batches, one only while its calls take SLOW_CALL_MS or
  * more (and until the first call has been timed). Full batches go whenever it has room. A
  * partial batch goes only to an idle model, and only once no image is on its way from the image
- * stage (`imagesComing`) or a batch's worth of images waits over several buckets: when decoding is
+ * stage (`coming` / `arrived`) or a batch's worth of images waits over several buckets: when decoding is
  * the slow stage those images are a few milliseconds off, and each call costs the host its own
  * work (messages, the runtime's threads woken, a split, an encode), so filling the batch is
  * cheaper than calling at once; with nothing on its way, waiting would only idle the model. (With
@@ -68,12 +68,6 @@ export interface SchedulerOptions {
   onQueueChange?: () => void;
   /** Calls at least this long keep one batch at the model (default SLOW_CALL_MS). */
   slowCallMs?: number;
-  /**
-   * Images the image stage holds that will reach `add` (or fail): an idle model's partial batch
-   * waits while there are any. Absent: none, so a partial batch goes to an idle model at once.
-   * The caller calls `imagesArrived` when the count falls to zero.
-   */
-  imagesComing?: () => number;
 }
 
 const NO_PIXELS = new Float32Array(0);
@@ -116,6 +110,8 @@ export class ModelScheduler {
   /** Whether the model's last call was short, so that a second batch should wait at it. */
   private shortCalls = false;
   private lastAnswer = 0;
+  /** Images announced by `coming` and not yet `arrived`. */
+  private onItsWay = 0;
   private readonly inferring: TaskGroup;
   private readonly batchBuffers = new BufferStock(KEPT_BATCHES, Number.POSITIVE_INFINITY);
 
@@ -129,9 +125,14 @@ export class ModelScheduler {
     this.feed();
   }
 
-  /** No image is on its way any more (SchedulerOptions.imagesComing): a partial batch may go to an idle model. */
-  imagesArrived(): void {
-    this.feed();
+  /** One more image is on its way from the image stage: it will reach `add`, or fail; either way `arrived` follows. */
+  coming(): void {
+    this.onItsWay++;
+  }
+
+  /** An image announced by `coming` was added or failed; with none left on its way, a partial batch may go to an idle model. */
+  arrived(): void {
+    if (--this.onItsWay === 0) this.feed();
   }
 
   /** No more images: what waits in partial batches goes now; resolves when every batch is written. */
@@ -156,7 +157,7 @@ export class ModelScheduler {
    * finish() drains the partial batches into `ready` anyway.
    */
   private partialMayGo(): boolean {
-    return (this.o.imagesComing?.() ?? 0) === 0 || this.batcher.size >= this.o.batchSize;
+    return this.onItsWay === 0 || this.batcher.size >= this.o.batchSize;
   }
 
   /** Tops the model's queue up: full batches first, then, when the model is idle and partialMayGo, the fullest partial one. */
