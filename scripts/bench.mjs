@@ -34,6 +34,8 @@ const containersOnly = process.argv.includes('--containers-only');
 const N = Number(arg('--images', quick ? 16 : 32));
 const ROUNDS = quick ? 1 : 2;
 const BATCH = 4;
+/** Each image's copies in the container row's sources: N images more span seconds, not a tenth of one. */
+const CONTAINER_REPEAT = 8;
 /** Image counts for the memory curve (tiny model): the pipeline alone holds ~30 images. */
 const MEMORY_SIZES = quick ? [32, 128] : [32, 128, 512, 2048];
 const host = await import('./bench-host.mjs');
@@ -160,20 +162,22 @@ async function transformersJs(modelPath, images, side) {
  * The same images from a folder, a tar shard and two Parquet files (the image column uncompressed,
  * as `datasets` writes it, and snappy, pyarrow's default codec), extract run on each in turn, the
  * order turned round each round; each source over N images and over 2N (`more` added), so the
- * time per image is steady state: the containers must be at least as fast as the folder.
+ * time per image is steady state: the containers must be at least as fast as the folder. Each image
+ * goes in `repeat` times under other names: over 32 and 64 images a run's N images more took 0.1-0.2 s
+ * and the same folder's rate ran 135-408 img/s from one bench to the next.
  */
-async function containerSources(images, more, model, flags) {
+async function containerSources(images, more, model, flags, repeat) {
   const { default: tarStream } = await import('tar-stream');
   const { parquetWriteFile } = await import('hyparquet-writer');
   const sets = { one: [images], two: [images, more] };
   const filesOf = (dirs) => dirs.flatMap((d) => fs.readdirSync(d).sort().map((f) => path.join(d, f)));
-  const n = filesOf(sets.one).length;
+  const n = filesOf(sets.one).length * repeat;
   const inputs = {};
   for (const [size, dirs] of Object.entries(sets)) {
-    const files = filesOf(dirs);
     const folder = path.join(work, `folder-${size}`);
     fs.mkdirSync(folder);
-    for (const f of files) fs.linkSync(f, path.join(folder, path.basename(f)));
+    for (let r = 0; r < repeat; r++) for (const f of filesOf(dirs)) fs.linkSync(f, path.join(folder, `r${r}-${path.basename(f)}`));
+    const files = filesOf([folder]);
     const tar = path.join(work, `shard-${size}.tar`);
     const pack = tarStream.pack();
     const written = new Promise((resolve, reject) => pack.pipe(fs.createWriteStream(tar)).on('finish', resolve).on('error', reject));
@@ -466,7 +470,7 @@ results.memory.ratioLast4xVs1x = containersOnly ? undefined : rssAt(m4) / rssAt(
 
 const moreImages = path.join(work, 'more-images');
 await makeImages(moreImages, N, SIZES, 'more');
-results.containers = await containerSources(images, moreImages, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)]);
+results.containers = await containerSources(images, moreImages, tiny, ['--buckets', 'sdxl', '--dino-scale', String(configs[0].dinoScale)], quick ? 1 : CONTAINER_REPEAT);
 
 // Host rows (scripts/bench-host.mjs): main-thread CPU per image, --batch-size auto against 4 for
 // each config above, and peak memory over the bare model at 1024² on camera-sized JPEGs.
