@@ -175,8 +175,7 @@ async function containerSources(images, more, model, flags, repeat) {
   const inputs = {};
   for (const [size, dirs] of Object.entries(sets)) {
     const folder = path.join(work, `folder-${size}`);
-    fs.mkdirSync(folder);
-    for (let r = 0; r < repeat; r++) for (const f of filesOf(dirs)) fs.linkSync(f, path.join(folder, `r${r}-${path.basename(f)}`));
+    for (const dir of dirs) linkImages(dir, folder, fs.readdirSync(dir).length * repeat);
     const files = filesOf([folder]);
     const tar = path.join(work, `shard-${size}.tar`);
     const pack = tarStream.pack();
