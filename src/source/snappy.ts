@@ -3,7 +3,7 @@
  * snappy page of images is almost all long literals (one per 64 KiB block): copying those with
  * `Uint8Array.set` makes decompression about a memcpy. hysnappy (hyparquet-compressors' default)
  * builds a new WASM instance per page and copies in and out; hyparquet's own decoder copies byte by
- * byte; both measured slower (README, "Containers").
+ * byte; both measured slower (README, "Why hyparquet-writer and not parquetjs-lite").
  *
  * Format: a varint of the uncompressed length, then elements: a literal (tag 00, length in the tag
  * or in 1–4 following bytes) or a copy of earlier output (tags 01/10/11: 1-, 2- or 4-byte offset).
